@@ -1,0 +1,1 @@
+"""User agents (personas, memory, emotion, deciders) and item/creator agents."""

@@ -1,0 +1,194 @@
+"""Deciders turn (persona, memory, emotion, slate) into outcomes for every user in a batch.
+
+A decider sees one `DecisionContext` for all users that are looking at a slate right now and
+returns `Decisions`: the slate position chosen (-1 for none), the rating given, and whether the
+user ends the session. Deciders never draw from global random state: ``ctx.rng`` is the world's.
+
+`UtilityDecider` is the fast parametric user model: a multinomial logit over the slate plus a
+no-choice option, vectorised over users (sampling by the Gumbel-max trick).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from agents.emotion import EmotionState
+from agents.persona import PersonaTable
+
+
+@dataclass(frozen=True)
+class DecisionContext:
+    tick: int
+    step: int  # slate number within today's session, 0-based
+    users: np.ndarray  # (n,) int64
+    slates: np.ndarray  # (n, k) int64 item ids
+    persona: PersonaTable  # whole population; index with ``users``
+    taste: np.ndarray  # (N, d) float32 current (drifting) taste, L2-normalised
+    emotion: EmotionState  # whole population
+    item_features: np.ndarray  # (n_items, d) float32
+    item_quality: np.ndarray  # (n_items,) float32 in [0, 1]
+    item_popularity: np.ndarray  # (n_items,) float32 in [0, 1], observed popularity
+    recent: np.ndarray  # (N, H) int64 recently consumed items, -1 padded
+    recent_profile: np.ndarray  # (N, d) float32 sum of the features of ``recent`` items
+    inbox: np.ndarray  # (N, S) int64 items friends shared, -1 padded
+    rng: np.random.Generator
+
+
+@dataclass(frozen=True)
+class Decisions:
+    chosen_pos: np.ndarray  # (n,) int64, -1 = no choice
+    rating: np.ndarray  # (n,) float32 in 1..5, nan where nothing was chosen
+    ended_session: np.ndarray  # (n,) bool
+
+    def __post_init__(self) -> None:
+        n = self.chosen_pos.shape[0]
+        if self.rating.shape != (n,) or self.ended_session.shape != (n,):
+            raise ValueError("Decisions arrays must all have one entry per user")
+
+
+class Decider(Protocol):
+    name: str
+
+    def decide(self, ctx: DecisionContext) -> Decisions: ...
+
+
+class UtilityParams(BaseModel):
+    """Weights of the multinomial-logit user model (scenario ``decider.utility.*``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    taste: float = Field(4.0, description="weight of cosine(taste, item features)")
+    quality: float = Field(1.5, description="weight of item quality (centred at 0.5)")
+    popularity: float = Field(1.5, description="weight of observed popularity, times conformity")
+    novelty: float = Field(1.0, description="weight of novelty vs recent items, times curiosity")
+    boredom: float = Field(2.0, description="penalty on similarity to recent items, times boredom")
+    social: float = Field(1.0, description="bonus for items a friend shared")
+    repeat: float = Field(3.0, description="penalty for items consumed recently")
+    position: float = Field(0.3, description="penalty per log(1 + slate position)")
+    no_choice: float = Field(2.0, description="utility of choosing nothing")
+    fatigue: float = Field(2.0, description="extra no-choice utility per unit of fatigue")
+    noise: float = Field(1.0, gt=0, description="scale of the Gumbel noise (choice randomness)")
+    rating_taste: float = Field(3.0, description="stars per unit of taste match above 0.4")
+    rating_quality: float = Field(2.0, description="stars per unit of quality above 0.5")
+    rating_noise: float = Field(0.5, ge=0, description="std of rating noise (stars)")
+    end_base: float = Field(-2.0, description="logit of ending the session after a slate")
+    end_fatigue: float = Field(3.0, description="end-session logit per unit of fatigue")
+    end_satisfaction: float = Field(1.5, description="end-session logit per unit dissatisfaction")
+    end_no_choice: float = Field(1.5, description="end-session logit added after choosing nothing")
+
+
+@dataclass(frozen=True)
+class SlateTerms:
+    """The per-(user, slot) quantities every utility-based decision needs."""
+
+    match: np.ndarray  # (n, k) cosine(taste, item)
+    similarity: np.ndarray  # (n, k) cosine(item, mean of recent items), 0 without history
+    repeat: np.ndarray  # (n, k) bool, item consumed recently
+    shared: np.ndarray  # (n, k) bool, item in the user's social inbox
+
+
+def slate_terms(ctx: DecisionContext) -> SlateTerms:
+    feats = _unit_rows(ctx.item_features[ctx.slates])  # (n, k, d)
+    taste = ctx.taste[ctx.users]
+    match = np.einsum("nkd,nd->nk", feats, taste)
+    recent = ctx.recent[ctx.users]
+    profile = _unit_rows(ctx.recent_profile[ctx.users])
+    similarity = np.einsum("nkd,nd->nk", feats, profile)
+    repeat = (ctx.slates[:, :, None] == np.where(recent >= 0, recent, -2)[:, None, :]).any(axis=2)
+    inbox = ctx.inbox[ctx.users]
+    shared = (ctx.slates[:, :, None] == np.where(inbox >= 0, inbox, -2)[:, None, :]).any(axis=2)
+    return SlateTerms(match=match, similarity=similarity, repeat=repeat, shared=shared)
+
+
+class UtilityDecider:
+    """Multinomial logit over slate ∪ {no choice}, vectorised over all users in the batch."""
+
+    name = "utility"
+
+    def __init__(self, params: UtilityParams | None = None) -> None:
+        self.params = params or UtilityParams()
+
+    def utilities(self, ctx: DecisionContext, terms: SlateTerms) -> tuple[np.ndarray, np.ndarray]:
+        """Deterministic utilities: (n, k) for slate items and (n,) for choosing nothing."""
+        p, u, e = self.params, ctx.users, ctx.emotion
+        k = ctx.slates.shape[1]
+        conformity = ctx.persona.conformity[u][:, None]
+        curiosity = e.curiosity[u][:, None]
+        boredom = e.boredom[u][:, None]
+        util = (
+            p.taste * terms.match
+            + p.quality * (ctx.item_quality[ctx.slates] - 0.5)
+            + p.popularity * conformity * ctx.item_popularity[ctx.slates]
+            + p.novelty * curiosity * (1.0 - terms.similarity)
+            - p.boredom * boredom * terms.similarity
+            + p.social * terms.shared
+            - p.repeat * terms.repeat
+            - p.position * np.log1p(np.arange(k))[None, :]
+        )
+        none = p.no_choice + p.fatigue * e.fatigue[u]
+        return util.astype(np.float32), none.astype(np.float32)
+
+    def decide(self, ctx: DecisionContext) -> Decisions:
+        p, n = self.params, ctx.users.shape[0]
+        terms = slate_terms(ctx)
+        util, none = self.utilities(ctx, terms)
+        full = np.concatenate([util, none[:, None]], axis=1)
+        noisy = full + p.noise * ctx.rng.gumbel(size=full.shape)
+        pick = np.argmax(noisy, axis=1)
+        chose = pick < util.shape[1]
+        chosen_pos = np.where(chose, pick, -1).astype(np.int64)
+        rows = np.arange(n)
+        slot = np.minimum(pick, util.shape[1] - 1)
+        rating = self._rating(ctx, terms.match[rows, slot], ctx.slates[rows, slot])
+        rating = np.where(chose, rating, np.nan).astype(np.float32)
+        ended = self._ends(ctx, chose, ctx.rng.random(n))
+        return Decisions(chosen_pos=chosen_pos, rating=rating, ended_session=ended)
+
+    def _rating(self, ctx: DecisionContext, match: np.ndarray, items: np.ndarray) -> np.ndarray:
+        p = self.params
+        latent = (
+            3.0
+            + p.rating_taste * (match - 0.4)
+            + p.rating_quality * (ctx.item_quality[items] - 0.5)
+            + ctx.persona.rating_bias[ctx.users]
+            + p.rating_noise * ctx.rng.standard_normal(match.shape[0])
+        )
+        return np.clip(np.rint(latent), 1, 5)
+
+    def _ends(self, ctx: DecisionContext, chose: np.ndarray, draw: np.ndarray) -> np.ndarray:
+        p, e, u = self.params, ctx.emotion, ctx.users
+        logit = (
+            p.end_base
+            + p.end_fatigue * e.fatigue[u]
+            - p.end_satisfaction * e.satisfaction[u]
+            + p.end_no_choice * ~chose
+        )
+        return draw < 1.0 / (1.0 + np.exp(-logit))
+
+
+class ScriptedDecider:
+    """Test double: always takes slate position ``pick`` (or ``-1``), rates ``rating``, stays."""
+
+    name = "scripted"
+
+    def __init__(self, pick: int = 0, rating: float = 4.0, end_after: int | None = None) -> None:
+        self.pick, self.rating, self.end_after = pick, rating, end_after
+
+    def decide(self, ctx: DecisionContext) -> Decisions:
+        n = ctx.users.shape[0]
+        chose = self.pick >= 0
+        ended = self.end_after is not None and ctx.step + 1 >= self.end_after
+        return Decisions(
+            chosen_pos=np.full(n, self.pick if chose else -1, dtype=np.int64),
+            rating=np.full(n, self.rating if chose else np.nan, dtype=np.float32),
+            ended_session=np.full(n, ended, dtype=bool),
+        )
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    return np.divide(x, norm, out=np.zeros_like(x, dtype=np.float32), where=norm > 0)

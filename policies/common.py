@@ -1,0 +1,584 @@
+"""Slate selection shared by every policy, and the :class:`SlatePolicy` base class.
+
+A policy only says how good each item is (one global score vector, per-user scores for a chunk
+of users, or sampling weights); the functions here turn that into slates that obey the
+contract of :meth:`policies.base.Recommender.recommend`:
+
+* only ``available`` items, distinct within a row;
+* the user's ``recent`` items are left out while enough other items are available, and come
+  last otherwise;
+* ties are broken by the policy's own generator (``tie_break="random"``) or by item id
+  (``tie_break="id"``), never by global random state;
+* fewer available items than slate positions raises :class:`NotEnoughItemsError`.
+
+Scale: a request may hold 100k users against 10k items, so nothing here builds a dense
+(users x items) matrix for all users at once. User-independent scores are ranked once and the
+top ``n + history`` candidates are filtered per row; personalised scores are computed and
+selected in chunks of rows whose size keeps a chunk near ``CHUNK_BUDGET`` cells.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from policies.base import NO_ITEM, Feedback, PlatformSpec, RecommendRequest
+
+#: Upper bound on the cells (rows x items) of one chunk of personalised scores.
+CHUNK_BUDGET = 1 << 21
+#: Upper bound on the rows of one chunk.
+MAX_CHUNK_ROWS = 1024
+
+TIE_BREAKS = ("random", "id")
+REWARDS = ("click", "rating")
+
+#: ``score_fn(rows, items) -> (len(rows), len(items))`` scores of the request rows ``rows``
+#: (a slice) for the item ids ``items``.
+ScoreFn = Callable[[slice, np.ndarray], np.ndarray]
+
+_BIG = np.finfo(np.float64).max
+
+
+class NotEnoughItemsError(ValueError):
+    """Raised when fewer items are available than a slate (or ranking) needs."""
+
+
+# --------------------------------------------------------------------------------------------
+# tie keys
+# --------------------------------------------------------------------------------------------
+
+
+class TieKeys:
+    """Tie-breaking keys for ``m`` candidate columns: smaller key wins a tie.
+
+    ``"id"``: the column index (candidates are sorted by item id, so this is the item id order).
+    ``"random"``: a random permutation of the columns drawn from ``rng``, rotated by a random
+    offset per row, so tied rows do not all get the same items.
+    """
+
+    def __init__(self, m: int, n_rows: int, tie_break: str, rng: np.random.Generator) -> None:
+        self.m = m
+        if tie_break == "random":
+            self.perm = rng.permutation(m).astype(np.int64)
+            self.offset = rng.integers(0, max(m, 1), size=n_rows, dtype=np.int64)
+        elif tie_break == "id":
+            self.perm = np.arange(m, dtype=np.int64)
+            self.offset = np.zeros(n_rows, dtype=np.int64)
+        else:
+            raise ValueError(f"tie_break must be one of {TIE_BREAKS}, got {tie_break!r}")
+
+    def global_key(self) -> np.ndarray:
+        """(m,) keys shared by all rows (used for one global ranking)."""
+        return self.perm
+
+    def key(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Keys of (row, column) pairs; ``rows`` are absolute request rows, broadcast."""
+        return (self.perm[cols] + self.offset[rows]) % max(self.m, 1)
+
+
+# --------------------------------------------------------------------------------------------
+# low-level row helpers
+# --------------------------------------------------------------------------------------------
+
+
+def available_ids(available: np.ndarray) -> np.ndarray:
+    """Sorted ids of the available items."""
+    return np.flatnonzero(np.asarray(available, dtype=bool)).astype(np.int64)
+
+
+def check_enough(n_available: int, length: int) -> None:
+    """Raise :class:`NotEnoughItemsError` unless ``length`` distinct items can be served."""
+    if length > n_available:
+        raise NotEnoughItemsError(
+            f"cannot fill {length} distinct slate positions: only {n_available} items are "
+            f"available"
+        )
+
+
+def positions(ids: np.ndarray, n_items: int) -> np.ndarray:
+    """Lookup table ``pos[item] = index of item in ids`` (``-1`` if absent), of size n_items."""
+    pos = np.full(n_items, -1, dtype=np.int64)
+    pos[ids] = np.arange(ids.size, dtype=np.int64)
+    return pos
+
+
+def lookup(pos: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """``pos[items]`` that tolerates ``NO_ITEM`` and out-of-range ids (mapped to ``-1``)."""
+    items = np.asarray(items, dtype=np.int64)
+    ok = (items >= 0) & (items < pos.size)
+    return np.where(ok, pos[np.where(ok, items, 0)], -1)
+
+
+def first_distinct(
+    cands: np.ndarray, length: int, exclude: np.ndarray | None = None
+) -> np.ndarray:
+    """Per row, the first ``length`` entries of ``cands`` that are valid (``>= 0``), not in that
+    row of ``exclude`` and not repeats of an earlier entry; ``NO_ITEM`` where a row runs out.
+
+    Vectorised by one stable sort per row: (rows, n_exclude + n_cands) work.
+    """
+    cands = np.asarray(cands, dtype=np.int64)
+    rows, n_c = cands.shape
+    n_e = 0 if exclude is None else exclude.shape[1]
+    full = cands if exclude is None else np.concatenate([exclude.astype(np.int64), cands], 1)
+    order = np.argsort(full, axis=1, kind="stable")
+    srt = np.take_along_axis(full, order, 1)
+    dup_sorted = np.zeros(full.shape, dtype=bool)
+    dup_sorted[:, 1:] = srt[:, 1:] == srt[:, :-1]
+    dup = np.empty_like(dup_sorted)
+    np.put_along_axis(dup, order, dup_sorted, 1)
+    ok = ~dup[:, n_e:] & (cands >= 0)
+    pick = np.argsort(~ok, axis=1, kind="stable")[:, :length]
+    out = np.take_along_axis(cands, pick, 1)
+    out[~np.take_along_axis(ok, pick, 1)] = NO_ITEM
+    if out.shape[1] < length:
+        out = np.concatenate([out, np.full((rows, length - n_c), NO_ITEM, np.int64)], 1)
+    return out
+
+
+def _complete(
+    out: np.ndarray, fallback: np.ndarray, recent: np.ndarray, length: int
+) -> np.ndarray:
+    """Fill ``NO_ITEM`` holes of ``out`` from the (m,) ``fallback`` order: first without the
+    row's ``recent`` items, then with them. ``fallback`` must hold >= ``length`` distinct ids."""
+    holes = np.flatnonzero((out < 0).any(1))
+    if holes.size == 0:
+        return out
+    head = fallback[: length + recent.shape[1]]
+    cands = np.concatenate([out[holes], np.broadcast_to(head, (holes.size, head.size))], 1)
+    fixed = first_distinct(cands, length, recent[holes])
+    still = (fixed < 0).any(1)
+    if still.any():
+        cands = np.concatenate(
+            [fixed[still], np.broadcast_to(fallback, (int(still.sum()), fallback.size))], 1
+        )
+        fixed[still] = first_distinct(cands, length)
+    out[holes] = fixed
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# the three selection strategies
+# --------------------------------------------------------------------------------------------
+
+
+def top_global(
+    scores: np.ndarray,
+    avail: np.ndarray,
+    recent: np.ndarray,
+    length: int,
+    ties: TieKeys,
+) -> np.ndarray:
+    """Top ``length`` items of one user-independent score vector for every row.
+
+    ``scores`` has one entry per item id (or per ``avail`` entry); ``avail`` are the sorted
+    available ids; ``recent`` is (rows, history). Work is O(m log m + rows * (length +
+    history)).
+    """
+    m = avail.size
+    check_enough(m, length)
+    rows = recent.shape[0]
+    if length == 0 or rows == 0:
+        return np.zeros((rows, length), dtype=np.int64)
+    s = np.asarray(scores, dtype=np.float64)
+    if s.size != m:
+        s = s[avail]
+    s = np.nan_to_num(s, nan=-_BIG, posinf=_BIG, neginf=-_BIG)
+    order = np.lexsort((ties.global_key(), -s))
+    n_cand = min(m, length + recent.shape[1])
+    cand = avail[order[:n_cand]]
+    pos = positions(cand, int(max(avail.max(), cand.max()) + 1))
+    p = lookup(pos, recent)
+    masked = np.zeros((rows, n_cand), dtype=bool)
+    rr, cc = np.nonzero(p >= 0)
+    masked[rr, p[rr, cc]] = True
+    if not masked[:, :length].any():
+        return np.broadcast_to(cand[:length], (rows, length)).copy()
+    pick = np.argsort(masked, axis=1, kind="stable")[:, :length]
+    return cand[pick]
+
+
+def _topn_rows(s: np.ndarray, length: int, ties: TieKeys, row0: int) -> np.ndarray:
+    """Column indices of the top ``length`` of each row of ``s`` (c, m), best first, ties by
+    ``ties`` keys; ``row0`` is the absolute request row of ``s[0]``."""
+    c, m = s.shape
+    rows = np.arange(c)
+    abs_rows = rows + row0
+    kth = m - length
+    part = np.argpartition(s, kth, axis=1)
+    thr = s[rows, part[:, kth]]
+    gt = s > thr[:, None]
+    eq = s == thr[:, None]
+    need = length - gt.sum(1)
+    n_eq = eq.sum(1)
+    sel = gt | eq
+    tied = np.flatnonzero(n_eq > need)
+    if tied.size:
+        keys = ties.key(abs_rows[tied][:, None], np.arange(m)[None, :])
+        keys = np.where(eq[tied], keys, np.iinfo(np.int64).max)
+        width = int(need[tied].max())
+        small = np.argpartition(keys, width - 1, axis=1)[:, :width]
+        small = np.take_along_axis(small, np.argsort(np.take_along_axis(keys, small, 1), 1), 1)
+        keep = np.arange(width)[None, :] < need[tied][:, None]
+        fix = gt[tied]
+        fix[np.nonzero(keep)[0], small[keep]] = True
+        sel[tied] = fix
+    cols = np.nonzero(sel)[1].reshape(c, length)
+    order = np.lexsort(
+        (ties.key(abs_rows[:, None], cols), -np.take_along_axis(s, cols, 1)), axis=-1
+    )
+    return np.take_along_axis(cols, order, 1)
+
+
+def chunk_size(n_cols: int, budget: int = CHUNK_BUDGET) -> int:
+    """Rows per chunk so that a chunk holds about ``budget`` cells (1..MAX_CHUNK_ROWS)."""
+    return int(max(1, min(MAX_CHUNK_ROWS, budget // max(n_cols, 1))))
+
+
+def top_personal(
+    score_fn: ScoreFn,
+    avail: np.ndarray,
+    recent: np.ndarray,
+    length: int,
+    ties: TieKeys,
+    n_items: int,
+) -> np.ndarray:
+    """Top ``length`` items per row from personalised scores, computed chunk by chunk.
+
+    ``score_fn(rows, avail)`` returns the (chunk, len(avail)) scores; NaN scores rank below
+    every finite one, and the row's ``recent`` items below everything.
+    """
+    m = avail.size
+    check_enough(m, length)
+    n_rows = recent.shape[0]
+    out = np.empty((n_rows, length), dtype=np.int64)
+    if length == 0 or n_rows == 0:
+        return out
+    pos = positions(avail, n_items)
+    step = chunk_size(m)
+    for start in range(0, n_rows, step):
+        rows = slice(start, min(start + step, n_rows))
+        s = np.array(score_fn(rows, avail), dtype=np.float64)  # own copy, edited in place
+        expected = (rows.stop - start, m)
+        if s.shape != expected:
+            raise ValueError(f"score_fn returned shape {s.shape}, expected {expected}")
+        np.nan_to_num(s, copy=False, nan=-_BIG, posinf=_BIG, neginf=-_BIG)
+        p = lookup(pos, recent[rows])
+        rr, cc = np.nonzero(p >= 0)
+        s[rr, p[rr, cc]] = -np.inf
+        out[rows] = avail[_topn_rows(s, length, ties, start)]
+    return out
+
+
+def sample_distinct(
+    weights: np.ndarray | None,
+    avail: np.ndarray,
+    recent: np.ndarray,
+    length: int,
+    rng: np.random.Generator,
+    fallback: np.ndarray | None = None,
+    attempts: int = 4,
+) -> np.ndarray:
+    """Sample ``length`` distinct items per row without replacement, proportionally to
+    ``weights`` over ``avail`` (uniform when ``None``), leaving out the row's ``recent`` items.
+
+    Successive sampling without replacement equals keeping the first distinct draws of an
+    i.i.d. sequence, so each attempt draws i.i.d. batches and keeps new distinct items. Rows
+    still short after ``attempts`` (very peaked weights, tiny catalog) are completed from the
+    ``fallback`` order of available ids (default: ``avail`` sorted by decreasing weight).
+    """
+    m = avail.size
+    check_enough(m, length)
+    n_rows = recent.shape[0]
+    out = np.full((n_rows, length), NO_ITEM, dtype=np.int64)
+    if n_rows == 0 or length == 0:
+        return out
+    cdf = None
+    if weights is not None:
+        w = np.nan_to_num(np.asarray(weights, dtype=np.float64), nan=0.0, posinf=0.0)
+        w = np.clip(w, 0.0, None)
+        total = w.sum()
+        if total > 0 and np.isfinite(total):
+            cdf = np.cumsum(w / total)
+    todo = np.arange(n_rows)
+    n_draws = 2 * length + recent.shape[1]
+    for _ in range(attempts):
+        if todo.size == 0:
+            break
+        if cdf is None:
+            draws = rng.integers(0, m, size=(todo.size, n_draws))
+        else:
+            u = rng.random((todo.size, n_draws))
+            draws = np.minimum(np.searchsorted(cdf, u, side="right"), m - 1)
+        cands = np.concatenate([out[todo], avail[draws]], 1)
+        out[todo] = first_distinct(cands, length, recent[todo])
+        todo = todo[(out[todo] < 0).any(1)]
+        n_draws *= 2
+    if todo.size:
+        if fallback is None:
+            if weights is None:
+                fallback = avail[rng.permutation(m)]
+            else:
+                fallback = avail[np.argsort(-np.asarray(weights, np.float64), kind="stable")]
+        out[todo] = _complete(out[todo], fallback, recent[todo], length)
+    return out
+
+
+def mix_slates(primary: np.ndarray, secondary: np.ndarray, use_secondary: np.ndarray) -> np.ndarray:
+    """Per row, fill the positions where ``use_secondary`` is false with ``primary``'s items in
+    order and the others with ``secondary``'s first items not already used (then with the rest
+    of ``primary``). All of (rows, k); rows of ``primary`` must hold k distinct items."""
+    rows, k = primary.shape
+    n_sec = use_secondary.sum(1)
+    used = np.arange(k)[None, :] < (k - n_sec)[:, None]
+    taken = np.where(used, primary, NO_ITEM)
+    extra = first_distinct(np.concatenate([secondary, primary], 1), k, taken)
+    take_extra = np.arange(k)[None, :] < n_sec[:, None]
+    out = np.empty_like(primary)
+    out[~use_secondary] = primary[used]
+    out[use_secondary] = extra[take_extra]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# feedback helpers
+# --------------------------------------------------------------------------------------------
+
+
+def impression_rewards(feedback: Feedback, reward: str = "click") -> tuple[np.ndarray, np.ndarray]:
+    """Flattened (items, rewards) of every served slate position.
+
+    A position's reward is 1 if it was clicked (``reward="click"``) or ``rating / 5``
+    (``reward="rating"``, 0.6 when a click has no rating), and 0 if it was not chosen.
+    Padding entries (``NO_ITEM``) are dropped.
+    """
+    slates = np.asarray(feedback.slates, dtype=np.int64)
+    if slates.size == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+    n, k = slates.shape
+    r = np.zeros((n, k), dtype=np.float64)
+    chosen = np.asarray(feedback.chosen_pos, dtype=np.int64)
+    rows = np.flatnonzero((chosen >= 0) & (chosen < k))
+    if reward == "rating":
+        rating = np.asarray(feedback.rating, dtype=np.float64)[rows]
+        r[rows, chosen[rows]] = np.where(np.isfinite(rating), rating / 5.0, 0.6)
+    else:
+        r[rows, chosen[rows]] = 1.0
+    ok = slates >= 0
+    return slates[ok], r[ok]
+
+
+def consumed(feedback: Feedback) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(users, items, ratings) of the rows where something was consumed."""
+    items = np.asarray(feedback.chosen_item, dtype=np.int64)
+    ok = items >= 0
+    return (
+        np.asarray(feedback.users, dtype=np.int64)[ok],
+        items[ok],
+        np.asarray(feedback.rating, dtype=np.float64)[ok],
+    )
+
+
+def ring_push(
+    buffer: np.ndarray, ptr: np.ndarray, users: np.ndarray, values: np.ndarray, *extra: Any
+) -> None:
+    """Append ``values[i]`` to row ``users[i]`` of ``buffer`` (the oldest entry is overwritten);
+    a user may appear several times (its writes land in order). ``extra`` are (buffer, values)
+    pairs written at the same slots."""
+    users = np.asarray(users, dtype=np.int64)
+    if users.size == 0:
+        return
+    width = buffer.shape[1]
+    order = np.argsort(users, kind="stable")
+    su = users[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(su)) + 1]
+    counts = np.diff(np.r_[starts, su.size])
+    rank = np.empty(su.size, dtype=np.int64)
+    rank[order] = np.arange(su.size) - np.repeat(starts, counts)
+    slots = (ptr[users] + rank) % width
+    uniq = su[starts]
+    ptr[uniq] = (ptr[uniq] + counts) % width
+    buffer[users, slots] = values
+    for buf, vals in extra:
+        buf[users, slots] = vals
+
+
+def normalize_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (zero rows stay zero), float32."""
+    x = np.asarray(x, dtype=np.float32)
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
+
+
+def check_slates(slates: np.ndarray, request: RecommendRequest, length: int | None = None) -> None:
+    """Raise ``ValueError`` unless ``slates`` is an (n, length) int64 array of distinct
+    available items per row (``length`` defaults to ``request.k``)."""
+    length = request.k if length is None else length
+    if not isinstance(slates, np.ndarray) or slates.dtype != np.int64:
+        raise ValueError(f"slates must be an int64 ndarray, got {type(slates)} {slates.dtype}")
+    if slates.shape != (request.n, length):
+        raise ValueError(f"slates have shape {slates.shape}, expected {(request.n, length)}")
+    if slates.size == 0:
+        return
+    if slates.min() < 0 or slates.max() >= request.available.size:
+        raise ValueError("slates contain item ids outside the catalog")
+    if not request.available[slates].all():
+        raise ValueError("slates contain unavailable items")
+    srt = np.sort(slates, axis=1)
+    if (srt[:, 1:] == srt[:, :-1]).any():
+        raise ValueError("slates contain duplicate items within a row")
+
+
+# --------------------------------------------------------------------------------------------
+# the base class
+# --------------------------------------------------------------------------------------------
+
+
+class SlatePolicy:
+    """Base class of the built-in policies.
+
+    Subclasses implement :meth:`rank` (usually with :meth:`rank_global`,
+    :meth:`rank_personal` or :meth:`rank_sampled`), :meth:`_init_state` (allocate learnt state
+    once ``self.spec`` and ``self.rng`` exist) and :meth:`update`. ``recommend(request)`` is
+    ``rank(request, request.k)``. Constructor arguments are stored as same-named attributes,
+    which is what :meth:`get_params` reports.
+    """
+
+    name: str = "base"
+    #: How ties are broken: ``"random"`` (the policy's generator) or ``"id"`` (lowest id first).
+    tie_break: str = "random"
+
+    def __init__(self) -> None:
+        self._spec: PlatformSpec | None = None
+        self._rng: np.random.Generator | None = None
+
+    # -- protocol ------------------------------------------------------------------------
+
+    def reset(self, spec: PlatformSpec, rng: np.random.Generator) -> None:
+        """Forget everything learnt and allocate state for ``spec``; ``rng`` becomes the
+        policy's only source of randomness."""
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+        self._spec = spec
+        self._rng = rng
+        self._init_state()
+
+    def recommend(self, request: RecommendRequest) -> np.ndarray:
+        """(n, k) int64 distinct available item ids per row."""
+        return self.rank(request, request.k)
+
+    def rank(self, request: RecommendRequest, n: int) -> np.ndarray:
+        """(request.n, n) int64: the policy's best ``n`` distinct available items per row,
+        best first (``recent`` items last, only if needed)."""
+        raise NotImplementedError
+
+    def update(self, feedback: Feedback) -> None:
+        """Learn from the outcome of served slates (the default learns nothing)."""
+
+    # -- helpers for subclasses ----------------------------------------------------------
+
+    @property
+    def spec(self) -> PlatformSpec:
+        if self._spec is None:
+            raise RuntimeError(f"policy {self.name!r}: call reset(spec, rng) before using it")
+        return self._spec
+
+    @property
+    def rng(self) -> np.random.Generator:
+        if self._rng is None:
+            raise RuntimeError(f"policy {self.name!r}: call reset(spec, rng) before using it")
+        return self._rng
+
+    def _init_state(self) -> None:
+        """Allocate learnt state (called by :meth:`reset`)."""
+
+    def get_params(self) -> dict[str, Any]:
+        """Constructor arguments of this policy (for logging a run's configuration)."""
+        sig = inspect.signature(type(self))
+        return {p: getattr(self, p) for p in sig.parameters if hasattr(self, p)}
+
+    def _ties(self, m: int, n_rows: int) -> TieKeys:
+        return TieKeys(m, n_rows, self.tie_break, self.rng)
+
+    def rank_global(self, request: RecommendRequest, n: int, scores: np.ndarray) -> np.ndarray:
+        """Rank by one (n_items,) score vector shared by all users."""
+        avail = available_ids(request.available)
+        recent = np.asarray(request.recent, dtype=np.int64).reshape(request.n, -1)
+        return top_global(scores, avail, recent, n, self._ties(avail.size, request.n))
+
+    def rank_personal(self, request: RecommendRequest, n: int, score_fn: ScoreFn) -> np.ndarray:
+        """Rank by per-user scores ``score_fn(rows, item_ids)``, computed chunk by chunk."""
+        avail = available_ids(request.available)
+        recent = np.asarray(request.recent, dtype=np.int64).reshape(request.n, -1)
+        ties = self._ties(avail.size, request.n)
+        return top_personal(score_fn, avail, recent, n, ties, request.available.size)
+
+    def rank_sampled(
+        self, request: RecommendRequest, n: int, weights: np.ndarray | None
+    ) -> np.ndarray:
+        """Sample ``n`` distinct items per row ∝ ``weights`` (n_items,) (uniform if None)."""
+        avail = available_ids(request.available)
+        recent = np.asarray(request.recent, dtype=np.int64).reshape(request.n, -1)
+        w = None if weights is None else np.asarray(weights)[avail]
+        return sample_distinct(w, avail, recent, n, self.rng)
+
+
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``choices``, else a ``ValueError`` naming the parameter."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
+def check_range(name: str, value: float, low: float, high: float = np.inf) -> float:
+    """``float(value)`` if ``low <= value <= high``, else a ``ValueError`` naming it."""
+    v = float(value)
+    if not low <= v <= high:
+        raise ValueError(f"{name} must be in [{low}, {high}], got {value!r}")
+    return v
+
+
+def feedback_features(feedback: Feedback, last_seen: np.ndarray | None) -> np.ndarray | None:
+    """The item features to learn from: the feedback's own if it carries them, else the ones
+    seen in the last request (``None`` if neither exists)."""
+    f = feedback.item_features
+    if f is not None and f.ndim == 2 and f.shape[0] > 0:
+        return f
+    return last_seen
+
+
+class ItemStats:
+    """Per-item impression counts and reward sums, optionally decayed per tick.
+
+    With ``decay < 1`` both are multiplied by ``decay ** (tick - last_tick)`` before a new
+    batch is added, so old evidence fades (useful when tastes drift).
+    """
+
+    def __init__(self, n_items: int, decay: float = 1.0) -> None:
+        self.pulls = np.zeros(n_items, dtype=np.float64)
+        self.rewards = np.zeros(n_items, dtype=np.float64)
+        self.decay = decay
+        self.last_tick: int | None = None
+
+    def add(self, items: np.ndarray, rewards: np.ndarray, tick: int) -> None:
+        if self.decay < 1.0 and self.last_tick is not None and tick > self.last_tick:
+            f = self.decay ** (tick - self.last_tick)
+            self.pulls *= f
+            self.rewards *= f
+        self.last_tick = tick if self.last_tick is None else max(self.last_tick, tick)
+        if items.size:
+            n = self.pulls.size
+            self.pulls += np.bincount(items, minlength=n)[:n]
+            self.rewards += np.bincount(items, weights=rewards, minlength=n)[:n]
+
+    def mean(self, initial: float, prior_n: float) -> np.ndarray:
+        """Smoothed mean reward: ``(rewards + initial * prior_n) / (pulls + prior_n)``; with
+        ``prior_n == 0`` unseen items get ``initial``."""
+        if prior_n > 0:
+            return (self.rewards + initial * prior_n) / (self.pulls + prior_n)
+        return np.divide(
+            self.rewards, self.pulls, out=np.full_like(self.rewards, initial), where=self.pulls > 0
+        )

@@ -1,0 +1,122 @@
+"""Built-in scenarios (YAML files beside this module) and the loader for any scenario file.
+
+    >>> from scenarios import load
+    >>> sc = load("filter_bubble", overrides=["ticks=5", "population.size=100"])
+
+Errors are `ScenarioError` with one line naming the file, the field and what was expected.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from scenarios.schema import PolicyConfig, Scenario
+
+__all__ = ["PolicyConfig", "Scenario", "ScenarioError", "available", "load", "resolve_path"]
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be found, parsed or validated."""
+
+
+def available() -> list[str]:
+    """Names of the built-in scenarios."""
+    root = resources.files(__name__)
+    return sorted(p.name[: -len(".yaml")] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def resolve_path(name_or_path: str | Path) -> Path:
+    """A built-in scenario name or a path to a YAML file."""
+    path = Path(name_or_path)
+    if path.suffix in {".yaml", ".yml"} or path.exists():
+        if not path.is_file():
+            raise ScenarioError(f"scenario file not found: {path}")
+        return path
+    builtin = Path(str(resources.files(__name__).joinpath(f"{name_or_path}.yaml")))
+    if not builtin.is_file():
+        raise ScenarioError(
+            f"unknown scenario '{name_or_path}'; built-in scenarios: {', '.join(available())} "
+            "(or pass a path to a .yaml file)"
+        )
+    return builtin
+
+
+def load(name_or_path: str | Path, overrides: list[str] | None = None) -> Scenario:
+    """Read, override (``dotted.key=value``) and validate a scenario."""
+    path = resolve_path(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"{path}: not valid YAML: {_one_line(str(exc))}") from exc
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{path}: expected a mapping of fields, got {type(raw).__name__}")
+    for item in overrides or []:
+        apply_override(raw, item)
+    return validate(raw, source=str(path))
+
+
+def validate(raw: dict[str, Any], source: str = "<scenario>") -> Scenario:
+    try:
+        return Scenario.model_validate(raw)
+    except ValidationError as exc:
+        raise ScenarioError(f"{source}: {format_validation_error(exc)}") from exc
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        got = err.get("input")
+        shown = "" if err["type"] in {"missing", "extra_forbidden"} else f" (got {got!r:.60})"
+        parts.append(f"field '{loc}': {msg}{shown}")
+    return "; ".join(parts)
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Set ``a.b.c=value`` in ``raw``; the value is parsed as YAML (numbers, lists, true...)."""
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise ScenarioError(f"--set expects dotted.key=value, got '{item}'")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"--set {key}: value is not valid YAML: {text!r}") from exc
+    path = key.strip().split(".")
+    node: Any = raw
+    for i, part in enumerate(path[:-1]):
+        node = _child(node, part, path[: i + 1], next_is_index=path[i + 1].isdigit())
+    last = path[-1]
+    if isinstance(node, list):
+        node[_index(node, last, path)] = value
+    else:
+        node[last] = value
+
+
+def _child(node: Any, part: str, trail: list[str], *, next_is_index: bool) -> Any:
+    if isinstance(node, list):
+        return node[_index(node, part, trail)]
+    if not isinstance(node, dict):
+        raise ScenarioError(f"--set {'.'.join(trail)}: '{trail[-2]}' is not a mapping")
+    if node.get(part) is None:
+        node[part] = [] if next_is_index else {}
+    return node[part]
+
+
+def _index(node: list[Any], part: str, trail: list[str]) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise ScenarioError(
+            f"--set {'.'.join(trail)}: index '{part}' is out of range (list of {len(node)})"
+        )
+    return int(part)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

@@ -1,0 +1,130 @@
+"""Typed scenario configuration. Every YAML scenario is validated against `Scenario`.
+
+Each field has a description; `recloop list` and error messages use them. Unknown fields are
+errors (a typo never silently falls back to a default).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from agents.deciders import UtilityParams
+from agents.emotion import EmotionParams
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PopulationConfig(_Strict):
+    size: int = Field(500, gt=0, description="number of users (movielens: at most 943)")
+    source: Literal["synthetic", "movielens"] = Field(
+        "synthetic", description="sample personas, or derive them from MovieLens ratings"
+    )
+    taste_concentration: float = Field(
+        0.5, gt=0, description="Dirichlet concentration of synthetic tastes (low = niche users)"
+    )
+    activity_scale: float = Field(1.0, gt=0, description="multiplies every user's activity")
+    drift: float = Field(
+        0.05, ge=0, le=1, description="share of the way taste moves toward each consumed item"
+    )
+
+
+class CatalogConfig(_Strict):
+    source: Literal["synthetic", "movielens"] = Field("synthetic", description="item source")
+    n_items: int = Field(1000, gt=0, description="initial synthetic catalog size")
+    n_topics: int = Field(12, gt=1, description="topics (genres) of the synthetic catalog")
+    n_creators: int = Field(50, gt=0, description="creators of the synthetic catalog")
+    data_path: str | None = Field(
+        None, description="MovieLens-100k folder (default: $RECLOOP_DATA, then the cache)"
+    )
+
+
+class CreatorsConfig(_Strict):
+    enabled: bool = Field(False, description="creators publish new items over time")
+    publish_rate: float = Field(0.2, ge=0, description="expected new items per creator per tick")
+    adapt: float = Field(
+        0.0, ge=0, le=1, description="how far creators move their topics toward exposed topics"
+    )
+    leave_after: int | None = Field(
+        None, gt=0, description="a creator quits after this many ticks without exposure"
+    )
+    max_item_age: int | None = Field(None, gt=0, description="items retire after this many ticks")
+
+
+class SessionConfig(_Strict):
+    slate_size: int = Field(10, gt=0, description="items per slate (k)")
+    max_steps: int = Field(3, gt=0, description="slates per session at most")
+    history: int = Field(20, gt=0, description="recently consumed items kept per user")
+    memory: int = Field(32, gt=0, description="memory records kept per user")
+
+
+class DeciderConfig(_Strict):
+    kind: Literal["utility"] = Field("utility", description="user model")
+    utility: UtilityParams = Field(default_factory=UtilityParams)
+
+
+class SocialConfig(_Strict):
+    enabled: bool = Field(True, description="users share what they liked with friends")
+    graph: Literal["watts_strogatz", "barabasi_albert", "erdos_renyi"] = Field(
+        "watts_strogatz", description="random graph model of friendships"
+    )
+    degree: int = Field(6, gt=0, description="mean number of friends")
+    rewire: float = Field(0.1, ge=0, le=1, description="Watts-Strogatz rewiring probability")
+    share_prob: float = Field(0.3, ge=0, le=1, description="chance a liked item is shared")
+    share_min_rating: float = Field(4.0, ge=1, le=5, description="lowest rating that is shared")
+    inbox: int = Field(5, gt=0, description="shared items a user remembers at once")
+
+
+class PolicyConfig(_Strict):
+    name: str = Field(description="registered policy name (see `recloop list`)")
+    label: str | None = Field(None, description="name in plots and tables (default: name)")
+    params: dict[str, Any] = Field(default_factory=dict, description="policy keyword arguments")
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
+
+
+class Scenario(_Strict):
+    name: str = Field(description="scenario id")
+    description: str = Field("", description="what the scenario studies")
+    ticks: int = Field(30, gt=0, description="simulated ticks (days)")
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="run seeds")
+    population: PopulationConfig = Field(default_factory=PopulationConfig)
+    catalog: CatalogConfig = Field(default_factory=CatalogConfig)
+    creators: CreatorsConfig = Field(default_factory=CreatorsConfig)
+    session: SessionConfig = Field(default_factory=SessionConfig)
+    decider: DeciderConfig = Field(default_factory=DeciderConfig)
+    emotion: EmotionParams = Field(default_factory=EmotionParams)
+    social: SocialConfig = Field(default_factory=SocialConfig)
+    policies: list[PolicyConfig] = Field(
+        default_factory=lambda: [PolicyConfig(name="popularity")],
+        min_length=1,
+        description="recommenders compared in this scenario",
+    )
+    metrics: list[str] | None = Field(None, description="metrics to record (default: all)")
+    plots: list[str] = Field(
+        default_factory=lambda: [
+            "ctr",
+            "intra_list_diversity",
+            "exposure_gini",
+            "homogenization",
+        ],
+        description="metrics plotted over time, one line per policy",
+    )
+    log_interactions: bool = Field(True, description="write interactions.parquet")
+
+    @model_validator(mode="after")
+    def _check_sizes(self) -> Scenario:
+        labels = [p.display for p in self.policies]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"policy labels must be unique, got {labels}")
+        if self.catalog.source == "synthetic" and self.session.slate_size > self.catalog.n_items:
+            raise ValueError(
+                f"session.slate_size ({self.session.slate_size}) is larger than the catalog "
+                f"(catalog.n_items = {self.catalog.n_items})"
+            )
+        return self

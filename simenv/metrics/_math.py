@@ -1,0 +1,71 @@
+"""Vectorised numeric helpers shared by the metric definitions (no Python loops over rows)."""
+
+from __future__ import annotations
+
+from typing import SupportsFloat
+
+import numpy as np
+
+NAN = float("nan")
+
+
+def safe_ratio(num: SupportsFloat, den: SupportsFloat) -> float:
+    """``num / den``, or ``nan`` when ``den`` is zero."""
+    d = float(den)
+    return float(num) / d if d else NAN
+
+
+def safe_mean(x: np.ndarray) -> float:
+    """Mean as float64, or ``nan`` for an empty array."""
+    return float(np.mean(x, dtype=np.float64)) if x.size else NAN
+
+
+def gini(x: np.ndarray) -> float:
+    """Gini coefficient of non-negative values: 0 when all equal, (n-1)/n when one holds all.
+
+    G = 2·Σᵢ i·x₍ᵢ₎ / (n·Σx) − (n+1)/n over the ascending order statistics x₍₁₎..x₍ₙ₎
+    (equal to Σᵢ Σⱼ |xᵢ − xⱼ| / (2 n² mean)); ``nan`` when n = 0 or Σx = 0.
+    """
+    v = np.sort(np.asarray(x, dtype=np.float64).ravel())
+    n = v.size
+    total = v.sum()
+    if n == 0 or total <= 0:
+        return NAN
+    ranks = np.arange(1, n + 1, dtype=np.float64)
+    return float(2.0 * (ranks @ v) / (n * total) - (n + 1) / n)
+
+
+def entropy_bits(p: np.ndarray) -> np.ndarray:
+    """Shannon entropy in bits of each row of a row-normalised array (0·log 0 = 0)."""
+    p = np.asarray(p, dtype=np.float64)
+    logs = np.log2(p, out=np.zeros_like(p), where=p > 0)
+    return np.asarray(-(p * logs).sum(axis=-1))
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm; all-zero rows stay zero."""
+    x = np.asarray(x, dtype=np.float64)
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
+
+
+def slate_sum(table: np.ndarray, slates: np.ndarray) -> np.ndarray:
+    """Σ over slate positions of ``table[item]``: (R, d) from an (n_items, d) table.
+
+    Loops over the k slate positions (not over rows), so memory stays O(R·d) instead of the
+    O(R·k·d) of ``table[slates]``.
+    """
+    out = np.zeros((slates.shape[0], table.shape[1]), dtype=np.float64)
+    for j in range(slates.shape[1]):
+        out += table[slates[:, j]]
+    return out
+
+
+def mean_pairwise_cosine(sum_vec: np.ndarray, sum_sq: np.ndarray, m: int) -> np.ndarray:
+    """Mean cosine similarity over the unordered pairs of a group of m unit (or zero) vectors.
+
+    Takes the group's vector sum ``sum_vec`` (..., d) and sum of squared norms ``sum_sq`` (...)
+    and uses Σ_{i<j} uᵢ·uⱼ = (‖Σuᵢ‖² − Σ‖uᵢ‖²)/2, so the cost is O(m·d) per group instead of
+    O(m²·d). A zero vector has similarity 0 with everything. Needs m ≥ 2.
+    """
+    return np.asarray(((sum_vec * sum_vec).sum(axis=-1) - sum_sq) / (m * (m - 1)))

@@ -1,0 +1,122 @@
+"""Diversity metrics: within slates, within and across users' consumption, and calibration."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simenv.metrics._math import (
+    NAN,
+    entropy_bits,
+    mean_pairwise_cosine,
+    safe_mean,
+    slate_sum,
+    unit_rows,
+)
+from simenv.metrics.context import MetricContext
+from simenv.metrics.registry import register
+
+#: Number of user pairs sampled by ``homogenization`` when there are many users.
+HOMOGENIZATION_PAIRS = 2000
+#: Up to this many users with history, ``homogenization`` is exact over all pairs.
+HOMOGENIZATION_EXACT_MAX_USERS = 64
+#: Steck (2018) mixing weight α of the slate distribution with the user's in ``calibration_kl``.
+CALIBRATION_ALPHA = 0.01
+
+
+@register("intra_list_diversity", higher_is_better=True, inputs=("slates", "item_features"))
+def intra_list_diversity(ctx: MetricContext) -> float:
+    """Mean over the served slates of the mean pairwise cosine distance of their items:
+    mean_r [ 2/(k(k−1)) Σ_{i<j in slate r} (1 − cos(fᵢ, fⱼ)) ] with f = item_features rows
+    (an all-zero feature row has similarity 0 with everything). 0 when every slate holds items
+    of one topic profile; 1 for orthogonal profiles. nan when no slate was served or k < 2."""
+    r, k = ctx.slates.shape
+    if r == 0 or k < 2:
+        return NAN
+    unit = unit_rows(ctx.item_features)
+    nonzero = (unit != 0).any(axis=1, keepdims=True).astype(np.float64)  # ‖uᵢ‖² ∈ {0, 1}
+    sim = mean_pairwise_cosine(slate_sum(unit, ctx.slates), slate_sum(nonzero, ctx.slates)[:, 0], k)
+    return float(np.mean(1.0 - sim))
+
+
+@register("user_genre_entropy", higher_is_better=True, inputs=("genre_history",))
+def user_genre_entropy(ctx: MetricContext) -> float:
+    """Mean over the users with any history of the Shannon entropy (bits) of their
+    normalised genre_history row: mean_u −Σ_g p_ug log₂ p_ug, p_ug = h_ug / Σ_g h_ug.
+    In [0, log₂ d]; nan when no user has consumed anything."""
+    h = ctx.genre_history.astype(np.float64)
+    total = h.sum(axis=1)
+    has = total > 0
+    return safe_mean(entropy_bits(h[has] / total[has, None]))
+
+
+@register("aggregate_genre_entropy", higher_is_better=True, inputs=("genre_history",))
+def aggregate_genre_entropy(ctx: MetricContext) -> float:
+    """Shannon entropy (bits) of the population's consumption over topics: −Σ_g P_g log₂ P_g
+    with P_g = Σ_u h_ug / Σ_ug h_ug (h = genre_history). In [0, log₂ d]; nan when nothing was
+    consumed."""
+    s = ctx.genre_history.sum(axis=0, dtype=np.float64)
+    total = s.sum()
+    return float(entropy_bits(s / total)) if total > 0 else NAN
+
+
+def _dedupe_sorted(rows: np.ndarray) -> np.ndarray:
+    """Each row sorted, with repeated ids replaced by -1 (so a row is a set)."""
+    rows = np.sort(rows, axis=1)
+    tail = rows[:, 1:]
+    tail[tail == rows[:, :-1]] = -1
+    return rows
+
+
+@register("homogenization", higher_is_better=False, inputs=("recent", "rng"))
+def homogenization(ctx: MetricContext) -> float:
+    """Mean Jaccard similarity |A∩B| / |A∪B| of the sets of recent items (ids in ``recent``,
+    -1 ignored, repeats counted once) over pairs of distinct users with a non-empty set.
+    Exact over all unordered pairs when at most 64 users have history; otherwise an unbiased
+    estimate from 2000 pairs drawn uniformly (with replacement) with ``ctx.rng``.
+    0 when users consume disjoint items, 1 when all consume the same set; nan with fewer than
+    2 users with history."""
+    users = np.flatnonzero((ctx.recent >= 0).any(axis=1))
+    m = users.size
+    if m < 2:
+        return NAN
+    if m <= HOMOGENIZATION_EXACT_MAX_USERS:
+        a, b = np.triu_indices(m, 1)
+    else:
+        a = ctx.rng.integers(0, m, size=HOMOGENIZATION_PAIRS)
+        b = ctx.rng.integers(0, m - 1, size=HOMOGENIZATION_PAIRS)
+        b = b + (b >= a)  # uniform over the other m - 1 users
+    sets_a = _dedupe_sorted(ctx.recent[users[a]])
+    sets_b = _dedupe_sorted(ctx.recent[users[b]])
+    valid_a = sets_a >= 0
+    inter = ((sets_a[:, :, None] == sets_b[:, None, :]).any(axis=2) & valid_a).sum(axis=1)
+    union = valid_a.sum(axis=1) + (sets_b >= 0).sum(axis=1) - inter
+    return float(np.mean(inter / union))
+
+
+@register(
+    "calibration_kl",
+    higher_is_better=False,
+    inputs=("imp_users", "slates", "item_features", "genre_history"),
+)
+def calibration_kl(ctx: MetricContext) -> float:
+    """Miscalibration (Steck 2018): mean over the served slates whose user has history of
+    KL(p‖q̃) = Σ_g p_g ln(p_g / q̃_g) in nats, where p = the user's normalised genre_history,
+    q = the normalised mean item_features of the slate (q = 0 if the slate's features are all
+    zero) and q̃ = (1 − α) q + α p with α = 0.01, which keeps the divergence finite when the
+    slate misses a topic the user consumes. 0 when the slate matches the user's topic mix;
+    nan when no served slate belongs to a user with history."""
+    if ctx.imp_users.size == 0:
+        return NAN
+    hist = ctx.genre_history.astype(np.float64)
+    h_total = hist.sum(axis=1)
+    rows = np.flatnonzero(h_total[ctx.imp_users] > 0)
+    if rows.size == 0:
+        return NAN
+    users = ctx.imp_users[rows]
+    p = hist[users] / h_total[users, None]
+    q = slate_sum(ctx.item_features, ctx.slates[rows])
+    q_total = q.sum(axis=1, keepdims=True)
+    q = np.divide(q, q_total, out=np.zeros_like(q), where=q_total > 0)
+    q_mix = (1.0 - CALIBRATION_ALPHA) * q + CALIBRATION_ALPHA * p
+    ratio = np.divide(p, q_mix, out=np.ones_like(p), where=p > 0)
+    return float(np.mean((p * np.log(ratio)).sum(axis=1)))

@@ -1,0 +1,134 @@
+"""The metric registry: every per-tick metric is a named, self-describing :class:`Metric`.
+
+A metric reads only the :class:`~simenv.metrics.context.MetricContext` fields it declares in
+``inputs`` and returns one float. A metric with no data this tick (no impressions, nobody
+present, ...) returns ``nan``; it never raises.
+
+Adding a metric::
+
+    @register("my_metric", higher_is_better=True, inputs=("chosen_item",))
+    def my_metric(ctx: MetricContext) -> float:
+        \"\"\"One precise sentence with the formula (this becomes the description).\"\"\"
+        ...
+
+and add its hand-computed value to ``tests/test_metrics.py`` (a test walks the whole registry).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from simenv.metrics.context import MetricContext
+
+MetricFn = Callable[[MetricContext], float]
+
+#: ``MetricContext`` fields a metric may declare in ``inputs``.
+CONTEXT_FIELDS: frozenset[str] = frozenset(f.name for f in dataclasses.fields(MetricContext))
+
+#: Fields holding this tick's sessions and served slates. A metric that reads any of them
+#: is ``nan`` on a tick without impressions.
+IMPRESSION_FIELDS: frozenset[str] = frozenset(
+    {"imp_users", "slates", "chosen_item", "rating", "session_length"}
+)
+
+
+class UnknownMetricError(ValueError):
+    """Raised when a metric name is not in the registry."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A registered per-tick metric.
+
+    Attributes:
+        name: registry key, also the column name in ``metrics.parquet``.
+        description: the precise definition (formula, domain, what makes it ``nan``).
+        higher_is_better: ``True``/``False``, or ``None`` when the metric is descriptive only.
+        inputs: names of the ``MetricContext`` fields ``fn`` reads.
+        fn: ``MetricContext -> float``.
+    """
+
+    name: str
+    description: str
+    higher_is_better: bool | None
+    inputs: tuple[str, ...]
+    fn: MetricFn
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("metric name must be non-empty")
+        if not self.description.strip():
+            raise ValueError(f"metric {self.name!r} needs a description")
+        unknown = sorted(set(self.inputs) - CONTEXT_FIELDS)
+        if unknown:
+            raise ValueError(
+                f"metric {self.name!r} declares inputs that are not MetricContext fields: "
+                f"{unknown}; known fields: {sorted(CONTEXT_FIELDS)}"
+            )
+
+    @property
+    def needs_impressions(self) -> bool:
+        """Whether the metric reads this tick's slates (and so is ``nan`` without any)."""
+        return not IMPRESSION_FIELDS.isdisjoint(self.inputs)
+
+    def __call__(self, ctx: MetricContext) -> float:
+        return float(self.fn(ctx))
+
+
+_REGISTRY: dict[str, Metric] = {}
+
+
+def register(
+    name: str,
+    *,
+    higher_is_better: bool | None,
+    inputs: Iterable[str],
+    description: str | None = None,
+) -> Callable[[MetricFn], MetricFn]:
+    """Decorator registering ``fn`` as metric ``name``.
+
+    The description defaults to the function's docstring. Registering a name twice raises
+    ``ValueError``. The function is returned unchanged.
+    """
+
+    def decorator(fn: MetricFn) -> MetricFn:
+        if name in _REGISTRY:
+            raise ValueError(f"metric {name!r} is already registered")
+        text = description if description is not None else inspect.getdoc(fn) or ""
+        _REGISTRY[name] = Metric(
+            name=name,
+            description=text,
+            higher_is_better=higher_is_better,
+            inputs=tuple(inputs),
+            fn=fn,
+        )
+        return fn
+
+    return decorator
+
+
+def available() -> list[str]:
+    """Names of all registered metrics, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> Metric:
+    """The metric called ``name``; :class:`UnknownMetricError` listing known names otherwise."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownMetricError(
+            f"unknown metric {name!r}; available metrics: {', '.join(available())}"
+        ) from None
+
+
+def compute(ctx: MetricContext, names: Iterable[str] | None = None) -> dict[str, float]:
+    """Compute the named metrics (all registered ones by default) for one tick.
+
+    Unknown names raise :class:`UnknownMetricError` before anything is computed.
+    """
+    metrics = [get(n) for n in (available() if names is None else names)]
+    return {m.name: m(ctx) for m in metrics}

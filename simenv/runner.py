@@ -1,0 +1,203 @@
+"""Run a scenario: every (policy, seed) pair for ``ticks`` ticks, into one run folder.
+
+Run folder layout::
+
+    config.yaml           the resolved scenario (after --set overrides)
+    parts/<label>-seed<N>/ metrics.parquet, interactions.parquet, done   one per finished job
+    metrics.parquet       one row per (policy, seed, tick)
+    interactions.parquet  one row per impression, with policy and seed columns
+    summary.json          per policy: final and mean metrics over seeds with 95% intervals
+    plots/*.png           one figure per plotted metric and an overview grid
+
+Each finished (policy, seed) job is written to ``parts/`` at once; running the same command with
+the same ``--out`` again skips finished jobs, so an interrupted study resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+from tqdm import tqdm
+
+import policies
+from agents.deciders import Decider
+from scenarios.schema import PolicyConfig, Scenario
+from simenv.world import World
+
+DeciderFactory = Callable[[Scenario], Decider]
+
+
+class RunFolderError(ValueError):
+    """The run folder belongs to a different scenario configuration."""
+
+
+@dataclass
+class RunResult:
+    out: Path
+    metrics: pd.DataFrame
+    summary: dict[str, object]
+    resumed_jobs: int
+
+
+def run_scenario(
+    scenario: Scenario,
+    out: Path,
+    *,
+    progress: bool = True,
+    decider_factory: DeciderFactory | None = None,
+) -> RunResult:
+    out = Path(out)
+    _claim_folder(out, scenario)
+    for cfg in scenario.policies:  # fail on a bad policy before any simulation starts
+        policies.make(cfg.name, **cfg.params)
+    jobs = [(cfg, seed) for cfg in scenario.policies for seed in scenario.seeds]
+    started = time.perf_counter()
+    resumed = 0
+    with tqdm(
+        total=len(jobs) * scenario.ticks, disable=not progress, unit="tick", dynamic_ncols=True
+    ) as bar:
+        for cfg, seed in jobs:
+            part = _part_dir(out, cfg, seed)
+            if (part / "done").exists():
+                resumed += 1
+                bar.update(scenario.ticks)
+                continue
+            bar.set_description(f"{cfg.display} seed {seed}")
+            _run_job(scenario, cfg, seed, part, bar, decider_factory)
+    metrics = _combine(out, jobs)
+    summary = summarize(metrics, scenario)
+    summary["run"] = {
+        "scenario": scenario.name,
+        "seeds": scenario.seeds,
+        "ticks": scenario.ticks,
+        "policies": [cfg.display for cfg in scenario.policies],
+        "resumed_jobs": resumed,
+        "seconds": round(time.perf_counter() - started, 3),
+        "python": platform.python_version(),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
+    from simenv.plots import plot_run
+
+    plot_run(metrics, scenario, out / "plots")
+    return RunResult(out=out, metrics=metrics, summary=summary, resumed_jobs=resumed)
+
+
+def _claim_folder(out: Path, scenario: Scenario) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    config = out / "config.yaml"
+    text = yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False)
+    if config.exists() and config.read_text() != text:
+        raise RunFolderError(
+            f"{out} holds a run of a different configuration (see {config}); "
+            "choose another --out, or delete the folder"
+        )
+    config.write_text(text)
+
+
+def _part_dir(out: Path, cfg: PolicyConfig, seed: int) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in cfg.display)
+    return out / "parts" / f"{safe}-seed{seed}"
+
+
+def _run_job(
+    scenario: Scenario,
+    cfg: PolicyConfig,
+    seed: int,
+    part: Path,
+    bar: tqdm,
+    decider_factory: DeciderFactory | None,
+) -> None:
+    policy = policies.make(cfg.name, **cfg.params)
+    decider = decider_factory(scenario) if decider_factory else None
+    world = World(scenario, policy, seed=seed, decider=decider)
+    for _ in range(scenario.ticks):
+        world.step()
+        bar.update(1)
+    part.mkdir(parents=True, exist_ok=True)
+    labels = {"policy": cfg.display, "seed": seed}
+    _with_labels(world.metrics_frame(), labels).to_parquet(part / "metrics.parquet")
+    if scenario.log_interactions:
+        _with_labels(world.interactions_frame(), labels).to_parquet(part / "interactions.parquet")
+    (part / "done").write_text("ok\n")
+
+
+def _with_labels(frame: pd.DataFrame, labels: dict[str, object]) -> pd.DataFrame:
+    for i, (key, value) in enumerate(labels.items()):
+        frame.insert(i, key, value)
+    return frame
+
+
+def _combine(out: Path, jobs: list[tuple[PolicyConfig, int]]) -> pd.DataFrame:
+    parts = [_part_dir(out, cfg, seed) for cfg, seed in jobs]
+    metrics = pd.concat([pd.read_parquet(p / "metrics.parquet") for p in parts], ignore_index=True)
+    metrics.to_parquet(out / "metrics.parquet")
+    logs = [p / "interactions.parquet" for p in parts if (p / "interactions.parquet").exists()]
+    if logs:
+        _concat_parquet(logs, out / "interactions.parquet")
+    return metrics
+
+
+def _concat_parquet(files: list[Path], target: Path) -> None:
+    """Stream many parquet files with the same schema into one, one file in memory at a time."""
+    writer: pq.ParquetWriter | None = None
+    try:
+        for file in files:
+            table = pq.read_table(file)
+            if writer is None:
+                writer = pq.ParquetWriter(target, table.schema)
+            writer.write_table(table.cast(writer.schema) if table.schema != writer.schema else table)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def summarize(metrics: pd.DataFrame, scenario: Scenario) -> dict[str, object]:
+    """Per policy and metric: the last tick's value and the mean over ticks, over seeds.
+
+    Each is reported as ``{"mean", "low", "high", "n"}``, a 95% t-interval over seeds.
+    """
+    value_cols = [c for c in metrics.columns if c not in {"policy", "seed", "tick"}]
+    last_tick = metrics["tick"].max()
+    result: dict[str, object] = {}
+    for label, frame in metrics.groupby("policy", sort=False):
+        final = frame[frame["tick"] == last_tick].set_index("seed")[value_cols]
+        over_time = frame.groupby("seed")[value_cols].mean()
+        result[str(label)] = {
+            col: {"final": interval(final[col].to_numpy()), "mean": interval(over_time[col])}
+            for col in value_cols
+        }
+    return {"policies": result}
+
+
+def interval(values: np.ndarray | pd.Series) -> dict[str, float | int | None]:
+    """Mean and 95% t-interval of the finite values (None where undefined)."""
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return {"mean": None, "low": None, "high": None, "n": 0}
+    mean = float(x.mean())
+    if x.size == 1:
+        return {"mean": mean, "low": mean, "high": mean, "n": 1}
+    half = _t95(x.size - 1) * float(x.std(ddof=1)) / np.sqrt(x.size)
+    return {"mean": mean, "low": mean - half, "high": mean + half, "n": int(x.size)}
+
+
+_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+        9: 2.262, 10: 2.228, 15: 2.131, 20: 2.086, 30: 2.042}  # fmt: skip
+
+
+def _t95(dof: int) -> float:
+    """Two-sided 95% Student-t quantile (table, nearest lower dof; 1.96 past 30)."""
+    if dof > 30:
+        return 1.96
+    return _T95[max(d for d in _T95 if d <= dof)]

@@ -1,0 +1,28 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ML_FILES = ("u.data", "u.item", "u.user", "u.genre")
+
+
+@pytest.fixture(scope="session")
+def movielens_path() -> Path:
+    """The MovieLens-100k folder: $RECLOOP_DATA, else ../shared/data/ml-100k from the repo root.
+
+    Skips when the files are absent, except under CI (CI=true), where that is a failure.
+    """
+    env = os.environ.get("RECLOOP_DATA")
+    path = Path(env) if env else REPO.parent / "shared" / "data" / "ml-100k"
+    missing = [f for f in ML_FILES if not (path / f).is_file()]
+    if missing:
+        reason = f"MovieLens-100k not found at {path} (missing {missing[0]}); set RECLOOP_DATA"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return path

@@ -1,0 +1,166 @@
+"""The world's tick: determinism, the story's invariants, and what reaches the policy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import policies
+from agents.deciders import ScriptedDecider
+from agents.memory import MemoryKind
+from policies.base import Feedback, PlatformSpec, RecommendRequest
+from scenarios import load
+from simenv.world import PolicyError, World
+
+
+def small(**over: object) -> object:
+    sets = [
+        "ticks=6",
+        "population.size=120",
+        "catalog.n_items=150",
+        "catalog.n_creators=10",
+        "seeds=[0]",
+    ]
+    sets += [f"{k}={v}" for k, v in over.items()]
+    return load("filter_bubble", sets)
+
+
+def run_world(scenario, policy="popularity", seed=0, **kw) -> World:
+    world = World(scenario, policies.make(policy), seed=seed, **kw)
+    world.run()
+    return world
+
+
+def test_same_seed_same_trajectory_different_seed_differs():
+    sc = small()
+    a = run_world(sc, "mf", seed=3).interactions_frame()
+    b = run_world(sc, "mf", seed=3).interactions_frame()
+    c = run_world(sc, "mf", seed=4).interactions_frame()
+    pd.testing.assert_frame_equal(a, b)
+    assert len(a) > 0
+    assert not (len(a) == len(c) and a.equals(c))
+
+
+def test_log_has_one_row_per_impression_and_matches_totals():
+    world = run_world(small())
+    log = world.interactions_frame()
+    k = world.spec.k
+    assert (log.groupby(["tick", "step", "user"]).size() == k).all()
+    exposure = np.bincount(log["item"], minlength=world.items.capacity)
+    np.testing.assert_array_equal(exposure, world.items.exposure_total)
+    clicks = log[log["clicked"]]
+    assert clicks["rating"].between(1, 5).all()
+    assert log.loc[~log["clicked"], "rating"].isna().all()
+    assert (clicks.groupby(["tick", "step", "user"]).size() == 1).all()
+
+
+def test_metrics_frame_has_every_metric_each_tick():
+    from simenv import metrics
+
+    world = run_world(small())
+    frame = world.metrics_frame()
+    assert list(frame["tick"]) == list(range(6))
+    for name in metrics.available():
+        assert name in frame.columns
+    assert frame["ctr"].between(0, 1).all()
+
+
+class Recorder:
+    """A policy that serves the first k available items and records what it was given."""
+
+    name = "recorder"
+
+    def reset(self, spec: PlatformSpec, rng: np.random.Generator) -> None:
+        self.spec, self.requests, self.feedback = spec, [], []
+
+    def recommend(self, request: RecommendRequest) -> np.ndarray:
+        self.requests.append(request)
+        first = np.flatnonzero(request.available)[: request.k]
+        return np.tile(first, (request.n, 1))
+
+    def update(self, feedback: Feedback) -> None:
+        self.feedback.append(feedback)
+
+
+def test_policy_sees_only_observable_fields_and_gets_feedback():
+    rec = Recorder()
+    world = World(small(), rec, seed=0, decider=ScriptedDecider(pick=1, rating=5.0))
+    world.run(2)
+    fields = set(RecommendRequest.__dataclass_fields__)
+    assert fields == {"tick", "users", "k", "item_features", "available", "item_age", "recent",
+                      "social"}
+    fb = rec.feedback[0]
+    np.testing.assert_array_equal(fb.chosen_item, fb.slates[:, 1])
+    assert (fb.rating == 5.0).all()
+    # the item picked at tick 0 is now in the users' recent list, which the policy sees
+    later = rec.requests[-1]
+    assert (later.recent == fb.slates[0, 1]).any()
+
+
+def test_scripted_decider_drives_memory_emotion_and_drift():
+    world = World(small(), Recorder(), seed=0, decider=ScriptedDecider(pick=0, rating=5.0))
+    world.run(3)
+    users = np.flatnonzero(world.genre_history.sum(axis=1) > 0)
+    assert users.size > 0
+    u = int(users[0])
+    kinds = {r.kind for r in world.memory.records(u)}
+    assert MemoryKind.CONSUMED in kinds
+    assert world.emotion.satisfaction[u] > 0  # rating 5 pleases
+    assert np.linalg.norm(world.taste[u] - world.taste_initial[u]) > 0  # taste drifted
+    agent = world.user_agents.select(lambda a: a.user_id == u)[0]
+    assert agent.memories()[-1].tick <= 2
+    assert "pleased" in agent.feeling()
+
+
+def test_memory_stays_bounded():
+    world = run_world(small(ticks=10, **{"session.memory": 4}))
+    assert world.memory.kind.shape == (120, 4)
+    assert all(len(world.memory.records(u)) <= 4 for u in range(120))
+
+
+def test_leaving_and_returning_users():
+    sc = small(ticks=15, **{"emotion.exit_base": 0.0, "emotion.return_rate": 0.3})
+    frame = run_world(sc).metrics_frame()
+    assert frame["churn_rate"].max() > 0
+    assert frame["return_rate"].max() > 0
+
+
+def test_creators_publish_and_items_age_out():
+    sc = small(
+        ticks=8,
+        **{"creators.enabled": "true", "creators.publish_rate": 1.0, "creators.max_item_age": 3},
+    )
+    world = run_world(sc, "content")
+    assert world.items.size > 150
+    assert world.item_agents.__len__() == world.items.size
+    assert not world.items.available[:150].any()  # initial items retired after age 3
+    assert world.metrics_frame()["items_available"].iloc[-1] > 0
+
+
+class Broken(Recorder):
+    def __init__(self, how: str) -> None:
+        self.how = how
+
+    def recommend(self, request: RecommendRequest) -> np.ndarray:
+        good = super().recommend(request)
+        if self.how == "shape":
+            return good[:, :-1]
+        if self.how == "duplicate":
+            good[:, 1] = good[:, 0]
+            return good
+        return np.full_like(good, request.available.size + 5)
+
+
+@pytest.mark.parametrize("how", ["shape", "duplicate", "range"])
+def test_bad_slates_are_a_clear_error(how):
+    world = World(small(), Broken(how), seed=0)
+    with pytest.raises(PolicyError, match="recorder"):
+        world.step()
+
+
+def test_slate_larger_than_catalog_is_rejected():
+    from scenarios import ScenarioError
+
+    with pytest.raises(ScenarioError, match="slate_size"):
+        load("filter_bubble", ["session.slate_size=50", "catalog.n_items=20"])
