@@ -61,7 +61,7 @@ class UtilityParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    taste: float = Field(4.0, description="weight of cosine(taste, item features)")
+    taste: float = Field(6.0, description="weight of cosine(taste, item features)")
     quality: float = Field(1.5, description="weight of item quality (centred at 0.5)")
     popularity: float = Field(1.5, description="weight of observed popularity, times conformity")
     novelty: float = Field(1.0, description="weight of novelty vs recent items, times curiosity")
@@ -69,7 +69,7 @@ class UtilityParams(BaseModel):
     social: float = Field(1.0, description="bonus for items a friend shared")
     repeat: float = Field(3.0, description="penalty for items consumed recently")
     position: float = Field(0.3, description="penalty per log(1 + slate position)")
-    no_choice: float = Field(2.0, description="utility of choosing nothing")
+    no_choice: float = Field(5.0, description="utility of choosing nothing")
     fatigue: float = Field(2.0, description="extra no-choice utility per unit of fatigue")
     noise: float = Field(1.0, gt=0, description="scale of the Gumbel noise (choice randomness)")
     rating_taste: float = Field(3.0, description="stars per unit of taste match above 0.4")
@@ -159,7 +159,9 @@ class UtilityDecider:
         )
         return np.clip(np.rint(latent), 1, 5)
 
-    def _ends(self, ctx: DecisionContext, chose: np.ndarray, draw: np.ndarray) -> np.ndarray:
+    def _ends(
+        self, ctx: DecisionContext, chose: np.ndarray, draw: np.ndarray | float
+    ) -> np.ndarray:
         p, e, u = self.params, ctx.emotion, ctx.users
         logit = (
             p.end_base

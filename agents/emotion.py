@@ -117,9 +117,7 @@ def after_slate(
     state.curiosity[users] = np.clip(curious, 0.0, 1.0)
 
 
-def activation_prob(
-    state: EmotionState, activity: np.ndarray, params: EmotionParams
-) -> np.ndarray:
+def activation_prob(state: EmotionState, activity: np.ndarray, params: EmotionParams) -> np.ndarray:
     """Probability that each user opens the app this tick (before presence is applied)."""
     gain = 1.0 + params.activation_satisfaction * state.satisfaction
     loss = 1.0 - params.activation_fatigue * state.fatigue

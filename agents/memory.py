@@ -61,7 +61,7 @@ class MemoryStore:
         self,
         users: np.ndarray,
         kind: MemoryKind,
-        item: np.ndarray,
+        item: np.ndarray | int,
         tick: int,
         *,
         rating: np.ndarray | None = None,

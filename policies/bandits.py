@@ -18,6 +18,7 @@ from policies.common import (
     feedback_features,
     impression_rewards,
     mix_slates,
+    recent_of,
     sample_distinct,
     top_global,
 )
@@ -35,7 +36,7 @@ class ItemBandit(SlatePolicy):
     def _init_state(self) -> None:
         self.stats = ItemStats(self.spec.n_items, self.decay)
 
-    def update(self, feedback: Feedback) -> None:
+    def _learn(self, feedback: Feedback) -> None:
         items, rewards = impression_rewards(feedback, self.reward)
         self.stats.add(items, rewards, feedback.tick)
 
@@ -64,7 +65,7 @@ class EpsilonGreedy(ItemBandit):
         if rows.size == 0:
             return greedy
         avail = available_ids(request.available)
-        recent = np.asarray(request.recent, dtype=np.int64).reshape(request.n, -1)[rows]
+        recent = recent_of(request)[rows]
         randoms = sample_distinct(None, avail, recent, n, self.rng)
         greedy[rows] = mix_slates(greedy[rows], randoms, explore[rows])
         return greedy
@@ -152,7 +153,7 @@ class Thompson(ItemBandit):
 
     def rank(self, request: RecommendRequest, n: int) -> np.ndarray:
         avail = available_ids(request.available)
-        recent = np.asarray(request.recent, dtype=np.int64).reshape(request.n, -1)
+        recent = recent_of(request)
         out = np.empty((request.n, n), dtype=np.int64)
         if request.n == 0:
             return out
@@ -201,7 +202,7 @@ class LinUCB(SlatePolicy):
         x = np.asarray(features, dtype=np.float64)
         return np.concatenate([x, np.ones((x.shape[0], 1))], axis=1)
 
-    def update(self, feedback: Feedback) -> None:
+    def _learn(self, feedback: Feedback) -> None:
         items, rewards = impression_rewards(feedback, self.reward)
         if self.decay < 1.0 and self._last_tick is not None and feedback.tick > self._last_tick:
             f = self.decay ** (feedback.tick - self._last_tick)

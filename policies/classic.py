@@ -15,6 +15,7 @@ from policies.common import (
     feedback_features,
     impression_rewards,
     normalize_rows,
+    recent_of,
     ring_push,
 )
 from policies.registry import register
@@ -62,7 +63,7 @@ class PopularityPolicy(SlatePolicy):
     def rank(self, request: RecommendRequest, n: int) -> np.ndarray:
         return self.rank_global(request, n, self.stats.pulls)
 
-    def update(self, feedback: Feedback) -> None:
+    def _learn(self, feedback: Feedback) -> None:
         _, items, _ = consumed(feedback)
         self.stats.add(items, np.ones(items.size), feedback.tick)
 
@@ -72,11 +73,11 @@ class MatrixFactorization(SlatePolicy):
     """Online matrix factorisation of implicit feedback, scored per user in chunks.
 
     Observes: served slates, clicks (and ratings with ``reward="rating"``). Learns: user and item
-    factors and an item bias by one SGD step per feedback batch on the squared error of
+    factors and an item bias by one Adagrad step per feedback batch on the squared error of
     ``p_u . q_i + b_i`` against the target (1 or rating/5 for the consumed item, 0 for the other
-    items of the slate, the implicit negatives, weighted ``neg_weight``). Item gradients are
-    averaged over the batch so an item shown to many users takes one stable step. Unseen items
-    keep their small random factors and zero bias.
+    items of the slate, the implicit negatives, weighted ``neg_weight``). Adagrad keeps the step
+    stable when an item is shown to many users in one batch. Unseen items keep their small
+    random factors and zero bias.
     """
 
     def __init__(
@@ -97,20 +98,19 @@ class MatrixFactorization(SlatePolicy):
         self.reward = check_choice("reward", reward, REWARDS)
 
     def _init_state(self) -> None:
-        s = self.spec
-        self.user_f = (self.init_scale * self.rng.standard_normal((s.n_users, self.factors))).astype(
-            np.float32
-        )
-        self.item_f = (self.init_scale * self.rng.standard_normal((s.n_items, self.factors))).astype(
-            np.float32
-        )
+        s, scale, d = self.spec, self.init_scale, self.factors
+        self.user_f = (scale * self.rng.standard_normal((s.n_users, d))).astype(np.float32)
+        self.item_f = (scale * self.rng.standard_normal((s.n_items, d))).astype(np.float32)
         self.item_b = np.zeros(s.n_items, dtype=np.float32)
+        self.user_g2 = np.zeros((s.n_users, d), dtype=np.float32)
+        self.item_g2 = np.zeros((s.n_items, d), dtype=np.float32)
+        self.bias_g2 = np.zeros(s.n_items, dtype=np.float32)
 
     def rank(self, request: RecommendRequest, n: int) -> np.ndarray:
         users = np.asarray(request.users, dtype=np.int64)
         cache: dict[str, np.ndarray] = {}
 
-        def score(rows: slice, items: np.ndarray) -> np.ndarray:
+        def score(rows: np.ndarray, items: np.ndarray) -> np.ndarray:
             if "q" not in cache:
                 cache["q"] = self.item_f[items].T.copy()
                 cache["b"] = self.item_b[items]
@@ -118,7 +118,7 @@ class MatrixFactorization(SlatePolicy):
 
         return self.rank_personal(request, n, score)
 
-    def update(self, feedback: Feedback) -> None:
+    def _learn(self, feedback: Feedback) -> None:
         slates = np.asarray(feedback.slates, dtype=np.int64)
         if slates.size == 0:
             return
@@ -142,16 +142,23 @@ class MatrixFactorization(SlatePolicy):
         grad_u = np.einsum("nk,nkd->nd", err, qi) - self.reg * pu
         grad_q = err[..., None] * pu[:, None, :] - self.reg * qi * valid[..., None]
 
-        np.add.at(self.user_f, users, (self.lr * grad_u).astype(np.float32))
-        flat = items[valid]
-        m = self.spec.n_items
-        count = np.maximum(np.bincount(flat, minlength=m)[:m], 1).astype(np.float64)
-        acc = np.zeros((m, self.factors))
-        np.add.at(acc, flat, grad_q[valid])
-        touched = np.unique(flat)
-        self.item_f[touched] += (self.lr * acc[touched] / count[touched, None]).astype(np.float32)
-        bias = np.bincount(flat, weights=err[valid], minlength=m)[:m] / count
-        self.item_b[touched] += (self.lr * bias[touched]).astype(np.float32)
+        uniq_u, inv_u = np.unique(users, return_inverse=True)
+        g_u = np.zeros((uniq_u.size, self.factors))
+        np.add.at(g_u, inv_u, grad_u)
+        self._step(self.user_f, self.user_g2, uniq_u, g_u)
+        uniq_i, inv_i = np.unique(items[valid], return_inverse=True)
+        g_q = np.zeros((uniq_i.size, self.factors))
+        np.add.at(g_q, inv_i, grad_q[valid])
+        self._step(self.item_f, self.item_g2, uniq_i, g_q)
+        g_b = np.bincount(inv_i, weights=err[valid], minlength=uniq_i.size)
+        self._step(self.item_b, self.bias_g2, uniq_i, g_b)
+
+    def _step(self, param: np.ndarray, g2: np.ndarray, idx: np.ndarray, grad: np.ndarray) -> None:
+        """Adagrad ascent step on rows ``idx``: a batch's summed gradient is normalised by its
+        history, so an item shown to thousands of users in one tick still takes a stable step."""
+        acc = g2[idx] + grad * grad
+        g2[idx] = acc
+        param[idx] += (self.lr * grad / np.sqrt(acc + 1e-8)).astype(param.dtype)
 
 
 @register("item_knn")
@@ -159,11 +166,12 @@ class ItemKNN(SlatePolicy):
     """Item-item collaborative filtering on co-consumption.
 
     Observes: which item each user consumed. Learns: for every pair of items consumed by the same
-    user within ``memory`` consumptions of each other, a co-consumption count; the similarity
-    is the cosine ``c_ij / sqrt(n_i n_j)`` of the binary consumption vectors, and each item
-    keeps its ``neighbors`` most similar items. A user's score for item j is the sum of the
-    similarities of j to the user's ``recent`` items (the policy's own record of the user's
-    consumption if the request has no history), back-filled by popularity.
+    user within ``memory`` distinct consumptions of each other, a co-consumption count
+    ``c_ij`` (re-consuming an item still in that window adds nothing); the similarity is the
+    cosine ``c_ij / sqrt(n_i n_j)`` of the binary consumption vectors (``n_i``: users who
+    consumed i), and each item keeps its ``neighbors`` most similar items. A user's score for
+    item j is the sum of the similarities of j to the user's ``recent`` items (the policy's own
+    record of the user's consumption if the request has no history), back-filled by popularity.
     """
 
     def __init__(self, neighbors: int = 50, memory: int = 20) -> None:
@@ -176,19 +184,21 @@ class ItemKNN(SlatePolicy):
         self.hist = np.full((s.n_users, self.memory), NO_ITEM, dtype=np.int64)
         self.hist_ptr = np.zeros(s.n_users, dtype=np.int64)
         self.item_n = np.zeros(s.n_items, dtype=np.float64)
-        self.pair_keys = np.zeros(0, dtype=np.int64)
-        self.pair_counts = np.zeros(0, dtype=np.float64)
+        self.pair_keys: np.ndarray = np.zeros(0, dtype=np.int64)
+        self.pair_counts: np.ndarray = np.zeros(0, dtype=np.float64)
         self._pending: list[np.ndarray] = []
         self.nb_ids = np.full((s.n_items, self.neighbors), NO_ITEM, dtype=np.int64)
         self.nb_sim = np.zeros((s.n_items, self.neighbors), dtype=np.float64)
 
-    def update(self, feedback: Feedback) -> None:
+    def _learn(self, feedback: Feedback) -> None:
         users, items, _ = consumed(feedback)
         if items.size == 0:
             return
         m = self.spec.n_items
         past = self.hist[users]  # (c, memory) before this batch
-        ok = (past >= 0) & (past != items[:, None])
+        fresh = ~(past == items[:, None]).any(1)  # a re-consumption adds no evidence
+        users, items, past = users[fresh], items[fresh], past[fresh]
+        ok = past >= 0
         i = np.broadcast_to(items[:, None], past.shape)[ok]
         j = past[ok]
         self._pending.append(np.concatenate([i * m + j, j * m + i]))
@@ -222,12 +232,12 @@ class ItemKNN(SlatePolicy):
         self._refresh()
         m = self.spec.n_items
         users = np.asarray(request.users, dtype=np.int64)
-        recent = np.asarray(request.recent, dtype=np.int64).reshape(request.n, -1)
+        recent = recent_of(request)
         if recent.shape[1] == 0:
             recent = self.hist[users]
         prior_all = _popularity_prior(self.item_n, np.arange(m))
 
-        def score(rows: slice, items: np.ndarray) -> np.ndarray:
+        def score(rows: np.ndarray, items: np.ndarray) -> np.ndarray:
             rec = recent[rows]
             c = rec.shape[0]
             ok = (rec >= 0) & (rec < m)
@@ -264,7 +274,7 @@ class ContentBased(SlatePolicy):
         self.item_n = np.zeros(s.n_items, dtype=np.float64)
         self._features: np.ndarray | None = None
 
-    def update(self, feedback: Feedback) -> None:
+    def _learn(self, feedback: Feedback) -> None:
         users, items, ratings = consumed(feedback)
         if items.size == 0:
             return
@@ -283,7 +293,7 @@ class ContentBased(SlatePolicy):
         users = np.asarray(request.users, dtype=np.int64)
         cache: dict[str, np.ndarray] = {}
 
-        def score(rows: slice, items: np.ndarray) -> np.ndarray:
+        def score(rows: np.ndarray, items: np.ndarray) -> np.ndarray:
             if "f" not in cache:
                 cache["f"] = normalize_rows(request.item_features[items]).T.copy()
                 cache["prior"] = _popularity_prior(self.item_n, items)

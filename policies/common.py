@@ -36,10 +36,11 @@ TIE_BREAKS = ("random", "id")
 REWARDS = ("click", "rating")
 
 #: ``score_fn(rows, items) -> (len(rows), len(items))`` scores of the request rows ``rows``
-#: (a slice) for the item ids ``items``.
-ScoreFn = Callable[[slice, np.ndarray], np.ndarray]
+#: (an index array) for the item ids ``items``, returned as a new array.
+ScoreFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 _BIG = np.finfo(np.float64).max
+_MAX_KEY = np.iinfo(np.int64).max
 
 
 class NotEnoughItemsError(ValueError):
@@ -61,6 +62,7 @@ class TieKeys:
 
     def __init__(self, m: int, n_rows: int, tie_break: str, rng: np.random.Generator) -> None:
         self.m = m
+        self.per_row = tie_break == "random"
         if tie_break == "random":
             self.perm = rng.permutation(m).astype(np.int64)
             self.offset = rng.integers(0, max(m, 1), size=n_rows, dtype=np.int64)
@@ -69,6 +71,15 @@ class TieKeys:
             self.offset = np.zeros(n_rows, dtype=np.int64)
         else:
             raise ValueError(f"tie_break must be one of {TIE_BREAKS}, got {tie_break!r}")
+        self.inv_perm = np.empty(m, dtype=np.int64)
+        self.inv_perm[self.perm] = np.arange(m, dtype=np.int64)
+
+    def subset(self, rows: np.ndarray) -> TieKeys:
+        """The same keys for the request rows ``rows`` only (renumbered 0..len(rows)-1)."""
+        sub = object.__new__(TieKeys)
+        sub.m, sub.per_row, sub.perm, sub.inv_perm = self.m, self.per_row, self.perm, self.inv_perm
+        sub.offset = self.offset[rows]
+        return sub
 
     def global_key(self) -> np.ndarray:
         """(m,) keys shared by all rows (used for one global ranking)."""
@@ -89,12 +100,20 @@ def available_ids(available: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.asarray(available, dtype=bool)).astype(np.int64)
 
 
+def recent_of(request: RecommendRequest) -> np.ndarray:
+    """The request's ``recent`` as an (n, history) int64 array (history may be 0)."""
+    recent = np.asarray(request.recent, dtype=np.int64)
+    if recent.ndim != 2 or recent.shape[0] != request.n:
+        width = recent.size // request.n if request.n else 0
+        recent = recent.reshape(request.n, width)
+    return recent
+
+
 def check_enough(n_available: int, length: int) -> None:
     """Raise :class:`NotEnoughItemsError` unless ``length`` distinct items can be served."""
     if length > n_available:
         raise NotEnoughItemsError(
-            f"cannot fill {length} distinct slate positions: only {n_available} items are "
-            f"available"
+            f"cannot fill {length} distinct slate positions: only {n_available} items are available"
         )
 
 
@@ -112,9 +131,7 @@ def lookup(pos: np.ndarray, items: np.ndarray) -> np.ndarray:
     return np.where(ok, pos[np.where(ok, items, 0)], -1)
 
 
-def first_distinct(
-    cands: np.ndarray, length: int, exclude: np.ndarray | None = None
-) -> np.ndarray:
+def first_distinct(cands: np.ndarray, length: int, exclude: np.ndarray | None = None) -> np.ndarray:
     """Per row, the first ``length`` entries of ``cands`` that are valid (``>= 0``), not in that
     row of ``exclude`` and not repeats of an earlier entry; ``NO_ITEM`` where a row runs out.
 
@@ -139,9 +156,7 @@ def first_distinct(
     return out
 
 
-def _complete(
-    out: np.ndarray, fallback: np.ndarray, recent: np.ndarray, length: int
-) -> np.ndarray:
+def _complete(out: np.ndarray, fallback: np.ndarray, recent: np.ndarray, length: int) -> np.ndarray:
     """Fill ``NO_ITEM`` holes of ``out`` from the (m,) ``fallback`` order: first without the
     row's ``recent`` items, then with them. ``fallback`` must hold >= ``length`` distinct ids."""
     holes = np.flatnonzero((out < 0).any(1))
@@ -189,6 +204,20 @@ def top_global(
     s = np.nan_to_num(s, nan=-_BIG, posinf=_BIG, neginf=-_BIG)
     order = np.lexsort((ties.global_key(), -s))
     n_cand = min(m, length + recent.shape[1])
+    if ties.per_row:
+        neg = -s[order]
+        g0, g1 = (
+            np.searchsorted(neg, neg[n_cand - 1], "left"),
+            np.searchsorted(neg, neg[n_cand - 1], "right"),
+        )
+        if g1 - g0 > 1:
+            # the tie group at the cut-off: each row gets it rotated by its own offset, so tied
+            # items (cold items, unseen bandit arms) are spread over the users
+            group = avail[order[g0:g1]]
+            idx = (ties.offset[:, None] + np.arange(n_cand - g0)[None, :]) % group.size
+            head = np.broadcast_to(avail[order[:g0]], (rows, int(g0)))
+            cands = np.concatenate([head, group[idx]], 1)
+            return _complete(first_distinct(cands, length, recent), avail[order], recent, length)
     cand = avail[order[:n_cand]]
     pos = positions(cand, int(max(avail.max(), cand.max()) + 1))
     p = lookup(pos, recent)
@@ -201,36 +230,101 @@ def top_global(
     return cand[pick]
 
 
-def _topn_rows(s: np.ndarray, length: int, ties: TieKeys, row0: int) -> np.ndarray:
-    """Column indices of the top ``length`` of each row of ``s`` (c, m), best first, ties by
-    ``ties`` keys; ``row0`` is the absolute request row of ``s[0]``."""
-    c, m = s.shape
-    rows = np.arange(c)
-    abs_rows = rows + row0
-    kth = m - length
+KeyFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+WalkFn = Callable[[np.ndarray, int], np.ndarray]
+
+
+def _top_exact(s: np.ndarray, length: int, key: KeyFn, walk: WalkFn | None = None) -> np.ndarray:
+    """Column indices of the top ``length`` of each row of ``s`` (c, w), best first; ties go to
+    the smaller ``key(local_rows, cols)``. ``walk(local_rows, width)`` may list each row's first
+    ``width`` columns in increasing key order, which resolves a big tie group (a cold user whose
+    scores are all equal) without sorting all keys."""
+    c, w = s.shape
+    ar = np.arange(c)
+    kth = w - length
     part = np.argpartition(s, kth, axis=1)
-    thr = s[rows, part[:, kth]]
+    thr = s[ar, part[:, kth]]
     gt = s > thr[:, None]
     eq = s == thr[:, None]
     need = length - gt.sum(1)
-    n_eq = eq.sum(1)
     sel = gt | eq
-    tied = np.flatnonzero(n_eq > need)
+    tied = np.flatnonzero(eq.sum(1) > need)
     if tied.size:
-        keys = ties.key(abs_rows[tied][:, None], np.arange(m)[None, :])
-        keys = np.where(eq[tied], keys, np.iinfo(np.int64).max)
-        width = int(need[tied].max())
-        small = np.argpartition(keys, width - 1, axis=1)[:, :width]
-        small = np.take_along_axis(small, np.argsort(np.take_along_axis(keys, small, 1), 1), 1)
-        keep = np.arange(width)[None, :] < need[tied][:, None]
-        fix = gt[tied]
-        fix[np.nonzero(keep)[0], small[keep]] = True
-        sel[tied] = fix
+        sel[tied] = gt[tied]
+        todo = tied
+        if walk is not None:
+            width = min(w, max(64, 4 * int(need[tied].max())))
+            cols = walk(tied, width)
+            hit = np.take_along_axis(eq[tied], cols, 1)
+            csum = np.cumsum(hit, 1)
+            done = csum[:, -1] >= need[tied]
+            rr, cc = np.nonzero(hit & (csum <= need[tied][:, None]) & done[:, None])
+            sel[tied[rr], cols[rr, cc]] = True
+            todo = tied[~done]
+        if todo.size:
+            keys = np.where(eq[todo], key(todo[:, None], np.arange(w)[None, :]), _MAX_KEY)
+            width = int(need[todo].max())
+            small = np.argpartition(keys, width - 1, axis=1)[:, :width]
+            small = np.take_along_axis(small, np.argsort(np.take_along_axis(keys, small, 1), 1), 1)
+            keep = np.arange(width)[None, :] < need[todo][:, None]
+            sel[todo[np.nonzero(keep)[0]], small[keep]] = True
     cols = np.nonzero(sel)[1].reshape(c, length)
-    order = np.lexsort(
-        (ties.key(abs_rows[:, None], cols), -np.take_along_axis(s, cols, 1)), axis=-1
-    )
+    order = np.lexsort((key(ar[:, None], cols), -np.take_along_axis(s, cols, 1)), axis=-1)
     return np.take_along_axis(cols, order, 1)
+
+
+def _block_size(m: int, length: int) -> int:
+    """Block width for the block-maximum pre-selection (0: not worth it)."""
+    if m < 256:
+        return 0
+    bs = max(4, int(np.sqrt(m / max(length, 1))))
+    return bs if -(-m // bs) > 2 * length else 0
+
+
+def _topn_rows(s: np.ndarray, length: int, ties: TieKeys, abs_rows: np.ndarray) -> np.ndarray:
+    """Column indices of the top ``length`` of each row of ``s`` (c, m), best first, ties by
+    ``ties`` keys; ``abs_rows`` are the request rows of the rows of ``s``.
+
+    Pre-selection by block maxima: with the row cut into blocks of ``bs`` columns, if exactly
+    ``length`` blocks have a maximum >= the ``length``-th largest block maximum, every item of
+    the top ``length`` lies in those blocks, so only ``length * bs`` candidates are ranked.
+    Rows where block maxima tie at that cut go through the exact full-row selection.
+    """
+    c, m = s.shape
+
+    def walk_of(rows_abs: np.ndarray) -> WalkFn:
+        def walk(ri: np.ndarray, width: int) -> np.ndarray:
+            steps = np.arange(width)[None, :] - ties.offset[rows_abs[ri]][:, None]
+            return ties.inv_perm[steps % m]
+
+        return walk
+
+    bs = _block_size(m, length)
+    if not bs:
+        return _top_exact(s, length, lambda ri, cj: ties.key(abs_rows[ri], cj), walk_of(abs_rows))
+    starts = np.arange(0, m, bs)
+    block_max = np.maximum.reduceat(s, starts, axis=1)
+    kth = starts.size - length
+    bpart = np.argpartition(block_max, kth, axis=1)
+    v = block_max[np.arange(c), bpart[:, kth]]
+    clean = (block_max >= v[:, None]).sum(1) == length
+    out = np.empty((c, length), dtype=np.int64)
+    slow = np.flatnonzero(~clean)
+    if slow.size:
+        rs = abs_rows[slow]
+        out[slow] = _top_exact(s[slow], length, lambda ri, cj: ties.key(rs[ri], cj), walk_of(rs))
+    fast = np.flatnonzero(clean)
+    if fast.size:
+        rf = abs_rows[fast]
+        blocks = starts[bpart[fast, kth:]]  # (f, length) first columns of the chosen blocks
+        cols = (blocks[:, :, None] + np.arange(bs)).reshape(fast.size, length * bs)
+        over = cols >= m  # the last block may be short
+        cols = np.minimum(cols, m - 1)
+        sub = s[fast[:, None], cols]
+        sub[over] = -np.inf  # never selected: these rows' top items are all > their v > -inf
+        local = _top_exact(sub, length, lambda ri, cj: ties.key(rf[ri], cols[ri, cj]))
+        out[fast] = np.take_along_axis(cols, local, 1)
+    return out
 
 
 def chunk_size(n_cols: int, budget: int = CHUNK_BUDGET) -> int:
@@ -245,31 +339,36 @@ def top_personal(
     length: int,
     ties: TieKeys,
     n_items: int,
+    rows: np.ndarray | None = None,
 ) -> np.ndarray:
     """Top ``length`` items per row from personalised scores, computed chunk by chunk.
 
-    ``score_fn(rows, avail)`` returns the (chunk, len(avail)) scores; NaN scores rank below
-    every finite one, and the row's ``recent`` items below everything.
+    ``score_fn(rows, avail)`` returns the (len(rows), len(avail)) scores of the request rows
+    ``rows`` (an index array) as a new array (it is edited in place); NaN scores rank below
+    every finite one, and the row's ``recent`` items below everything. ``rows`` restricts the
+    work to those request rows (default: all); the result has one row per selected row.
     """
     m = avail.size
     check_enough(m, length)
-    n_rows = recent.shape[0]
-    out = np.empty((n_rows, length), dtype=np.int64)
-    if length == 0 or n_rows == 0:
+    rows = np.arange(recent.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
+    out = np.empty((rows.size, length), dtype=np.int64)
+    if length == 0 or rows.size == 0:
         return out
     pos = positions(avail, n_items)
     step = chunk_size(m)
-    for start in range(0, n_rows, step):
-        rows = slice(start, min(start + step, n_rows))
-        s = np.array(score_fn(rows, avail), dtype=np.float64)  # own copy, edited in place
-        expected = (rows.stop - start, m)
-        if s.shape != expected:
-            raise ValueError(f"score_fn returned shape {s.shape}, expected {expected}")
-        np.nan_to_num(s, copy=False, nan=-_BIG, posinf=_BIG, neginf=-_BIG)
-        p = lookup(pos, recent[rows])
+    for start in range(0, rows.size, step):
+        chunk = rows[start : start + step]
+        s = np.asarray(score_fn(chunk, avail), dtype=np.float64)
+        if not s.flags.owndata or not s.flags.writeable:
+            s = s.copy()
+        if s.shape != (chunk.size, m):
+            raise ValueError(f"score_fn returned shape {s.shape}, expected {(chunk.size, m)}")
+        if not np.isfinite(s).all():
+            np.nan_to_num(s, copy=False, nan=-_BIG, posinf=_BIG, neginf=-_BIG)
+        p = lookup(pos, recent[chunk])
         rr, cc = np.nonzero(p >= 0)
         s[rr, p[rr, cc]] = -np.inf
-        out[rows] = avail[_topn_rows(s, length, ties, start)]
+        out[start : start + chunk.size] = avail[_topn_rows(s, length, ties, chunk)]
     return out
 
 
@@ -331,7 +430,7 @@ def mix_slates(primary: np.ndarray, secondary: np.ndarray, use_secondary: np.nda
     """Per row, fill the positions where ``use_secondary`` is false with ``primary``'s items in
     order and the others with ``secondary``'s first items not already used (then with the rest
     of ``primary``). All of (rows, k); rows of ``primary`` must hold k distinct items."""
-    rows, k = primary.shape
+    k = primary.shape[1]
     n_sec = use_secondary.sum(1)
     used = np.arange(k)[None, :] < (k - n_sec)[:, None]
     taken = np.where(used, primary, NO_ITEM)
@@ -442,7 +541,8 @@ class SlatePolicy:
 
     Subclasses implement :meth:`rank` (usually with :meth:`rank_global`,
     :meth:`rank_personal` or :meth:`rank_sampled`), :meth:`_init_state` (allocate learnt state
-    once ``self.spec`` and ``self.rng`` exist) and :meth:`update`. ``recommend(request)`` is
+    once ``self.spec`` and ``self.rng`` exist) and :meth:`_learn` (called by :meth:`update`
+    for non-empty feedback). ``recommend(request)`` is
     ``rank(request, request.k)``. Constructor arguments are stored as same-named attributes,
     which is what :meth:`get_params` reports.
     """
@@ -468,6 +568,7 @@ class SlatePolicy:
 
     def recommend(self, request: RecommendRequest) -> np.ndarray:
         """(n, k) int64 distinct available item ids per row."""
+        _ = self.spec  # a clear error before reset
         return self.rank(request, request.k)
 
     def rank(self, request: RecommendRequest, n: int) -> np.ndarray:
@@ -476,7 +577,13 @@ class SlatePolicy:
         raise NotImplementedError
 
     def update(self, feedback: Feedback) -> None:
-        """Learn from the outcome of served slates (the default learns nothing)."""
+        """Learn from the outcome of served slates (a batch with no rows is a no-op)."""
+        _ = self.spec
+        if np.asarray(feedback.users).size:
+            self._learn(feedback)
+
+    def _learn(self, feedback: Feedback) -> None:
+        """Learn from a non-empty feedback batch (the default learns nothing)."""
 
     # -- helpers for subclasses ----------------------------------------------------------
 
@@ -506,22 +613,43 @@ class SlatePolicy:
     def rank_global(self, request: RecommendRequest, n: int, scores: np.ndarray) -> np.ndarray:
         """Rank by one (n_items,) score vector shared by all users."""
         avail = available_ids(request.available)
-        recent = np.asarray(request.recent, dtype=np.int64).reshape(request.n, -1)
+        recent = recent_of(request)
         return top_global(scores, avail, recent, n, self._ties(avail.size, request.n))
 
-    def rank_personal(self, request: RecommendRequest, n: int, score_fn: ScoreFn) -> np.ndarray:
-        """Rank by per-user scores ``score_fn(rows, item_ids)``, computed chunk by chunk."""
+    def rank_personal(
+        self,
+        request: RecommendRequest,
+        n: int,
+        score_fn: ScoreFn,
+        cold: np.ndarray | None = None,
+        cold_scores: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Rank by per-user scores ``score_fn(rows, item_ids)``, computed chunk by chunk.
+
+        Rows where the (n,) bool ``cold`` is true (users the policy knows nothing about) are
+        ranked by the user-independent (n_items,) ``cold_scores`` instead, at the cost of one
+        global ranking.
+        """
         avail = available_ids(request.available)
-        recent = np.asarray(request.recent, dtype=np.int64).reshape(request.n, -1)
+        recent = recent_of(request)
         ties = self._ties(avail.size, request.n)
-        return top_personal(score_fn, avail, recent, n, ties, request.available.size)
+        m = request.available.size
+        if cold is None or cold_scores is None or not np.any(cold):
+            return top_personal(score_fn, avail, recent, n, ties, m)
+        out = np.empty((request.n, n), dtype=np.int64)
+        warm, cold_rows = np.flatnonzero(~cold), np.flatnonzero(cold)
+        out[warm] = top_personal(score_fn, avail, recent, n, ties, m, rows=warm)
+        out[cold_rows] = top_global(
+            cold_scores, avail, recent[cold_rows], n, ties.subset(cold_rows)
+        )
+        return out
 
     def rank_sampled(
         self, request: RecommendRequest, n: int, weights: np.ndarray | None
     ) -> np.ndarray:
         """Sample ``n`` distinct items per row ∝ ``weights`` (n_items,) (uniform if None)."""
         avail = available_ids(request.available)
-        recent = np.asarray(request.recent, dtype=np.int64).reshape(request.n, -1)
+        recent = recent_of(request)
         w = None if weights is None else np.asarray(weights)[avail]
         return sample_distinct(w, avail, recent, n, self.rng)
 

@@ -44,20 +44,37 @@ def build_parser() -> argparse.ArgumentParser:
         "Running again with the same --out resumes: finished (policy, seed) jobs are kept.",
     )
     run.add_argument("scenario", help="built-in scenario name (see `recloop list`) or YAML path")
-    run.add_argument("--seed", type=int, action="append", dest="seeds", metavar="N",
-                     help="seed to run (repeat for several); default: the scenario's seeds")
+    run.add_argument(
+        "--seed",
+        type=int,
+        action="append",
+        dest="seeds",
+        metavar="N",
+        help="seed to run (repeat for several); default: the scenario's seeds",
+    )
     run.add_argument("--out", type=Path, help="run folder (default: runs/<scenario>-<time>)")
     _add_set(run)
-    run.add_argument("--policy", action="append", dest="policies", metavar="NAME",
-                     help="run these registered policies instead of the scenario's (repeatable)")
-    run.add_argument("--download", action="store_true",
-                     help="download MovieLens-100k from GroupLens if the scenario needs it "
-                     "and it is missing")
+    run.add_argument(
+        "--policy",
+        action="append",
+        dest="policies",
+        metavar="NAME",
+        help="run these registered policies instead of the scenario's (repeatable)",
+    )
+    run.add_argument(
+        "--download",
+        action="store_true",
+        help="download MovieLens-100k from GroupLens if the scenario needs it and it is missing",
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     lst = sub.add_parser("list", help="list scenarios, policies and metrics")
-    lst.add_argument("what", nargs="?", choices=["scenarios", "policies", "metrics"],
-                     help="only this kind (default: all)")
+    lst.add_argument(
+        "what",
+        nargs="?",
+        choices=["scenarios", "policies", "metrics"],
+        help="only this kind (default: all)",
+    )
 
     show = sub.add_parser("show", help="print a scenario as it resolves, defaults included")
     show.add_argument("scenario")
@@ -66,9 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_set(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
-                   help="override a scenario field, e.g. --set ticks=20 --set "
-                   "population.size=200 (repeatable; values are YAML)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="overrides",
+        metavar="KEY=VALUE",
+        help="override a scenario field, e.g. --set ticks=20 --set "
+        "population.size=200 (repeatable; values are YAML)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -155,7 +178,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     if what in (None, "policies"):
         print("policies:")
         for name in policies.available():
-            print(f"  {name:<22} {policies.describe(name)}")
+            doc = (policies.get_class(name).__doc__ or "").strip().splitlines()
+            print(f"  {name:<22} {doc[0] if doc else ''}")
     if what in (None, "metrics"):
         print("metrics:")
         for name in metrics.available():

@@ -7,12 +7,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from scenarios.schema import Scenario  # noqa: E402
-from simenv import metrics as registry  # noqa: E402
+from scenarios.schema import Scenario
+from simenv import metrics as registry
 
 
 def plot_run(metrics: pd.DataFrame, scenario: Scenario, folder: Path) -> list[Path]:

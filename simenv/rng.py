@@ -29,7 +29,8 @@ class RngTree:
         self.seed = int(seed)
         children = np.random.SeedSequence(self.seed).spawn(len(STREAMS))
         self._gens = {
-            name: np.random.default_rng(child) for name, child in zip(STREAMS, children, strict=True)
+            name: np.random.default_rng(child)
+            for name, child in zip(STREAMS, children, strict=True)
         }
 
     def __getitem__(self, name: str) -> np.random.Generator:

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 from tqdm import tqdm
@@ -32,6 +31,7 @@ from tqdm import tqdm
 import policies
 from agents.deciders import Decider
 from scenarios.schema import PolicyConfig, Scenario
+from simenv import metrics as metrics_registry
 from simenv.world import World
 
 DeciderFactory = Callable[[Scenario], Decider]
@@ -58,8 +58,10 @@ def run_scenario(
 ) -> RunResult:
     out = Path(out)
     _claim_folder(out, scenario)
-    for cfg in scenario.policies:  # fail on a bad policy before any simulation starts
+    for cfg in scenario.policies:  # fail on bad names before any simulation starts
         policies.make(cfg.name, **cfg.params)
+    for name in scenario.metrics or []:
+        metrics_registry.get(name)
     jobs = [(cfg, seed) for cfg in scenario.policies for seed in scenario.seeds]
     started = time.perf_counter()
     resumed = 0
@@ -124,14 +126,14 @@ def _run_job(
         world.step()
         bar.update(1)
     part.mkdir(parents=True, exist_ok=True)
-    labels = {"policy": cfg.display, "seed": seed}
+    labels: dict[str, str | int] = {"policy": cfg.display, "seed": seed}
     _with_labels(world.metrics_frame(), labels).to_parquet(part / "metrics.parquet")
     if scenario.log_interactions:
         _with_labels(world.interactions_frame(), labels).to_parquet(part / "interactions.parquet")
     (part / "done").write_text("ok\n")
 
 
-def _with_labels(frame: pd.DataFrame, labels: dict[str, object]) -> pd.DataFrame:
+def _with_labels(frame: pd.DataFrame, labels: dict[str, str | int]) -> pd.DataFrame:
     for i, (key, value) in enumerate(labels.items()):
         frame.insert(i, key, value)
     return frame
@@ -155,7 +157,9 @@ def _concat_parquet(files: list[Path], target: Path) -> None:
             table = pq.read_table(file)
             if writer is None:
                 writer = pq.ParquetWriter(target, table.schema)
-            writer.write_table(table.cast(writer.schema) if table.schema != writer.schema else table)
+            writer.write_table(
+                table.cast(writer.schema) if table.schema != writer.schema else table
+            )
     finally:
         if writer is not None:
             writer.close()

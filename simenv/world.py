@@ -19,17 +19,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import mesa
-from mesa.agent import AgentSet
 import numpy as np
 import pandas as pd
+from mesa.agent import AgentSet
 
 from agents import emotion as emo
-from agents.deciders import DecisionContext, Decider, Decisions, UtilityDecider
+from agents.deciders import Decider, DecisionContext, Decisions, UtilityDecider
 from agents.items import CreatorAgent, ItemAgent, adapt_topics, creator_exposure, exposure_trend
 from agents.memory import MemoryKind, MemoryStore
 from agents.ring import ring_slots
 from agents.users import UserAgent
-from policies.base import Feedback, PlatformSpec, RecommendRequest, Recommender
+from policies.base import Feedback, PlatformSpec, Recommender, RecommendRequest
 from scenarios.schema import Scenario
 from simenv import metrics as metrics_registry
 from simenv.catalog import new_items_for_creators
@@ -287,9 +287,7 @@ class World(mesa.Model):
             raise PolicyError(f"policy '{name}' recommended an item twice in one slate")
         return slates
 
-    def _feedback(
-        self, t: int, users: np.ndarray, slates: np.ndarray, d: Decisions
-    ) -> Feedback:
+    def _feedback(self, t: int, users: np.ndarray, slates: np.ndarray, d: Decisions) -> Feedback:
         rows = np.arange(users.size)
         chosen_item = np.where(d.chosen_pos >= 0, slates[rows, np.maximum(d.chosen_pos, 0)], -1)
         return Feedback(

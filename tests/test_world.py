@@ -88,8 +88,16 @@ def test_policy_sees_only_observable_fields_and_gets_feedback():
     world = World(small(), rec, seed=0, decider=ScriptedDecider(pick=1, rating=5.0))
     world.run(2)
     fields = set(RecommendRequest.__dataclass_fields__)
-    assert fields == {"tick", "users", "k", "item_features", "available", "item_age", "recent",
-                      "social"}
+    assert fields == {
+        "tick",
+        "users",
+        "k",
+        "item_features",
+        "available",
+        "item_age",
+        "recent",
+        "social",
+    }
     fb = rec.feedback[0]
     np.testing.assert_array_equal(fb.chosen_item, fb.slates[:, 1])
     assert (fb.rating == 5.0).all()

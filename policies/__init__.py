@@ -1,0 +1,57 @@
+"""Recommender policies behind one protocol, with a registry.
+
+Usage::
+
+    import numpy as np
+    import policies
+
+    policies.available()                          # sorted registered names
+    policy = policies.make("ucb", c=0.5)          # ValueError for unknown names or parameters
+    policy.reset(spec, np.random.default_rng(0))  # spec: policies.PlatformSpec
+    slates = policy.recommend(request)            # (n, k) int64, distinct available items
+    policy.update(feedback)
+
+Every built-in policy derives from :class:`SlatePolicy`, whose ``rank(request, n)`` returns a
+longer ranked list (what re-rankers such as ``"mmr"`` consume). Importing this package needs
+numpy only; heavy policies register lazily by entry point (see :mod:`policies.registry`).
+"""
+
+from __future__ import annotations
+
+# Importing the definition modules registers their policies.
+from policies import bandits, classic, rerank, social  # noqa: F401
+from policies.base import (
+    NO_ITEM,
+    Feedback,
+    PlatformSpec,
+    Recommender,
+    RecommendRequest,
+    SocialGraph,
+)
+from policies.common import NotEnoughItemsError, SlatePolicy, check_slates
+from policies.registry import (
+    UnknownPolicyError,
+    available,
+    get_class,
+    make,
+    parameters,
+    register,
+)
+
+__all__ = [
+    "NO_ITEM",
+    "Feedback",
+    "NotEnoughItemsError",
+    "PlatformSpec",
+    "RecommendRequest",
+    "Recommender",
+    "SlatePolicy",
+    "SocialGraph",
+    "UnknownPolicyError",
+    "available",
+    "check_slates",
+    "get_class",
+    "make",
+    "parameters",
+    "register",
+]
