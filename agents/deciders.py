@@ -30,6 +30,7 @@ class DecisionContext:
     taste: np.ndarray  # (N, d) float32 current (drifting) taste, L2-normalised
     emotion: EmotionState  # whole population
     item_features: np.ndarray  # (n_items, d) float32
+    item_unit: np.ndarray  # (n_items, d) float32 item_features scaled to unit length
     item_quality: np.ndarray  # (n_items,) float32 in [0, 1]
     item_popularity: np.ndarray  # (n_items,) float32 in [0, 1], observed popularity
     recent: np.ndarray  # (N, H) int64 recently consumed items, -1 padded
@@ -92,7 +93,7 @@ class SlateTerms:
 
 
 def slate_terms(ctx: DecisionContext) -> SlateTerms:
-    feats = _unit_rows(ctx.item_features[ctx.slates])  # (n, k, d)
+    feats = ctx.item_unit[ctx.slates]  # (n, k, d)
     taste = ctx.taste[ctx.users]
     match = np.einsum("nkd,nd->nk", feats, taste)
     recent = ctx.recent[ctx.users]

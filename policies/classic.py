@@ -9,12 +9,15 @@ from policies.common import (
     REWARDS,
     ItemStats,
     SlatePolicy,
+    available_ids,
     check_choice,
     check_range,
     consumed,
     feedback_features,
     impression_rewards,
+    lookup,
     normalize_rows,
+    positions,
     recent_of,
     ring_push,
 )
@@ -235,22 +238,25 @@ class ItemKNN(SlatePolicy):
         recent = recent_of(request)
         if recent.shape[1] == 0:
             recent = self.hist[users]
-        prior_all = _popularity_prior(self.item_n, np.arange(m))
+        ok = (recent >= 0) & (recent < m)
+        has_neighbors = self.nb_ids[:, 0] >= 0
+        cold = np.asarray(~(ok & has_neighbors[np.where(ok, recent, 0)]).any(1))
+        pos = positions(available_ids(request.available), m)
 
         def score(rows: np.ndarray, items: np.ndarray) -> np.ndarray:
-            rec = recent[rows]
-            c = rec.shape[0]
-            ok = (rec >= 0) & (rec < m)
-            safe = np.where(ok, rec, 0)
-            nb = self.nb_ids[safe]  # (c, h, K)
-            w = self.nb_sim[safe] * ok[..., None]
-            valid = nb >= 0
-            local = np.broadcast_to(np.arange(c)[:, None, None], nb.shape)
-            flat = local[valid] * m + nb[valid]
-            dense = np.bincount(flat, weights=w[valid], minlength=c * m).reshape(c, m)
-            return dense[:, items] + prior_all[items]
+            rec, c, n_cols = recent[rows], rows.size, items.size
+            valid = (rec >= 0) & (rec < m)
+            safe = np.where(valid, rec, 0)
+            nb = lookup(pos, self.nb_ids[safe])  # (c, h, K) columns of available neighbours
+            keep = (nb >= 0) & valid[..., None]
+            local = np.broadcast_to(np.arange(c)[:, None, None], nb.shape)[keep]
+            w = self.nb_sim[safe][keep]
+            out = np.bincount(local * n_cols + nb[keep], weights=w, minlength=c * n_cols)
+            out = out.reshape(c, n_cols)
+            out += _popularity_prior(self.item_n, items)
+            return out
 
-        return self.rank_personal(request, n, score)
+        return self.rank_personal(request, n, score, cold, self.item_n)
 
 
 @register("content")
@@ -295,9 +301,11 @@ class ContentBased(SlatePolicy):
 
         def score(rows: np.ndarray, items: np.ndarray) -> np.ndarray:
             if "f" not in cache:
-                cache["f"] = normalize_rows(request.item_features[items]).T.copy()
+                cache["f"] = normalize_rows(request.item_features[items]).T.astype(np.float64)
                 cache["prior"] = _popularity_prior(self.item_n, items)
-            prof = normalize_rows(self.profile[users[rows]])
-            return (prof @ cache["f"]).astype(np.float64) + cache["prior"]
+            out = normalize_rows(self.profile[users[rows]]).astype(np.float64) @ cache["f"]
+            out += cache["prior"]
+            return out
 
-        return self.rank_personal(request, n, score)
+        cold = np.asarray(self.n_consumed[users] == 0)
+        return self.rank_personal(request, n, score, cold, self.item_n)

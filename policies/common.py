@@ -359,7 +359,7 @@ def top_personal(
     for start in range(0, rows.size, step):
         chunk = rows[start : start + step]
         s = np.asarray(score_fn(chunk, avail), dtype=np.float64)
-        if not s.flags.owndata or not s.flags.writeable:
+        if not s.flags.writeable:
             s = s.copy()
         if s.shape != (chunk.size, m):
             raise ValueError(f"score_fn returned shape {s.shape}, expected {(chunk.size, m)}")

@@ -84,8 +84,12 @@ def get_class(name: str) -> type:
         ) from None
     if isinstance(target, str):
         module_name, _, attr = target.partition(":")
-        cls = getattr(importlib.import_module(module_name), attr)
-        cls.name = name
+        try:
+            cls = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ImportError(
+                f"policy {name!r}: cannot load entry point {target!r}: {exc}"
+            ) from exc
         _REGISTRY[name] = cls
         return cls  # type: ignore[no-any-return]
     return target
@@ -126,6 +130,8 @@ def make(name: str, **kwargs: Any) -> Recommender:
     except TypeError as exc:
         raise ValueError(f"policy {name!r}: {exc}; parameters: {listing}") from None
     policy = cls(**kwargs)
+    if getattr(policy, "name", None) != name:
+        policy.name = name  # a class registered lazily, or under several names
     if not isinstance(policy, Recommender):
         raise TypeError(f"policy {name!r} ({cls.__qualname__}) does not implement Recommender")
     return policy

@@ -20,6 +20,7 @@ class ItemStore:
         self.capacity = capacity
         self.topic_names = list(catalog.topic_names)
         self.features = np.zeros((capacity, d), dtype=np.float32)
+        self.unit = np.zeros((capacity, d), dtype=np.float32)  # features of unit length
         self.quality = np.zeros(capacity, dtype=np.float32)
         self.prior = np.zeros(capacity, dtype=np.float32)
         self.creator = np.zeros(capacity, dtype=np.int64)
@@ -44,6 +45,8 @@ class ItemStore:
         self.dropped += len(new) - take
         ids = np.arange(self.size, self.size + take)
         self.features[ids] = new.features[:take]
+        norms = np.linalg.norm(new.features[:take], axis=1, keepdims=True)
+        self.unit[ids] = new.features[:take] / np.maximum(norms, 1e-12)
         self.quality[ids] = new.quality[:take]
         self.prior[ids] = new.popularity_prior[:take]
         self.creator[ids] = new.creator[:take]

@@ -74,7 +74,7 @@ class World(mesa.Model):
     def __init__(
         self,
         scenario: Scenario,
-        policy: Recommender,
+        policy: Recommender | None,
         *,
         seed: int = 0,
         decider: Decider | None = None,
@@ -84,12 +84,15 @@ class World(mesa.Model):
         super().__init__(rng=self.rngs["mesa"])
         self.scenario = scenario
         self.seed = seed
+        self._buffer = TickBuffer()
+        self._returned = np.zeros(0, dtype=np.int64)
         self.tick = 0
         self.policy = policy
         self.decider = decider or UtilityDecider(scenario.decider.utility)
         pop = population or build_population(scenario, self.rngs)
         self._init_items(pop)
         self._init_users(pop)
+        self._lengths = np.zeros(self.n_users, dtype=np.int64)
         self.social = pop.social
         self.log = InteractionLog(scenario.log_interactions)
         self.metric_names = scenario.metrics or metrics_registry.available()
@@ -106,7 +109,8 @@ class World(mesa.Model):
                 f"session.slate_size ({self.spec.k}) is larger than the catalog "
                 f"({int(self.items.available.sum())} items)"
             )
-        policy.reset(self.spec, self.rngs["policy"])
+        if policy is not None:
+            policy.reset(self.spec, self.rngs["policy"])
 
     # ------------------------------------------------------------------ construction
 
@@ -162,21 +166,63 @@ class World(mesa.Model):
     # ------------------------------------------------------------------ the tick
 
     def step(self) -> None:
-        t = self.tick
-        self._items_phase(t)
-        active, returned = self._activation_phase(t)
-        buffer = TickBuffer()
-        lengths = np.zeros(self.n_users, dtype=np.int64)
+        """One tick with the world's own policy: the story in the module docstring."""
+        if self.policy is None:
+            raise RuntimeError("this world has no policy: drive it with begin_tick/serve/end_tick")
+        active = self.begin_tick()
         in_session = active
         for step in range(self.scenario.session.max_steps):
             if in_session.size == 0:
                 break
-            lengths[in_session] += 1
-            feedback = self._serve(in_session, t, step)
-            buffer.add(feedback)
+            slates = self.policy.recommend(self.request(in_session))
+            feedback = self.serve(in_session, slates, step)
+            self.policy.update(feedback)
             in_session = in_session[~feedback.ended_session]
-        churned = self._churn_phase(active, t)
-        self._measure(t, active, lengths[active], churned, returned, buffer)
+        self.end_tick(active)
+
+    # The tick in public phases, for environments that put an RL agent in the policy's place:
+    # begin_tick() -> request()/serve() for any users, any number of times -> end_tick(active).
+
+    def begin_tick(self) -> np.ndarray:
+        """Items and activation phases; returns the ids of the users who open the app."""
+        self._items_phase(self.tick)
+        active, self._returned = self._activation_phase(self.tick)
+        self._buffer = TickBuffer()
+        self._lengths = np.zeros(self.n_users, dtype=np.int64)
+        return active
+
+    def request(self, users: np.ndarray) -> RecommendRequest:
+        """What a recommender may see about ``users`` now."""
+        return RecommendRequest(
+            tick=self.tick,
+            users=users,
+            k=self.spec.k,
+            item_features=self.items.features,
+            available=self.items.available,
+            item_age=self.items.age(self.tick),
+            recent=self.recent[users],
+            social=self.social,
+        )
+
+    def serve(self, users: np.ndarray, slates: np.ndarray, step: int = 0) -> Feedback:
+        """Show one slate to each of ``users``: decide, update the users, log; return feedback.
+
+        The policy is not updated here: that is the caller's (`step` calls ``policy.update``).
+        """
+        slates = self._check_slates(slates, users)
+        decisions = self.decider.decide(self.decision_context(users, slates, step))
+        feedback = self._feedback(self.tick, users, slates, decisions)
+        self._update_users(feedback, self.tick)
+        self.log.append(feedback, step)
+        self._buffer.add(feedback)
+        self._lengths[users] += 1
+        return feedback
+
+    def end_tick(self, active: np.ndarray) -> None:
+        """Churn of today's active users, creators' reaction, metrics; the clock advances."""
+        churned = self._churn_phase(active, self.tick)
+        lengths = self._lengths[active]
+        self._measure(self.tick, active, lengths, churned, self._returned, self._buffer)
         self.tick += 1
 
     def run(self, ticks: int | None = None) -> None:
@@ -233,20 +279,9 @@ class World(mesa.Model):
 
     # 3-6. one slate for every user in a session ------------------------------------
 
-    def _serve(self, users: np.ndarray, t: int, step: int) -> Feedback:
-        request = RecommendRequest(
-            tick=t,
-            users=users,
-            k=self.spec.k,
-            item_features=self.items.features,
-            available=self.items.available,
-            item_age=self.items.age(t),
-            recent=self.recent[users],
-            social=self.social,
-        )
-        slates = self._check_slates(self.policy.recommend(request), users)
-        ctx = DecisionContext(
-            tick=t,
+    def decision_context(self, users: np.ndarray, slates: np.ndarray, step: int) -> DecisionContext:
+        return DecisionContext(
+            tick=self.tick,
             step=step,
             users=users,
             slates=slates,
@@ -254,6 +289,7 @@ class World(mesa.Model):
             taste=self.taste,
             emotion=self.emotion,
             item_features=self.items.features,
+            item_unit=self.items.unit,
             item_quality=self.items.quality,
             item_popularity=self.items.popularity_signal(self.n_users),
             recent=self.recent,
@@ -261,15 +297,9 @@ class World(mesa.Model):
             inbox=self.inbox,
             rng=self.rngs["decider"],
         )
-        decisions = self.decider.decide(ctx)
-        feedback = self._feedback(t, users, slates, decisions)
-        self._update_users(feedback, t)
-        self.log.append(feedback, step)
-        self.policy.update(feedback)
-        return feedback
 
     def _check_slates(self, slates: np.ndarray, users: np.ndarray) -> np.ndarray:
-        name = getattr(self.policy, "name", type(self.policy).__name__)
+        name = getattr(self.policy, "name", type(self.policy).__name__) if self.policy else "agent"
         slates = np.asarray(slates)
         expected = (users.size, self.spec.k)
         if slates.shape != expected or not np.issubdtype(slates.dtype, np.integer):
@@ -353,7 +383,7 @@ class World(mesa.Model):
         self.genre_history[users] += feats[items]
         rate = self.scenario.population.drift
         if rate > 0 and users.size:
-            target = _unit(feats[items])
+            target = self.items.unit[items]
             moved = (1 - rate) * self.taste[users] + rate * target
             self.taste[users] = _unit(moved)
 

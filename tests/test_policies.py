@@ -201,6 +201,27 @@ def test_contract_shape_distinct_available_not_recent(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ALL)
+def test_contract_at_a_larger_scale(name: str) -> None:
+    """Large enough for the chunked, block-preselected and cold/warm code paths."""
+    rng = np.random.default_rng(5)
+    p = rng.random(1200) * 0.3
+    world = World(3000, rng.random((1200, 6)), k=10, click_prob=lambda u, s: p[s], history=12)
+    world.social = ring_graph(3000)
+    world.available[1000:] = False
+    policy = started(name, world)
+    for tick in range(4):
+        world.tick = tick
+        world.available[1000 + 50 * tick : 1050 + 50 * tick] = True
+        users = np.sort(world.rng.choice(3000, size=2500, replace=False))
+        request = world.request(users)
+        slates = policy.recommend(request)
+        check_slates(slates, request)
+        has_recent = (slates[:, :, None] == request.recent[:, None, :]).any((1, 2))
+        assert not has_recent.any()
+        policy.update(world.feedback(users, slates))
+
+
+@pytest.mark.parametrize("name", ALL)
 def test_contract_falls_back_to_recent_items_and_errors_when_too_few(name: str) -> None:
     world = contract_world()
     policy = started(name, world)
@@ -259,13 +280,13 @@ def test_registry_lists_the_built_in_policies() -> None:
         "social",
     }
     assert expected <= set(ALL)
-    assert ALL == sorted(ALL)
+    assert sorted(ALL) == ALL
 
 
 def test_unknown_policy_name_lists_known_names() -> None:
     with pytest.raises(UnknownPolicyError, match=r"unknown policy 'ubc'.*did you mean 'ucb'"):
         policies.make("ubc")
-    with pytest.raises(ValueError, match="available policies: .*popularity.*ucb"):
+    with pytest.raises(ValueError, match=r"available policies: .*popularity.*ucb"):
         policies.make("nope")
 
 
@@ -305,6 +326,20 @@ def test_register_decorator_and_duplicates() -> None:
         from policies import registry
 
         registry._REGISTRY.pop("test_first_item", None)
+
+
+def test_lazy_entry_point_and_parameters() -> None:
+    from policies import registry
+
+    policies.register("test_lazy_ucb", entry_point="policies.bandits:UCB")
+    try:
+        policy = policies.make("test_lazy_ucb", c=0.3)
+        assert policy.name == "test_lazy_ucb" and policies.make("ucb").name == "ucb"
+        assert policy.get_params() == {"c": 0.3, "reward": "click", "decay": 1.0}  # type: ignore[attr-defined]
+    finally:
+        registry._REGISTRY.pop("test_lazy_ucb", None)
+    assert policies.parameters("epsilon_greedy")["epsilon"] == 0.1
+    assert set(policies.parameters("mmr")) == {"base", "lambda_", "pool", "base_kwargs"}
 
 
 def test_reset_is_required() -> None:
@@ -482,7 +517,12 @@ def topic_world(seed: int = 0) -> tuple[World, np.ndarray, np.ndarray]:
     return World(300, features, k=5, click_prob=click_prob, history=5, seed=seed), topic, taste
 
 
-def precision(log: list[tuple[np.ndarray, np.ndarray, Feedback]], topic, taste, last: int) -> float:
+def precision(
+    log: list[tuple[np.ndarray, np.ndarray, Feedback]],
+    topic: np.ndarray,
+    taste: np.ndarray,
+    last: int,
+) -> float:
     hits = [(topic[s] == taste[u][:, None]).mean() for u, s, _ in log[-last:]]
     return float(np.mean(hits))
 
