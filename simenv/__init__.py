@@ -4,3 +4,4 @@ Importing ``simenv`` is light: the world, environments and heavy optional backen
 """
 
 __version__ = "0.1.0"
+from simenv.envs import register_envs as register_envs  # registers the recloop/* envs

@@ -76,6 +76,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="only this kind (default: all)",
     )
 
+    train = sub.add_parser(
+        "train",
+        help="train an RL agent (stable-baselines3) on a recloop environment",
+        description="Train PPO, A2C or DQN on a registered environment; writes model.zip, "
+        "train.json, checkpoints/, TensorBoard logs (tb/) and eval.csv to --out. Every check "
+        "(algorithm, env id, action space) runs before training starts.",
+    )
+    train.add_argument("algo", help="ppo, a2c or dqn")
+    train.add_argument(
+        "--env", required=True, dest="env_id", help="registered env id, e.g. recloop/Exploration-v0"
+    )
+    train.add_argument("--scenario", help="scenario name or YAML path passed to the env")
+    train.add_argument("--steps", type=int, default=100_000, help="training timesteps")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", type=Path, help="output folder (default: runs/train-<time>)")
+    train.add_argument("--eval-freq", type=int, default=2000, help="steps between evaluations")
+    _add_set(train)
+
     show = sub.add_parser("show", help="print a scenario as it resolves, defaults included")
     show.add_argument("scenario")
     _add_set(show)
@@ -189,6 +207,31 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from simenv.train import TrainConfig, train
+
+    env_kwargs: dict[str, object] = {}
+    if args.scenario:
+        env_kwargs["scenario"] = args.scenario
+    if args.overrides:
+        env_kwargs["overrides"] = list(args.overrides)
+    out = args.out or Path("runs") / f"train-{time.strftime('%Y%m%d-%H%M%S')}"
+    config = TrainConfig(
+        algo=args.algo,
+        env_id=args.env_id,
+        steps=args.steps,
+        out=out,
+        seed=args.seed,
+        env_kwargs=env_kwargs,
+        eval_freq=args.eval_freq,
+    )
+    model = train(config, progress=False)
+    print(f"model:       {model}")
+    print(f"evaluations: {out / 'eval.csv'}")
+    print(f"tensorboard: tensorboard --logdir {out / 'tb'}")
+    return 0
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     from scenarios import load
 
@@ -197,7 +240,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "show": cmd_show}
+COMMANDS = {"run": cmd_run, "list": cmd_list, "show": cmd_show, "train": cmd_train}
 
 
 if __name__ == "__main__":

@@ -1,0 +1,203 @@
+"""Train an RL agent with stable-baselines3 on any registered recloop environment.
+
+    recloop train ppo --env recloop/KnownAnswer-v0 --steps 20000 --out runs/ka
+
+Writes ``model.zip``, ``train.json`` (algorithm, env id and spec, hyper-parameters, seed, steps,
+seconds), ``checkpoints/``, TensorBoard logs in ``tb/``, and ``eval.csv`` (mean evaluation
+return per evaluation, plus the ecosystem metrics of the evaluation world when the env has
+one). Every check that can fail (algorithm, env id, action space, output folder) runs before
+training starts. torch and SB3 are imported by this module only (`import simenv` stays light).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+from gymnasium import spaces
+from stable_baselines3.common.callbacks import BaseCallback
+
+ALGORITHMS = ("ppo", "a2c", "dqn")
+
+
+class TrainingError(ValueError):
+    """A training request that cannot work, found before any training starts."""
+
+
+@dataclass
+class TrainConfig:
+    algo: str
+    env_id: str
+    steps: int
+    out: Path
+    seed: int = 0
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    algo_kwargs: dict[str, Any] = field(default_factory=dict)
+    eval_freq: int = 2000
+    eval_episodes: int = 5
+    checkpoint_freq: int = 10000
+
+
+def check(config: TrainConfig) -> gym.Env:
+    """Validate the request; returns one instance of the env (used to read its spaces)."""
+    if config.algo not in ALGORITHMS:
+        raise TrainingError(
+            f"unknown algorithm '{config.algo}'; choose one of: {', '.join(ALGORITHMS)}"
+        )
+    if config.steps <= 0:
+        raise TrainingError(f"--steps must be positive, got {config.steps}")
+    import simenv  # noqa: F401  (registers the recloop ids)
+
+    if config.env_id not in gym.registry:
+        known = sorted(k for k in gym.registry if k.startswith("recloop/"))
+        raise TrainingError(f"unknown env '{config.env_id}'; registered: {', '.join(known)}")
+    try:
+        env = gym.make(config.env_id, **config.env_kwargs)
+    except TypeError as exc:
+        raise TrainingError(f"env '{config.env_id}' rejected its arguments: {exc}") from exc
+    if config.algo == "dqn" and not isinstance(env.action_space, spaces.Discrete):
+        env.close()
+        raise TrainingError(
+            f"dqn needs a Discrete action space; '{config.env_id}' has {env.action_space}"
+        )
+    return env
+
+
+def train(config: TrainConfig, *, progress: bool = False) -> Path:
+    """Train and save; returns the path of ``model.zip``."""
+    probe = check(config)
+    policy_name = (
+        "MultiInputPolicy" if isinstance(probe.observation_space, spaces.Dict) else ("MlpPolicy")
+    )
+    probe.close()
+    from stable_baselines3 import A2C, DQN, PPO
+    from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback, EvalCallback
+    from stable_baselines3.common.env_util import make_vec_env
+
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    algo_cls = {"ppo": PPO, "a2c": A2C, "dqn": DQN}[config.algo]
+    venv = make_vec_env(config.env_id, n_envs=1, seed=config.seed, env_kwargs=config.env_kwargs)
+    eval_env = make_vec_env(
+        config.env_id, n_envs=1, seed=config.seed + 10_000, env_kwargs=config.env_kwargs
+    )
+    model = algo_cls(
+        policy_name,
+        venv,
+        seed=config.seed,
+        tensorboard_log=str(out / "tb"),
+        verbose=0,
+        **config.algo_kwargs,
+    )
+    recorder = EvalRecorder(out / "eval.csv")
+    callbacks = CallbackList(
+        [
+            CheckpointCallback(config.checkpoint_freq, str(out / "checkpoints")),
+            EvalCallback(
+                eval_env,
+                callback_after_eval=recorder,
+                n_eval_episodes=config.eval_episodes,
+                eval_freq=config.eval_freq,
+                verbose=0,
+            ),
+        ]
+    )
+    started = time.perf_counter()
+    model.learn(config.steps, callback=callbacks, progress_bar=progress)
+    model.save(out / "model.zip")
+    meta = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
+    meta["spec"] = gym.spec(config.env_id).to_json() if _jsonable_spec(config.env_id) else None
+    meta["seconds"] = round(time.perf_counter() - started, 3)
+    (out / "train.json").write_text(json.dumps(meta, indent=2, default=str))
+    venv.close()
+    eval_env.close()
+    return out / "model.zip"
+
+
+def load_model(path: Path, env_id: str) -> Any:
+    """Load a saved model and check that it was trained on ``env_id``'s spaces."""
+    from stable_baselines3.common.base_class import BaseAlgorithm
+    from stable_baselines3.common.save_util import load_from_zip_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise TrainingError(f"model file not found: {path}")
+    data, _, _ = load_from_zip_file(path, device="cpu", load_data=True)
+    env = gym.make(env_id)
+    try:
+        for what in ("observation_space", "action_space"):
+            saved, wanted = (data or {}).get(what), getattr(env, what)
+            if saved != wanted:
+                raise TrainingError(
+                    f"{path} was trained for another env: its {what} is {saved}, "
+                    f"'{env_id}' has {wanted}"
+                )
+    finally:
+        env.close()
+    algo = _algo_of(path)
+    model: BaseAlgorithm = algo.load(path, device="cpu")
+    return model
+
+
+def _algo_of(path: Path) -> Any:
+    from stable_baselines3 import A2C, DQN, PPO
+
+    meta = path.with_name("train.json")
+    name = json.loads(meta.read_text())["algo"] if meta.is_file() else "ppo"
+    return {"ppo": PPO, "a2c": A2C, "dqn": DQN}[name]
+
+
+def _jsonable_spec(env_id: str) -> bool:
+    try:
+        gym.spec(env_id).to_json()
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+class EvalRecorder(BaseCallback):
+    """After each evaluation: append the mean return and the eval world's last metrics."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(verbose=0)
+        self.path = path
+
+    def _on_step(self) -> bool:
+        parent: Any = self.parent
+        row: dict[str, Any] = {
+            "timesteps": self.num_timesteps,
+            "mean_return": float(parent.last_mean_reward) if parent is not None else float("nan"),
+        }
+        row.update(self._world_metrics(parent))
+        new = not self.path.exists()
+        with self.path.open("a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+        for key, value in row.items():
+            if key not in {"timesteps"}:
+                self.logger.record(f"eval_ecosystem/{key}", value)
+        return True
+
+    @staticmethod
+    def _world_metrics(parent: Any) -> dict[str, float]:
+        if parent is None:
+            return {}
+        try:
+            world = parent.eval_env.get_attr("world")[0]
+        except AttributeError:
+            return {}
+        if world is None or not getattr(world, "metric_rows", None):
+            return {}
+        last = world.metric_rows[-1]
+        return {
+            k: float(v)
+            for k, v in last.items()
+            if k in {"ctr", "session_length", "intra_list_diversity", "churn_rate", "return_rate"}
+        }

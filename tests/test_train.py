@@ -1,0 +1,72 @@
+"""Training machinery: a known-answer env that PPO must solve, and errors before training."""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from simenv.cli import main
+from simenv.envs.known_answer import KnownAnswerEnv
+from simenv.train import TrainConfig, TrainingError, check, load_model, train
+
+KA = "recloop-test/KnownAnswer-v0"
+
+
+def test_known_answer_env_rewards_only_the_fixed_slate():
+    env = KnownAnswerEnv(n_candidates=6, k=2, answer_seed=3)
+    env.reset(seed=0)
+    best = env.best
+    assert env.step(best)[1] == 1.0
+    others = np.setdiff1d(np.arange(6), best)[:2]
+    assert env.step(others)[1] == 0.0
+    assert env.step(np.array([best[0], best[0]]))[1] == 0.5  # a duplicate counts once
+
+
+def test_ppo_reaches_the_known_optimum(tmp_path):
+    out = tmp_path / "ka"
+    config = TrainConfig(algo="ppo", env_id=KA, steps=6144, out=out, seed=0,
+                         algo_kwargs={"n_steps": 256, "batch_size": 64, "learning_rate": 3e-3},
+                         eval_freq=2048, eval_episodes=2, checkpoint_freq=4096)  # fmt: skip
+    model_path = train(config)
+    model = load_model(model_path, KA)
+    env = gym.make(KA)
+    obs, _ = env.reset(seed=1)
+    action, _ = model.predict(obs, deterministic=True)
+    assert sorted(set(action.tolist())) == sorted(env.unwrapped.best.tolist())
+    meta = json.loads((out / "train.json").read_text())
+    assert meta["algo"] == "ppo" and meta["env_id"] == KA and meta["seed"] == 0
+    assert (out / "eval.csv").read_text().count("\n") >= 2
+    assert any((out / "checkpoints").iterdir())
+    assert any((out / "tb").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (dict(algo="sac", env_id=KA), "unknown algorithm 'sac'"),
+        (dict(algo="ppo", env_id="recloop/Nope-v0"), "unknown env 'recloop/Nope-v0'"),
+        (dict(algo="dqn", env_id=KA), "dqn needs a Discrete action space"),
+        (dict(algo="ppo", env_id=KA, steps=0), "--steps must be positive"),
+    ],
+)
+def test_bad_requests_fail_before_training(config, message, tmp_path):
+    cfg = TrainConfig(**{"steps": 10, "out": tmp_path / "x", **config})
+    with pytest.raises(TrainingError, match=message):
+        check(cfg)
+
+
+def test_model_for_another_env_is_refused(tmp_path):
+    model = train(TrainConfig(algo="ppo", env_id=KA, steps=64, out=tmp_path / "a",
+                              algo_kwargs={"n_steps": 64}, eval_freq=10_000))  # fmt: skip
+    gym.register("recloop-test/KnownAnswer5-v0", entry_point=KnownAnswerEnv,
+                 kwargs={"n_candidates": 5})  # fmt: skip
+    with pytest.raises(TrainingError, match="trained for another env"):
+        load_model(model, "recloop-test/KnownAnswer5-v0")
+
+
+def test_cli_unknown_algorithm_is_one_line(capsys):
+    assert main(["train", "sac", "--env", KA, "--steps", "10"]) == 2
+    assert "unknown algorithm 'sac'" in capsys.readouterr().err
