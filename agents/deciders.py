@@ -80,6 +80,7 @@ class UtilityParams(BaseModel):
     end_fatigue: float = Field(3.0, description="end-session logit per unit of fatigue")
     end_satisfaction: float = Field(1.5, description="end-session logit per unit dissatisfaction")
     end_no_choice: float = Field(1.5, description="end-session logit added after choosing nothing")
+    end_boredom: float = Field(0.0, description="end-session logit per unit of boredom")
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,7 @@ class UtilityDecider:
             + p.end_fatigue * e.fatigue[u]
             - p.end_satisfaction * e.satisfaction[u]
             + p.end_no_choice * ~chose
+            + p.end_boredom * e.boredom[u]
         )
         return draw < 1.0 / (1.0 + np.exp(-logit))
 

@@ -38,6 +38,9 @@ class EmotionParams(BaseModel):
     exit_base: float = Field(-4.0, description="logit of leaving after a neutral session")
     exit_satisfaction: float = Field(2.5, ge=0, description="exit logit per unit dissatisfaction")
     exit_boredom: float = Field(2.5, ge=0, description="exit logit per unit of boredom")
+    boredom_tolerance: float = Field(
+        0.0, ge=0, le=1, description="share of the boredom exit term a fully satisfied user ignores"
+    )
     return_rate: float = Field(0.05, ge=0, le=1, description="per-tick chance a leaver returns")
 
 
@@ -126,10 +129,12 @@ def activation_prob(state: EmotionState, activity: np.ndarray, params: EmotionPa
 
 def exit_prob(state: EmotionState, users: np.ndarray, params: EmotionParams) -> np.ndarray:
     """Probability that each of ``users`` leaves the platform after today's session."""
+    sat = state.satisfaction[users]
+    tolerance = 1.0 - params.boredom_tolerance * np.clip(sat, 0.0, 1.0)
     logit = (
         params.exit_base
-        - params.exit_satisfaction * state.satisfaction[users]
-        + params.exit_boredom * state.boredom[users]
+        - params.exit_satisfaction * sat
+        + params.exit_boredom * state.boredom[users] * tolerance
     )
     return 1.0 / (1.0 + np.exp(-logit))
 

@@ -1,0 +1,398 @@
+"""The batched session machinery shared by the single environments and the vector environment.
+
+`SessionCore` owns one `World` (driven through ``begin_tick``/``request``/``serve``/``end_tick``
+with no world policy), a base recommender (the candidate retriever of the session mode, the
+recommender whose exploration is tuned in the exploration mode), an `ObservationBuilder` and
+``n_sessions`` *slots*, each holding one user's session. Every step serves all slots with ONE
+``world.serve`` call, so the decider is called once per step however many sessions run.
+
+Scheduling: the users who open the app in a tick are served one session each, in id order;
+when they run out the tick ends (churn, metrics) and the next begins. With several slots a
+session may straddle the tick boundary; it then continues in the new tick (and ends after its
+next slate if its user churned meanwhile). Users who open the app while a slot holds them are
+skipped for that tick. The world runs past ``scenario.ticks``: the population persists.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from gymnasium import spaces
+
+from agents import emotion as emo
+from policies.base import Feedback, Recommender, RecommendRequest
+from scenarios import Scenario, apply_override, load, validate
+from simenv.envs.observation import ObservationBuilder, item_age_feature, recent_stats, unit_rows
+from simenv.world import World
+
+Mode = Literal["session", "exploration"]
+
+#: Default menu of the discrete exploration env: share of slate slots given to novel items.
+EXPLORE_LEVELS = (0.0, 0.1, 0.25, 0.5, 1.0)
+
+REWARD_TERMS = ("click", "rating", "diversity", "continue", "leave", "churn", "return")
+
+DEFAULT_REWARD: dict[str, dict[str, float]] = {
+    "session": {"click": 1.0, "rating": 0.5},
+    "exploration": {
+        "click": 1.0,
+        "rating": 0.5,
+        "continue": 0.2,
+        "leave": 1.0,
+        "churn": 1.0,
+        "return": 0.5,
+    },
+}
+
+SMALL_OVERRIDES = [
+    "population.size=100",
+    "catalog.n_items=150",
+    "catalog.n_creators=10",
+    "ticks=5",
+]
+
+
+def load_scenario(scenario: str | Path | Scenario, overrides: list[str] | None) -> Scenario:
+    """A scenario by name, path or object, with ``dotted.key=value`` overrides applied."""
+    if isinstance(scenario, Scenario):
+        if not overrides:
+            return scenario
+        raw = scenario.model_dump()
+        for item in overrides:
+            apply_override(raw, item)
+        return validate(raw)
+    return load(scenario, list(overrides or []))
+
+
+def reward_weights(mode: Mode, reward: dict[str, float] | None) -> dict[str, float]:
+    """The mode's default weights updated by ``reward``; unknown terms are a ValueError."""
+    unknown = sorted(set(reward or {}) - set(REWARD_TERMS))
+    if unknown:
+        raise ValueError(f"unknown reward terms {unknown}; terms: {', '.join(REWARD_TERMS)}")
+    weights = dict.fromkeys(REWARD_TERMS, 0.0)
+    weights.update(DEFAULT_REWARD[mode])
+    weights.update({k: float(v) for k, v in (reward or {}).items()})
+    return weights
+
+
+def resolve_duplicates(actions: np.ndarray, n_candidates: int) -> np.ndarray:
+    """Candidate indices (n, k) with repeats replaced deterministically.
+
+    Slots are read left to right; an index already used in the row is replaced by the first
+    candidate (in candidate order, i.e. the retriever's best first) not yet in the slate.
+    """
+    a = np.array(actions, dtype=np.int64, ndmin=2)
+    n, k = a.shape
+    if k > n_candidates:
+        raise ValueError(f"slate of {k} items cannot be drawn from {n_candidates} candidates")
+    if a.size and (a.min() < 0 or a.max() >= n_candidates):
+        raise ValueError(f"candidate indices must be in [0, {n_candidates}), got {a.tolist()}")
+    rows = np.arange(n)
+    used = np.zeros((n, n_candidates), dtype=bool)
+    out = np.empty_like(a)
+    for j in range(k):
+        idx = a[:, j].copy()
+        dup = used[rows, idx]
+        if dup.any():
+            idx[dup] = np.argmin(used[dup], axis=1)  # first False = first unused candidate
+        used[rows, idx] = True
+        out[:, j] = idx
+    return out
+
+
+def intra_list_diversity(slates: np.ndarray, item_features: np.ndarray) -> np.ndarray:
+    """Mean pairwise (1 − cosine) of the items of each slate (n,), in [0, 2]."""
+    unit = unit_rows(item_features[slates])  # (n, k, d)
+    k = slates.shape[1]
+    if k < 2:
+        return np.zeros(slates.shape[0], dtype=np.float32)
+    total = unit.sum(axis=1)
+    mean_cos = (np.einsum("nd,nd->n", total, total) - k) / (k * (k - 1))
+    return (1.0 - mean_cos).astype(np.float32)
+
+
+class Scheduler:
+    """Hands out the next user to serve, advancing the world's ticks as needed."""
+
+    def __init__(self, world: World, max_idle_ticks: int = 1000) -> None:
+        self.world = world
+        self.active: np.ndarray | None = None
+        self.queue: deque[int] = deque()
+        self.max_idle_ticks = max_idle_ticks
+
+    def next_user(self, busy: set[int]) -> int:
+        for _ in range(self.max_idle_ticks):
+            while self.queue:
+                u = self.queue.popleft()
+                if u not in busy and self.world.present[u]:
+                    return u
+            self.advance()
+        raise RuntimeError(
+            f"no free user opened the app in {self.max_idle_ticks} ticks "
+            f"({len(busy)} sessions running, {int(self.world.present.sum())} users present)"
+        )
+
+    def advance(self) -> None:
+        """End the running tick (if any) and begin the next one."""
+        if self.active is not None:
+            self.world.end_tick(self.active)
+        self.active = self.world.begin_tick()
+        self.queue.extend(int(u) for u in self.active)
+
+
+class SessionCore:
+    """``n_sessions`` concurrent sessions on one world; see the module docstring."""
+
+    def __init__(
+        self,
+        scenario: str | Path | Scenario = "filter_bubble",
+        overrides: list[str] | None = None,
+        *,
+        n_sessions: int = 1,
+        mode: Mode = "session",
+        max_steps: int | None = None,
+        reward: dict[str, float] | None = None,
+        retriever: str = "popularity",
+        retriever_kwargs: dict[str, Any] | None = None,
+        n_candidates: int | None = None,
+        explore_levels: tuple[float, ...] | list[float] = EXPLORE_LEVELS,
+        continuous: bool = False,
+    ) -> None:
+        if mode not in ("session", "exploration"):
+            raise ValueError(f"mode must be 'session' or 'exploration', got {mode!r}")
+        if n_sessions < 1:
+            raise ValueError(f"n_sessions must be at least 1, got {n_sessions}")
+        self.scenario = load_scenario(scenario, overrides)
+        self.mode: Mode = mode
+        self.n = int(n_sessions)
+        self.max_steps = int(max_steps or self.scenario.session.max_steps)
+        if self.max_steps < 1:
+            raise ValueError(f"max_steps must be positive, got {max_steps}")
+        self.weights = reward_weights(mode, reward)
+        self.retriever = retriever
+        self.retriever_kwargs = dict(retriever_kwargs or {})
+        self.continuous = bool(continuous)
+        self.explore_levels = np.asarray(explore_levels, dtype=np.float64)
+        if self.explore_levels.size == 0 or np.any(
+            (self.explore_levels < 0) | (self.explore_levels > 1)
+        ):
+            raise ValueError(f"explore_levels must be shares in [0, 1], got {explore_levels}")
+
+        probe = World(self.scenario, None, seed=0)  # sizes for the spaces; reset builds the world
+        spec = probe.spec
+        self.k, self.d = spec.k, spec.n_features
+        n_avail = int(probe.items.available.sum())
+        self.n_candidates = int(n_candidates or min(3 * self.k, n_avail))
+        if not self.k <= self.n_candidates <= n_avail:
+            raise ValueError(
+                f"n_candidates must be between the slate size ({self.k}) and the number of "
+                f"available items ({n_avail}), got {self.n_candidates}"
+            )
+        self.observation_space, self.action_space = self._spaces(
+            ObservationBuilder(spec, self.max_steps)
+        )
+        self.world: World | None = None
+        self.users = np.full(self.n, -1, dtype=np.int64)
+        self.steps = np.zeros(self.n, dtype=np.int64)
+        self.cands = np.zeros((self.n, self.n_candidates), dtype=np.int64)
+
+    # ------------------------------------------------------------------ spaces
+    def _spaces(self, builder: ObservationBuilder) -> tuple[spaces.Dict, spaces.Space[Any]]:
+        obs = builder.space()
+        action: spaces.Space[Any]
+        if self.mode == "session":
+            c, d = self.n_candidates, self.d
+            obs = spaces.Dict(
+                {
+                    **obs.spaces,
+                    "cand_features": spaces.Box(-1.0, 1.0, (c, d), np.float32),
+                    "cand_popularity": spaces.Box(0.0, 1.0, (c,), np.float32),
+                    "cand_age": spaces.Box(0.0, 1.0, (c,), np.float32),
+                }
+            )
+            action = spaces.MultiDiscrete([c] * self.k)
+        elif self.continuous:
+            action = spaces.Box(0.0, 1.0, (1,), np.float32)
+        else:
+            action = spaces.Discrete(len(self.explore_levels))
+        return obs, action
+
+    # ------------------------------------------------------------------ lifecycle
+    def build(self, seed: int) -> None:
+        """A fresh world (and base recommender and observation builder) for ``seed``."""
+        import policies
+
+        self.world = World(self.scenario, None, seed=int(seed))
+        self.rng = self.world.rngs["env"]
+        self.base: Recommender = policies.make(self.retriever, **self.retriever_kwargs)
+        self.base.reset(self.world.spec, self.world.rngs["policy"])
+        self.builder = ObservationBuilder(self.world.spec, self.max_steps)
+        self.scheduler = Scheduler(self.world)
+        self.users[:] = -1
+        self.steps[:] = 0
+
+    def reset(self, seed: int | None = None) -> None:
+        """New sessions in every slot; a new world if ``seed`` is given or none exists yet."""
+        if seed is not None or self.world is None:
+            if seed is None:
+                seed = int(np.random.SeedSequence().entropy % (2**31))  # type: ignore[operator]
+            self.build(seed)
+        self.reset_slots(np.arange(self.n))
+
+    def reset_slots(self, slots: np.ndarray) -> None:
+        """Give each of ``slots`` the next user, starting a new session."""
+        busy = {int(u) for u in self.users if u >= 0}
+        for i in slots:
+            busy.discard(int(self.users[i]))
+        for i in slots:
+            u = self.scheduler.next_user(busy)
+            busy.add(u)
+            self.users[i] = u
+            self.steps[i] = 0
+
+    @property
+    def tick(self) -> int:
+        return self._world.tick
+
+    @property
+    def _world(self) -> World:
+        if self.world is None:
+            raise RuntimeError("call reset() first")
+        return self.world
+
+    # ------------------------------------------------------------------ observing
+    def observe(self, slots: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Observations of all slots, with fresh candidates; or, for the final observation of
+        finished sessions, of ``slots`` only, with the candidates their last slate came from."""
+        sel = np.arange(self.n) if slots is None else np.asarray(slots, dtype=np.int64)
+        request = self._world.request(self.users[sel])
+        obs = self.builder.observe(request, self.steps[sel])
+        if self.mode == "session":
+            if slots is None:
+                self.cands = cands = self.candidates(request)
+            else:
+                cands = self.cands[sel]
+            obs["cand_features"] = unit_rows(request.item_features[cands])
+            obs["cand_popularity"] = self.builder.item_popularity(cands)
+            obs["cand_age"] = item_age_feature(request.item_age[cands])
+        return obs
+
+    def candidates(self, request: RecommendRequest) -> np.ndarray:
+        """(n, C) candidate item ids: the base recommender's top C, best first."""
+        c = self.n_candidates
+        if int(request.available.sum()) < c:
+            raise RuntimeError(
+                f"only {int(request.available.sum())} items are available, fewer than the "
+                f"{c} candidates of the action space"
+            )
+        return np.asarray(self.base.recommend(replace(request, k=c)), dtype=np.int64)
+
+    # ------------------------------------------------------------------ acting
+    def shares(self, actions: np.ndarray) -> np.ndarray:
+        """Exploration share (n,) of each slot from the agent's actions."""
+        a = np.asarray(actions)
+        if self.continuous:
+            return np.clip(a.reshape(self.n, -1)[:, 0].astype(np.float64), 0.0, 1.0)
+        return self.explore_levels[a.reshape(self.n).astype(np.int64)]
+
+    def explore(self, request: RecommendRequest, slates: np.ndarray, shares: np.ndarray) -> None:
+        """Replace the last ``share·k`` slots (stochastic rounding) of each slate, in place, by
+        items novel to the user: not in the slate or the recent history and at most as similar
+        to the user's recent topic profile as the median available item; drawn uniformly with
+        the env's generator (users without history get uniformly random items)."""
+        n, k = slates.shape
+        m = np.floor(shares * k + self.rng.random(n)).astype(np.int64).clip(0, k)
+        rows = np.flatnonzero(m > 0)
+        if rows.size == 0:
+            return
+        ids = np.flatnonzero(request.available)
+        col = np.full(request.available.size, -1, dtype=np.int64)
+        col[ids] = np.arange(ids.size)
+        profile = recent_stats(replace(request, recent=request.recent[rows]))[0]
+        sims = profile @ unit_rows(request.item_features[ids]).T  # (rows, available)
+        kth = (ids.size - 1) // 2
+        median = np.partition(sims, kth, axis=1)[:, kth]
+        novel = sims <= median[:, None]
+        r = np.arange(rows.size)[:, None]
+        shown = col[slates[rows]]
+        novel[r, shown] = False
+        recent = col[np.maximum(request.recent[rows], 0)]
+        novel[r, np.where((request.recent[rows] >= 0) & (recent >= 0), recent, shown[:, :1])] = (
+            False
+        )
+        keys = np.where(novel, self.rng.random(sims.shape), np.inf)
+        part = np.argpartition(keys, k - 1, axis=1)[:, :k]
+        order = np.argsort(np.take_along_axis(keys, part, axis=1), axis=1)
+        picks = ids[np.take_along_axis(part, order, axis=1)]  # (rows, k) random novel items
+        m_rows = np.minimum(m[rows], novel.sum(axis=1))
+        t = np.arange(k)[None, :] - (k - m_rows)[:, None]  # index into picks for replaced slots
+        take = t >= 0
+        sub = slates[rows]
+        sub[take] = picks[np.broadcast_to(r, t.shape)[take], t[take]]
+        slates[rows] = sub
+
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
+        """Serve every slot one slate; returns rewards, terminated, truncated, infos (no reset)."""
+        world = self._world
+        users = self.users.copy()
+        if self.mode == "session":
+            a = np.asarray(actions).reshape(self.n, self.k)
+            idx = resolve_duplicates(a, self.n_candidates)
+            slates = np.take_along_axis(self.cands, idx, axis=1)
+            shares = np.zeros(self.n)
+        else:
+            request = world.request(users)
+            shares = self.shares(actions)
+            slates = np.asarray(self.base.recommend(request), dtype=np.int64).copy()
+            self.explore(request, slates, shares)
+        fb = world.serve(users, slates, int(self.steps.min()))
+        self.base.update(fb)
+        self.builder.update(fb)
+        self.steps += 1
+        terminated = fb.ended_session | ~world.present[users]
+        truncated = (self.steps >= self.max_steps) & ~terminated
+        rewards = self.reward(fb, terminated | truncated)
+        rating = np.where(fb.clicked, np.nan_to_num(fb.rating, nan=0.0), 0.0)  # 0 = no rating
+        infos = [
+            {
+                "user": int(users[i]),
+                "tick": int(fb.tick),
+                "slate": fb.slates[i],
+                "clicked": bool(fb.clicked[i]),
+                "item": int(fb.chosen_item[i]),
+                "rating": float(rating[i]),
+                "explore_share": float(shares[i]),
+            }
+            for i in range(self.n)
+        ]
+        return rewards, terminated, truncated, infos
+
+    def reward(self, fb: Feedback, done: np.ndarray) -> np.ndarray:
+        """Weighted sum of the reward terms (see the environments' docstrings)."""
+        w, world = self.weights, self._world
+        clicked = fb.clicked
+        r = w["click"] * clicked.astype(np.float64)
+        if w["rating"]:
+            r += w["rating"] * np.where(clicked, (np.nan_to_num(fb.rating, nan=3.0) - 3.0) / 2, 0)
+        if w["diversity"]:
+            r += w["diversity"] * intra_list_diversity(fb.slates, fb.item_features)
+        if w["continue"]:
+            r += w["continue"] * ~fb.ended_session
+        if w["leave"]:
+            r -= w["leave"] * (fb.ended_session & (self.steps < self.max_steps))
+        if (w["churn"] or w["return"]) and done.any():
+            users = fb.users[done]
+            params = world.scenario.emotion
+            if w["churn"]:
+                r[done] -= w["churn"] * emo.exit_prob(world.emotion, users, params)
+            if w["return"]:
+                activity = world.persona.activity * world.scenario.population.activity_scale
+                p = emo.activation_prob(world.emotion, activity, params)[users]
+                r[done] += w["return"] * p
+        return r.astype(np.float32)

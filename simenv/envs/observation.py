@@ -1,0 +1,159 @@
+"""Observations built from what a platform can observe, batched over users.
+
+`ObservationBuilder` reads only `RecommendRequest` and `Feedback` (``policies.base``) and keeps
+per-user statistics of what it was shown, so a recommender adapter (which also sees nothing
+else) can build exactly the observation an environment gives its agent. It never looks at a
+persona, the world or the decider: the test suite checks that this module imports nothing but
+numpy, ``policies.base`` and (lazily, for :meth:`ObservationBuilder.space`) gymnasium.
+
+Keys of :meth:`ObservationBuilder.observe` (``n`` users in the request, ``d`` item features):
+
+``user`` (n, 9) float32 in [0, 1]
+    0 clicked on the last slate, 1 its rating ((r − 1) / 4, 0 without a click), 2 clicks in a
+    row (/ 10, capped), 3 position in the session (step / max_steps, capped), 4 ticks since the
+    last visit (/ ``visit_cap``, capped; 1 for a user never seen), 5 never seen before, 6 the
+    user's click-through rate (with one pseudo-impression), 7 filled share of the recent-items
+    history, 8 repetition: mean pairwise cosine of the recent items (0 with fewer than two).
+``profile`` (n, d) float32 in [-1, 1]
+    unit-length sum of the features of the user's recent items (zeros without history).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from policies.base import NO_ITEM, Feedback, PlatformSpec, RecommendRequest
+
+if TYPE_CHECKING:
+    from gymnasium import spaces
+
+USER_FEATURES = (
+    "last_click",
+    "last_rating",
+    "click_streak",
+    "session_pos",
+    "ticks_since_visit",
+    "new_user",
+    "ctr",
+    "history_fill",
+    "repetition",
+)
+
+_STREAK_CAP = 10.0
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows of ``x`` scaled to unit length (zero rows stay zero), float32."""
+    x = np.asarray(x, dtype=np.float32)
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    return np.clip(np.divide(x, norm, out=np.zeros_like(x), where=norm > 0), -1.0, 1.0)
+
+
+def recent_stats(request: RecommendRequest) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(profile (n, d) unit, history fill (n,), repetition (n,)) from ``request.recent``."""
+    recent = request.recent
+    valid = recent != NO_ITEM
+    unit = unit_rows(request.item_features[np.where(valid, recent, 0)])  # (n, H, d)
+    unit *= valid[:, :, None]
+    total = unit.sum(axis=1)
+    m = valid.sum(axis=1).astype(np.float32)
+    pair = np.einsum("nd,nd->n", total, total) - m  # sum over ordered pairs i != j of cos
+    denom = m * (m - 1)
+    repetition = np.divide(pair, denom, out=np.zeros_like(m), where=denom > 0)
+    fill = m / max(recent.shape[1], 1)
+    return unit_rows(total), fill, np.clip(repetition, -1.0, 1.0).astype(np.float32)
+
+
+class ObservationBuilder:
+    """Per-user observable statistics, updated from `Feedback`, turned into observations.
+
+    ``update(feedback)`` after every served batch; ``observe(request, step)`` before choosing
+    the next slates. ``step`` is the slate number within the current session (an int or an (n,)
+    array), which a platform knows because it counts the slates it served.
+    """
+
+    def __init__(self, spec: PlatformSpec, max_steps: int, visit_cap: int = 10) -> None:
+        if max_steps <= 0 or visit_cap <= 0:
+            raise ValueError("max_steps and visit_cap must be positive")
+        self.spec = spec
+        self.max_steps = int(max_steps)
+        self.visit_cap = int(visit_cap)
+        n, m = spec.n_users, spec.n_items
+        self.last_click = np.zeros(n, dtype=np.float32)
+        self.last_rating = np.zeros(n, dtype=np.float32)
+        self.streak = np.zeros(n, dtype=np.float32)
+        self.last_tick = np.full(n, -1, dtype=np.int64)
+        self.impressions = np.zeros(n, dtype=np.float32)  # slates seen
+        self.clicks = np.zeros(n, dtype=np.float32)
+        self.item_consumed = np.zeros(m, dtype=np.float64)
+
+    # ------------------------------------------------------------------ learning
+    def update(self, feedback: Feedback) -> None:
+        """Record what happened to one batch of slates."""
+        u = np.asarray(feedback.users, dtype=np.int64)
+        if u.size == 0:
+            return
+        clicked = np.asarray(feedback.chosen_pos) >= 0
+        rating = np.asarray(feedback.rating, dtype=np.float32)
+        self.last_click[u] = clicked
+        self.last_rating[u] = np.where(clicked, (np.nan_to_num(rating, nan=1.0) - 1.0) / 4.0, 0.0)
+        self.streak[u] = np.where(clicked, self.streak[u] + 1.0, 0.0)
+        self.last_tick[u] = feedback.tick
+        self.impressions[u] += 1.0
+        self.clicks[u] += clicked
+        items = np.asarray(feedback.chosen_item)[clicked]
+        np.add.at(self.item_consumed, items, 1.0)
+
+    # ------------------------------------------------------------------ observing
+    def observe(
+        self, request: RecommendRequest, step: int | np.ndarray = 0
+    ) -> dict[str, np.ndarray]:
+        """Observation of every user in ``request``: a dict of arrays with a leading (n,)."""
+        u = np.asarray(request.users, dtype=np.int64)
+        n = u.size
+        profile, fill, repetition = recent_stats(request)
+        last = self.last_tick[u]
+        seen = last >= 0
+        gap = np.where(seen, np.minimum(request.tick - last, self.visit_cap), self.visit_cap)
+        pos = np.broadcast_to(np.asarray(step, dtype=np.float32), (n,))
+        user = np.stack(
+            [
+                self.last_click[u],
+                self.last_rating[u],
+                np.minimum(self.streak[u], _STREAK_CAP) / _STREAK_CAP,
+                np.minimum(pos / self.max_steps, 1.0),
+                gap.astype(np.float32) / self.visit_cap,
+                (~seen).astype(np.float32),
+                self.clicks[u] / (self.impressions[u] + 1.0),
+                fill,
+                np.clip(repetition, 0.0, 1.0),
+            ],
+            axis=1,
+        ).astype(np.float32)
+        return {"user": user, "profile": profile.astype(np.float32)}
+
+    def item_popularity(self, items: np.ndarray) -> np.ndarray:
+        """Observed popularity in [0, 1] of ``items``: log consumptions over the maximum."""
+        top = np.log1p(self.item_consumed.max()) if self.item_consumed.size else 0.0
+        pop = np.log1p(self.item_consumed[np.asarray(items)])
+        return (pop / top if top > 0 else np.zeros_like(pop)).astype(np.float32)
+
+    def space(self) -> spaces.Dict:
+        """The gymnasium space of one user's observation (no batch dimension)."""
+        from gymnasium import spaces
+
+        d = self.spec.n_features
+        return spaces.Dict(
+            {
+                "user": spaces.Box(0.0, 1.0, (len(USER_FEATURES),), np.float32),
+                "profile": spaces.Box(-1.0, 1.0, (d,), np.float32),
+            }
+        )
+
+
+def item_age_feature(age: np.ndarray, scale: float = 10.0) -> np.ndarray:
+    """Item age (ticks) squashed into [0, 1): ``age / (age + scale)``; unpublished items are 0."""
+    a = np.maximum(np.asarray(age, dtype=np.float32), 0.0)
+    return (a / (a + scale)).astype(np.float32)

@@ -1,0 +1,299 @@
+"""The recloop/* gymnasium environments and the batched SB3 VecEnv."""
+
+from __future__ import annotations
+
+import ast
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+import gymnasium
+import numpy as np
+import pytest
+
+import simenv
+from simenv.envs.core import SMALL_OVERRIDES, resolve_duplicates
+from simenv.envs.observation import ObservationBuilder
+
+SMALL = list(SMALL_OVERRIDES)
+RECLOOP_IDS = sorted(env_id for env_id in gymnasium.registry if env_id.startswith("recloop/"))
+
+
+def make(env_id: str, **kwargs: Any) -> Any:
+    return gymnasium.make(env_id, overrides=SMALL, **kwargs)
+
+
+def test_registration_is_idempotent_and_complete() -> None:
+    assert set(RECLOOP_IDS) >= set(simenv.envs.ENV_IDS)
+    before = dict(gymnasium.registry)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        simenv.register_envs()
+    assert dict(gymnasium.registry) == before
+
+
+@pytest.mark.parametrize("env_id", RECLOOP_IDS)
+def test_env_checkers(env_id: str) -> None:
+    from gymnasium.utils.env_checker import check_env as gym_check
+    from stable_baselines3.common.env_checker import check_env as sb3_check
+
+    env = make(env_id)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # SB3's advice on shapes and Box ranges
+        gym_check(env.unwrapped)
+        sb3_check(env.unwrapped)
+
+
+def rollout(env: gymnasium.Env[Any, Any], seed: int, actions: list[Any]) -> list[Any]:
+    obs, _ = env.reset(seed=seed)
+    out: list[Any] = [obs]
+    for a in actions:
+        obs, reward, terminated, truncated, info = env.step(a)
+        out += [obs, reward, terminated, truncated, info["user"]]
+        if terminated or truncated:
+            obs, _ = env.reset()
+            out.append(obs)
+    return out
+
+
+def same(a: list[Any], b: list[Any]) -> bool:
+    from gymnasium.utils.env_checker import data_equivalence
+
+    return len(a) == len(b) and all(data_equivalence(x, y) for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize("env_id", RECLOOP_IDS)
+def test_seed_reproducibility(env_id: str) -> None:
+    env_a, env_b = make(env_id), make(env_id)
+    env_a.action_space.seed(0)
+    actions = [env_a.action_space.sample() for _ in range(25)]
+    run_a = rollout(env_a, 7, actions)
+    assert same(run_a, rollout(env_b, 7, actions))
+    assert not same(run_a, rollout(env_b, 8, actions))
+
+
+def test_resets_without_seed_continue_the_world() -> None:
+    env = make("recloop/Session-v0")
+    env.reset(seed=1)
+    world = env.unwrapped.world
+    users = []
+    for _ in range(60):
+        _, info = env.reset()
+        users.append(info["user"])
+    assert env.unwrapped.world is world
+    assert world.tick > 0  # ticks advanced once the day's users were served
+    assert len(set(users)) > 10
+
+
+def test_resolve_duplicates() -> None:
+    got = resolve_duplicates(np.array([[3, 3, 0, 0, 1], [4, 4, 4, 4, 4]]), 6)
+    np.testing.assert_array_equal(got, [[3, 0, 1, 2, 4], [4, 0, 1, 2, 3]])
+    ok = np.array([[5, 1, 2]])
+    np.testing.assert_array_equal(resolve_duplicates(ok, 6), ok)
+    with pytest.raises(ValueError, match="candidates"):
+        resolve_duplicates(np.zeros((1, 4), dtype=int), 3)
+    with pytest.raises(ValueError, match="indices"):
+        resolve_duplicates(np.array([[0, 6]]), 6)
+
+
+def test_session_env_serves_resolved_candidates() -> None:
+    env = make("recloop/Session-v0")
+    env.reset(seed=0)
+    core = env.unwrapped.core
+    cands = core.cands[0].copy()
+    k = core.k
+    _, _, _, _, info = env.step(np.zeros(k, dtype=np.int64))  # all the same index
+    np.testing.assert_array_equal(info["slate"], cands[:k])
+    assert len(set(info["slate"].tolist())) == k
+
+
+def test_observation_builder_reads_only_observable_data() -> None:
+    path = Path(simenv.__file__).parent / "envs" / "observation.py"
+    tree = ast.parse(path.read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(
+                node.module if node.module.startswith("policies") else node.module.split(".")[0]
+            )
+    assert imported <= {"__future__", "typing", "numpy", "gymnasium", "policies.base"}
+
+
+@pytest.mark.parametrize("env_id", ["recloop/Session-v0", "recloop/Exploration-v0"])
+def test_observation_ignores_persona_state(env_id: str) -> None:
+    env = make(env_id)
+    env.reset(seed=3)
+    for _ in range(2):
+        env.step(env.action_space.sample())
+    core = env.unwrapped.core
+    world = env.unwrapped.world
+    gen = world.rngs["policy"]  # the retriever breaks ties at random: replay the same draws
+    state = gen.bit_generator.state
+    before = core.observe()
+    gen.bit_generator.state = state
+    u = int(core.users[0])
+    world.taste[u] = np.roll(world.taste[u], 3)
+    world.emotion.satisfaction[u] = -1.0
+    world.emotion.boredom[u] = 1.0
+    world.persona.curiosity[u] = 0.0
+    after = core.observe()
+    assert before.keys() == after.keys()
+    for key in before:
+        np.testing.assert_array_equal(before[key], after[key])
+
+
+def test_observation_builder_tracks_feedback() -> None:
+    from policies.base import Feedback, PlatformSpec, RecommendRequest
+
+    spec = PlatformSpec(n_users=3, n_items=4, n_features=2, k=2, history=3)
+    b = ObservationBuilder(spec, max_steps=4)
+    feats = np.array([[1, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
+    req = RecommendRequest(
+        tick=2,
+        users=np.array([0, 1]),
+        k=2,
+        item_features=feats,
+        available=np.ones(4, dtype=bool),
+        item_age=np.zeros(4, dtype=np.int32),
+        recent=np.array([[0, 2, -1], [0, 1, -1]]),
+    )
+    obs = b.observe(req, 0)
+    assert b.space().contains({k: v[0] for k, v in obs.items()})
+    np.testing.assert_allclose(obs["user"][:, 5], [1, 1])  # never seen
+    np.testing.assert_allclose(obs["user"][:, 8], [1, 0])  # repetition: identical vs orthogonal
+    b.update(
+        Feedback(
+            tick=2,
+            users=np.array([0, 1]),
+            slates=np.array([[1, 3], [2, 3]]),
+            chosen_pos=np.array([1, -1]),
+            chosen_item=np.array([3, -1]),
+            rating=np.array([5.0, np.nan], dtype=np.float32),
+            ended_session=np.array([False, True]),
+        )
+    )
+    obs = b.observe(req, np.array([1, 1]))
+    np.testing.assert_allclose(obs["user"][:, :4], [[1, 1, 0.1, 0.25], [0, 0, 0, 0.25]])
+    np.testing.assert_allclose(obs["user"][:, 4:6], [[0, 0], [0, 0]])  # seen this tick
+    np.testing.assert_allclose(b.item_popularity(np.array([3, 0])), [1, 0])
+
+
+def test_exploration_share_replaces_slots_with_novel_items() -> None:
+    env = make("recloop/Exploration-v0")
+    env.reset(seed=2)
+    core = env.unwrapped.core
+    for level in range(len(core.explore_levels)):
+        _, _, term, trunc, info = env.step(level)
+        assert info["explore_share"] == core.explore_levels[level]
+        assert {"clicked", "rating", "explore_share"} <= info.keys()
+        if term or trunc:
+            env.reset()
+
+
+def test_explore_draws_distinct_novel_items() -> None:
+    env = make("recloop/Exploration-v0")
+    env.reset(seed=4)
+    for _ in range(3):  # some history first
+        env.step(0)
+    core = env.unwrapped.core
+    request = core.world.request(core.users)
+    base = np.asarray(core.base.recommend(request))
+    slates = base.copy()
+    core.explore(request, slates, np.array([0.0]))
+    np.testing.assert_array_equal(slates, base)
+    core.explore(request, slates, np.array([1.0]))
+    row = slates[0]
+    assert len(set(row.tolist())) == row.size
+    assert request.available[row].all()
+    assert not set(row.tolist()) & (set(base[0].tolist()) | set(request.recent[0].tolist()))
+
+
+class CountingDecider:
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.name, self.calls = inner, inner.name, 0
+        self.sizes: list[int] = []
+
+    def decide(self, ctx: Any) -> Any:
+        self.calls += 1
+        self.sizes.append(int(ctx.users.size))
+        return self.inner.decide(ctx)
+
+
+@pytest.mark.parametrize("mode", ["session", "exploration"])
+def test_vecenv_one_decider_call_per_step(mode: Literal["session", "exploration"]) -> None:
+    from simenv.envs.vector import BatchedSessionVecEnv
+
+    n = 8
+    venv = BatchedSessionVecEnv("filter_bubble", n, SMALL, mode=mode, seed=0)
+    venv.reset()
+    counter = CountingDecider(venv.world.decider)
+    venv.world.decider = counter
+    finished = 0
+    for step in range(30):
+        actions = np.stack([venv.action_space.sample() for _ in range(n)])
+        _, rewards, dones, infos = venv.step(actions)
+        assert counter.calls == step + 1
+        users = venv.get_attr("user")
+        assert len(set(users)) == n  # distinct users in the N sessions
+        assert rewards.shape == (n,) and dones.shape == (n,)
+        for i in np.flatnonzero(dones):
+            finished += 1
+            assert venv.observation_space.contains(infos[i]["terminal_observation"])
+    assert counter.sizes == [n] * 30
+    assert finished > 0
+    assert venv.env_is_wrapped(gymnasium.Wrapper) == [False] * n
+    assert venv.get_attr("mode", [0, 1]) == [mode, mode]
+    venv.close()
+
+
+def test_vecenv_seed_reproducible() -> None:
+    from simenv.envs.vector import BatchedSessionVecEnv
+
+    def run(seed: int) -> list[np.ndarray]:
+        venv = BatchedSessionVecEnv("filter_bubble", 4, SMALL, mode="session")
+        venv.seed(seed)
+        first: Any = venv.reset()
+        out = [first["user"]]
+        rng = np.random.default_rng(0)
+        for _ in range(10):
+            obs: Any
+            obs, rew, _, _ = venv.step(rng.integers(0, venv.core.n_candidates, (4, venv.core.k)))
+            out += [obs["user"], rew]
+        return out
+
+    a, b, c = run(5), run(5), run(6)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c, strict=True))
+
+
+def test_vecenv_trains_with_ppo() -> None:
+    from stable_baselines3 import PPO
+
+    from simenv.envs.vector import BatchedSessionVecEnv
+
+    venv = BatchedSessionVecEnv("filter_bubble", 4, SMALL, mode="session", seed=0)
+    model = PPO("MultiInputPolicy", venv, n_steps=64, batch_size=64, n_epochs=2, seed=0)
+    model.learn(256)
+    assert model.num_timesteps == 256
+
+
+def test_gym_vector_env() -> None:
+    from simenv.envs.vector import make_gym_vector_env
+
+    vec = make_gym_vector_env("recloop/Exploration-v0", 2, overrides=SMALL)
+    obs, _ = vec.reset(seed=0)
+    assert obs["user"].shape == (2, 9)
+    obs, rew, *_ = vec.step(np.array([0, 4]))
+    assert rew.shape == (2,)
+    vec.close()
+
+
+def test_reward_terms_validated() -> None:
+    with pytest.raises(ValueError, match="unknown reward terms"):
+        make("recloop/Session-v0", reward={"clicks": 1.0})
+    env = make("recloop/Session-v0", reward={"click": 0, "rating": 0, "diversity": 1.0})
+    env.reset(seed=0)
+    _, reward, *_ = env.step(env.action_space.sample())
+    assert 0.0 < float(reward) <= 2.0  # intra-list diversity of the slate
