@@ -38,6 +38,9 @@ from policies.registry import (
     register,
 )
 
+# A trained stable-baselines3 agent (`recloop train`), loaded lazily: torch only when used.
+register("sb3", "simenv.envs.sb3_policy:SB3Policy")
+
 __all__ = [
     "NO_ITEM",
     "Feedback",

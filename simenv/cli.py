@@ -18,6 +18,8 @@ from pathlib import Path
 
 import yaml
 
+from scenarios.schema import PolicyConfig
+
 EXIT_BAD_INPUT = 2
 
 
@@ -59,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         dest="policies",
         metavar="NAME",
-        help="run these registered policies instead of the scenario's (repeatable)",
+        help="run these registered policies instead of the scenario's (repeatable); "
+        "sb3:PATH runs a model saved by `recloop train`",
     )
     run.add_argument(
         "--download",
@@ -146,9 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.seeds:
         updates["seeds"] = args.seeds
     if args.policies:
-        from scenarios.schema import PolicyConfig
-
-        updates["policies"] = [PolicyConfig(name=name) for name in args.policies]
+        updates["policies"] = [_policy_from_cli(spec) for spec in args.policies]
     if updates:
         from scenarios import validate
 
@@ -165,6 +166,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.resumed_jobs:
         print(f"resumed:    {result.resumed_jobs} finished job(s) kept from an earlier run")
     return 0
+
+
+def _policy_from_cli(spec: str) -> PolicyConfig:
+    """``NAME`` or ``sb3:PATH`` (a model saved by `recloop train`)."""
+    name, sep, path = spec.partition(":")
+    if sep and name == "sb3":
+        return PolicyConfig(
+            name="sb3", label=f"sb3:{Path(path).parent.name}", params={"path": path}
+        )
+    return PolicyConfig(name=spec)
 
 
 def _print_summary(summary: dict) -> None:

