@@ -40,6 +40,8 @@ from policies.registry import (
 
 # A trained stable-baselines3 agent (`recloop train`), loaded lazily: torch only when used.
 register("sb3", "simenv.envs.sb3_policy:SB3Policy")
+# A base recommender with a fixed share of novel items (the Exploration-v0 mechanism).
+register("explore", "simenv.envs.sb3_policy:FixedExploration")
 
 __all__ = [
     "NO_ITEM",

@@ -11,6 +11,7 @@ Bad input (unknown names, invalid fields, missing data) prints one line and exit
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -95,6 +96,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", type=Path, help="output folder (default: runs/train-<time>)")
     train.add_argument("--eval-freq", type=int, default=2000, help="steps between evaluations")
+    train.add_argument(
+        "--n-envs",
+        type=int,
+        default=1,
+        help="concurrent sessions; recloop envs run them on one world, one decider call a step",
+    )
+    train.add_argument(
+        "--env-kwargs",
+        type=json.loads,
+        default={},
+        metavar="JSON",
+        help='extra env arguments, e.g. \'{"retriever": "content", "max_steps": 8}\'',
+    )
     _add_set(train)
 
     show = sub.add_parser("show", help="print a scenario as it resolves, defaults included")
@@ -221,7 +235,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from simenv.train import TrainConfig, train
 
-    env_kwargs: dict[str, object] = {}
+    env_kwargs: dict[str, object] = dict(args.env_kwargs)
     if args.scenario:
         env_kwargs["scenario"] = args.scenario
     if args.overrides:
@@ -235,6 +249,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         env_kwargs=env_kwargs,
         eval_freq=args.eval_freq,
+        n_envs=args.n_envs,
     )
     model = train(config, progress=False)
     print(f"model:       {model}")

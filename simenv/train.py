@@ -38,6 +38,7 @@ class TrainConfig:
     seed: int = 0
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     algo_kwargs: dict[str, Any] = field(default_factory=dict)
+    n_envs: int = 1
     eval_freq: int = 2000
     eval_episodes: int = 5
     checkpoint_freq: int = 10000
@@ -51,6 +52,8 @@ def check(config: TrainConfig) -> gym.Env:
         )
     if config.steps <= 0:
         raise TrainingError(f"--steps must be positive, got {config.steps}")
+    if config.n_envs < 1:
+        raise TrainingError(f"--n-envs must be at least 1, got {config.n_envs}")
     import simenv  # noqa: F401  (registers the recloop ids)
 
     if config.env_id not in gym.registry:
@@ -85,7 +88,7 @@ def train(config: TrainConfig, *, progress: bool = False) -> Path:
     algo_cls = {"ppo": PPO, "a2c": A2C, "dqn": DQN}[config.algo]
     # render_mode=None: SB3 asks for "rgb_array" by default, which recloop envs do not render
     env_kwargs = {"render_mode": None, **config.env_kwargs}
-    venv = make_vec_env(config.env_id, n_envs=1, seed=config.seed, env_kwargs=env_kwargs)
+    venv = _training_env(config, env_kwargs)
     eval_env = make_vec_env(
         config.env_id, n_envs=1, seed=config.seed + 10_000, env_kwargs=env_kwargs
     )
@@ -121,6 +124,29 @@ def train(config: TrainConfig, *, progress: bool = False) -> Path:
     venv.close()
     eval_env.close()
     return out / "model.zip"
+
+
+def _training_env(config: TrainConfig, env_kwargs: dict[str, Any]) -> Any:
+    """One env, or for recloop session/exploration ids with n_envs > 1 the batched VecEnv:
+    all N sessions share one world and one decider call per step."""
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    spec = gym.spec(config.env_id)
+    if config.n_envs > 1 and spec.entry_point in {
+        "simenv.envs.session:SessionEnv",
+        "simenv.envs.exploration:ExplorationEnv",
+    }:
+        from simenv.envs.vector import BatchedSessionVecEnv
+
+        kwargs = {**(spec.kwargs or {}), **env_kwargs}
+        kwargs.pop("render_mode", None)
+        mode = "session" if str(spec.entry_point).endswith("SessionEnv") else "exploration"
+        venv = BatchedSessionVecEnv(n_envs=config.n_envs, mode=mode, seed=config.seed, **kwargs)
+        return VecMonitor(venv)
+    return make_vec_env(
+        config.env_id, n_envs=config.n_envs, seed=config.seed, env_kwargs=env_kwargs
+    )
 
 
 def load_model(path: Path, env_id: str) -> Any:

@@ -117,3 +117,18 @@ def test_sb3_policy_needs_a_model_file(tmp_path, capsys):
             f"sb3:{tmp_path / 'none.zip'}"]  # fmt: skip
     assert main(args) == 2
     assert "model file not found" in capsys.readouterr().err
+
+
+def test_batched_training_on_one_world(tmp_path):
+    from simenv.envs.vector import BatchedSessionVecEnv
+    from simenv.train import _training_env
+
+    kwargs = {"scenario": "filter_bubble", "overrides": SMALL}
+    config = TrainConfig(algo="ppo", env_id="recloop/Exploration-v0", steps=64, out=tmp_path,
+                         n_envs=4, env_kwargs=kwargs)  # fmt: skip
+    venv = _training_env(config, {"render_mode": None, **config.env_kwargs})
+    assert isinstance(venv.venv, BatchedSessionVecEnv) and venv.num_envs == 4
+    model = train(
+        TrainConfig(**{**config.__dict__, "algo_kwargs": {"n_steps": 16, "batch_size": 32}})
+    )
+    assert model.is_file()

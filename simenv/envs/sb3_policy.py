@@ -132,3 +132,37 @@ class SB3Policy:
 
     def get_params(self) -> dict[str, Any]:
         return {"path": str(self.path), "env_id": self.env_id}
+
+
+class FixedExploration:
+    """A base recommender whose slates give a fixed ``share`` of slots to novel items.
+
+    The same exploration as ``recloop/Exploration-v0`` at one constant level: the baseline a
+    trained exploration controller has to beat.
+    """
+
+    name = "explore"
+
+    def __init__(
+        self,
+        share: float = 0.1,
+        base: str = "popularity",
+        base_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"policy 'explore': share must be in [0, 1], got {share}")
+        self.share = float(share)
+        self.base_name, self.base_kwargs = base, dict(base_kwargs or {})
+
+    def reset(self, spec: PlatformSpec, rng: np.random.Generator) -> None:
+        self.rng = rng
+        self.base: Recommender = policies.make(self.base_name, **self.base_kwargs)
+        self.base.reset(spec, rng)
+
+    def recommend(self, request: RecommendRequest) -> np.ndarray:
+        slates = np.asarray(self.base.recommend(request), dtype=np.int64).copy()
+        explore_slates(request, slates, np.full(request.n, self.share), self.rng)
+        return slates
+
+    def update(self, feedback: Feedback) -> None:
+        self.base.update(feedback)
