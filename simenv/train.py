@@ -137,11 +137,12 @@ def _training_env(config: TrainConfig, env_kwargs: dict[str, Any]) -> Any:
         "simenv.envs.session:SessionEnv",
         "simenv.envs.exploration:ExplorationEnv",
     }:
+        from simenv.envs.core import Mode
         from simenv.envs.vector import BatchedSessionVecEnv
 
         kwargs = {**(spec.kwargs or {}), **env_kwargs}
         kwargs.pop("render_mode", None)
-        mode = "session" if str(spec.entry_point).endswith("SessionEnv") else "exploration"
+        mode: Mode = "session" if str(spec.entry_point).endswith("SessionEnv") else "exploration"
         venv = BatchedSessionVecEnv(n_envs=config.n_envs, mode=mode, seed=config.seed, **kwargs)
         return VecMonitor(venv)
     return make_vec_env(
