@@ -132,3 +132,20 @@ def test_batched_training_on_one_world(tmp_path):
         TrainConfig(**{**config.__dict__, "algo_kwargs": {"n_steps": 16, "batch_size": 32}})
     )
     assert model.is_file()
+
+
+def test_boredom_exploration_study_end_to_end(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "examples" / "boredom_exploration.py"
+    out = tmp_path / "study"
+    cmd = [sys.executable, str(script), "--steps", "1024", "--n-envs", "8", "--ticks", "4",
+           "--eval-seeds", "100", "101", "--out", str(out)]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    result = json.loads((out / "result.json").read_text())
+    assert {"session_length", "return_rate", "beats_best_fixed_on"} <= set(result)
+    assert result["session_length"]["paired_difference"]["n"] == 2
+    policies_seen = {row["index"] for row in result["table"]}
+    assert "ppo controller" in policies_seen and "fixed 0.25" in policies_seen
