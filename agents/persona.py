@@ -26,6 +26,14 @@ class PersonaTable:
     def __len__(self) -> int:
         return int(self.activity.shape[0])
 
+    @classmethod
+    def from_arrays(
+        cls, *, liked: np.ndarray, disliked: np.ndarray, **traits: np.ndarray
+    ) -> PersonaTable:
+        """A table with every trait array cast to float32 (example ids stay int64)."""
+        cast = {name: np.asarray(v, dtype=np.float32) for name, v in traits.items()}
+        return cls(liked=liked, disliked=disliked, **cast)
+
 
 # --------------------------------------------------------------------------------------------
 # Personas from data
@@ -128,13 +136,13 @@ def personas_from_ratings(
     liked = _top_per_user(users, items, r, item_dev, r >= 4, n, n_examples, descending=True)
     disliked = _top_per_user(users, items, r, item_dev, r <= 2, n, n_examples, descending=False)
 
-    return PersonaTable(
-        activity=activity.astype(np.float32),
-        conformity=conformity.astype(np.float32),
-        diversity=diversity.astype(np.float32),
-        curiosity=curiosity.astype(np.float32),
-        taste=taste.astype(np.float32),
-        rating_bias=rating_bias.astype(np.float32),
+    return PersonaTable.from_arrays(
+        activity=activity,
+        conformity=conformity,
+        diversity=diversity,
+        curiosity=curiosity,
+        taste=taste,
+        rating_bias=rating_bias,
         liked=liked,
         disliked=disliked,
     )
@@ -197,13 +205,13 @@ def sample_personas(
             liked[start : start + chunk_size, :k] = _top_k(s, k)
             disliked[start : start + chunk_size, :k] = _top_k(-s, k)
 
-    return PersonaTable(
-        activity=activity.astype(np.float32),
-        conformity=conformity.astype(np.float32),
-        diversity=diversity.astype(np.float32),
-        curiosity=curiosity.astype(np.float32),
-        taste=taste.astype(np.float32),
-        rating_bias=rating_bias.astype(np.float32),
+    return PersonaTable.from_arrays(
+        activity=activity,
+        conformity=conformity,
+        diversity=diversity,
+        curiosity=curiosity,
+        taste=taste,
+        rating_bias=rating_bias,
         liked=liked,
         disliked=disliked,
     )

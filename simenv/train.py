@@ -123,6 +123,9 @@ def train(config: TrainConfig, *, progress: bool = False) -> Path:
     meta = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
     meta["spec"] = gym.spec(config.env_id).to_json() if _jsonable_spec(config.env_id) else None
     meta["env_attrs"] = env_attrs
+    renewals = getattr(getattr(venv, "venv", venv), "renewals", None)
+    if renewals is not None:  # worlds used: seeds seed .. seed + renewals
+        meta["world_renewals"] = int(renewals)
     meta["seconds"] = round(time.perf_counter() - started, 3)
     (out / "train.json").write_text(json.dumps(meta, indent=2, default=str))
     venv.close()
