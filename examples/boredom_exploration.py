@@ -1,6 +1,6 @@
 """Does a learned exploration controller beat every fixed exploration level on `boredom`?
 
-    python examples/boredom_exploration.py --out runs/boredom-ppo   # ~4 min on 2 cores
+    python examples/boredom_exploration.py --out runs/boredom-ppo   # ~6 min on 2 cores
 
 1. Train PPO on ``recloop/Exploration-v0`` (scenario ``boredom``, base recommender
    ``content``) from training seed 0, with N concurrent sessions on one world that is renewed
