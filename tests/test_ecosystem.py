@@ -219,3 +219,22 @@ def test_rllib_example_env_and_missing_ray(capsys: pytest.CaptureFixture[str]) -
     except ImportError:
         assert ex.main(["--iterations", "1"]) == 1
         assert "RLlib is not installed" in capsys.readouterr().err
+
+
+def test_supersuit_and_sb3_train_the_platforms(tmp_path):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "examples" / "sb3_ecosystem.py"
+    spec = importlib.util.spec_from_file_location("sb3_ecosystem", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["sb3_ecosystem"] = module
+    spec.loader.exec_module(module)
+    small = ["population.size=80", "catalog.n_items=100", "catalog.n_creators=6", "ticks=5"]
+    venv = module.make_vec_env("filter_bubble", small, n_platforms=2, seed=0)
+    assert venv.num_envs == 2  # one vector slot per platform agent
+    venv.close()
+    saved = module.train(128, tmp_path, overrides=small)
+    assert saved.is_file()
