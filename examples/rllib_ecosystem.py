@@ -86,7 +86,11 @@ def main(argv: list[str] | None = None) -> int:
             policies_to_train=["platform", "creator"],
         )
         .env_runners(num_env_runners=args.env_runners)
-        .training(train_batch_size=args.train_batch, lr=3e-4)
+        .training(
+            train_batch_size=args.train_batch,
+            minibatch_size=min(128, args.train_batch),
+            lr=3e-4,
+        )
     )
     ray.init(ignore_reinit_error=True)
     try:

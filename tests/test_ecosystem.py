@@ -238,3 +238,26 @@ def test_supersuit_and_sb3_train_the_platforms(tmp_path):
     venv.close()
     saved = module.train(128, tmp_path, overrides=small)
     assert saved.is_file()
+
+
+@pytest.mark.slow
+def test_rllib_trains_platforms_and_creators(tmp_path):
+    """One RLlib PPO iteration on a tiny ecosystem (ray is installed by `make test`)."""
+    import os
+    import subprocess
+    import sys
+
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("ray[rllib] is missing under CI: `make test` installs the ray extra")
+        pytest.skip("ray[rllib] is not installed (pip install 'recloop[ray]')")
+    script = REPO / "examples" / "rllib_ecosystem.py"
+    cmd = [sys.executable, str(script), "--iterations", "1", "--users", "60", "--items", "80",
+           "--max-cycles", "3", "--train-batch", "64"]  # fmt: skip
+    env = {**os.environ, "RAY_DEDUP_LOGS": "0", "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "iteration 1: episode return" in out.stdout
+    assert "creator=" in out.stdout and "platform=" in out.stdout
