@@ -85,6 +85,7 @@ def train(config: TrainConfig, *, progress: bool = False) -> Path:
     from stable_baselines3 import A2C, DQN, PPO
     from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback, EvalCallback
     from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecMonitor
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -96,6 +97,8 @@ def train(config: TrainConfig, *, progress: bool = False) -> Path:
     eval_env = make_vec_env(
         config.env_id, n_envs=1, seed=config.seed + 10_000, env_kwargs=eval_kwargs
     )
+    if isinstance(venv, VecMonitor):  # same wrapper type as training, as EvalCallback expects
+        eval_env = VecMonitor(eval_env)
     model = algo_cls(
         policy_name,
         venv,
