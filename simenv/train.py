@@ -85,7 +85,7 @@ def train(config: TrainConfig, *, progress: bool = False) -> Path:
     from stable_baselines3 import A2C, DQN, PPO
     from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback, EvalCallback
     from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.vec_env import VecMonitor
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -94,11 +94,13 @@ def train(config: TrainConfig, *, progress: bool = False) -> Path:
     env_kwargs = {"render_mode": None, **config.env_kwargs}
     venv = _training_env(config, env_kwargs)
     eval_kwargs = {k: v for k, v in env_kwargs.items() if k not in VEC_ONLY_KWARGS}
-    eval_env = make_vec_env(
-        config.env_id, n_envs=1, seed=config.seed + 10_000, env_kwargs=eval_kwargs
-    )
     if isinstance(venv, VecMonitor):  # same wrapper type as training, as EvalCallback expects
-        eval_env = VecMonitor(eval_env)
+        eval_env = VecMonitor(DummyVecEnv([lambda: gym.make(config.env_id, **eval_kwargs)]))
+        eval_env.seed(config.seed + 10_000)
+    else:
+        eval_env = make_vec_env(
+            config.env_id, n_envs=1, seed=config.seed + 10_000, env_kwargs=eval_kwargs
+        )
     model = algo_cls(
         policy_name,
         venv,
