@@ -85,7 +85,7 @@ def train(config: TrainConfig, *, progress: bool = False) -> Path:
     from stable_baselines3 import A2C, DQN, PPO
     from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback, EvalCallback
     from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -94,6 +94,7 @@ def train(config: TrainConfig, *, progress: bool = False) -> Path:
     env_kwargs = {"render_mode": None, **config.env_kwargs}
     venv = _training_env(config, env_kwargs)
     eval_kwargs = {k: v for k, v in env_kwargs.items() if k not in VEC_ONLY_KWARGS}
+    eval_env: VecEnv
     if isinstance(venv, VecMonitor):  # same wrapper type as training, as EvalCallback expects
         eval_env = VecMonitor(DummyVecEnv([lambda: gym.make(config.env_id, **eval_kwargs)]))
         eval_env.seed(config.seed + 10_000)
