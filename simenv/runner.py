@@ -4,6 +4,7 @@ Run folder layout::
 
     config.yaml           the resolved scenario (after --set overrides)
     parts/<label>-seed<N>/ metrics.parquet, interactions.parquet, done   one per finished job
+                          users.npz, users.json: final user state (simenv.interview)
     metrics.parquet       one row per (policy, seed, tick)
     interactions.parquet  one row per impression, with policy and seed columns
     summary.json          per policy: final and mean metrics over seeds with 95% intervals
@@ -62,6 +63,10 @@ def run_scenario(
         policies.make(cfg.name, **cfg.params)
     for name in scenario.metrics or []:
         metrics_registry.get(name)
+    if decider_factory is None and scenario.decider.kind != "utility":
+        from simenv.deciders import decider_factory as make_factory
+
+        decider_factory = make_factory(out)
     jobs = [(cfg, seed) for cfg in scenario.policies for seed in scenario.seeds]
     started = time.perf_counter()
     resumed = 0
@@ -126,6 +131,12 @@ def _run_job(
         world.step()
         bar.update(1)
     part.mkdir(parents=True, exist_ok=True)
+    finish = getattr(world.decider, "finish_job", None)  # the LLM decider: llm_stats.json
+    if finish is not None:
+        finish(part)
+    from simenv.interview import save_user_state  # users.npz/users.json, for `recloop interview`
+
+    save_user_state(world, part)
     labels: dict[str, str | int] = {"policy": cfg.display, "seed": seed}
     _with_labels(world.metrics_frame(), labels).to_parquet(part / "metrics.parquet")
     if scenario.log_interactions:

@@ -175,7 +175,8 @@ class World(mesa.Model):
             if in_session.size == 0:
                 break
             slates = self.policy.recommend(self.request(in_session))
-            feedback = self.serve(in_session, slates, step)
+            last = step == self.scenario.session.max_steps - 1
+            feedback = self.serve(in_session, slates, step, last_step=last)
             self.policy.update(feedback)
             in_session = in_session[~feedback.ended_session]
         self.end_tick(active)
@@ -204,13 +205,16 @@ class World(mesa.Model):
             social=self.social,
         )
 
-    def serve(self, users: np.ndarray, slates: np.ndarray, step: int = 0) -> Feedback:
+    def serve(
+        self, users: np.ndarray, slates: np.ndarray, step: int = 0, last_step: bool = False
+    ) -> Feedback:
         """Show one slate to each of ``users``: decide, update the users, log; return feedback.
+        ``last_step``: the caller ends the session after this slate whatever the users answer.
 
         The policy is not updated here: that is the caller's (`step` calls ``policy.update``).
         """
         slates = self._check_slates(slates, users)
-        decisions = self.decider.decide(self.decision_context(users, slates, step))
+        decisions = self.decider.decide(self.decision_context(users, slates, step, last_step))
         feedback = self._feedback(self.tick, users, slates, decisions)
         self._update_users(feedback, self.tick)
         self.log.append(feedback, step)
@@ -279,10 +283,13 @@ class World(mesa.Model):
 
     # 3-6. one slate for every user in a session ------------------------------------
 
-    def decision_context(self, users: np.ndarray, slates: np.ndarray, step: int) -> DecisionContext:
+    def decision_context(
+        self, users: np.ndarray, slates: np.ndarray, step: int, last_step: bool = False
+    ) -> DecisionContext:
         return DecisionContext(
             tick=self.tick,
             step=step,
+            last_step=last_step,
             users=users,
             slates=slates,
             persona=self.persona,
@@ -296,6 +303,10 @@ class World(mesa.Model):
             recent_profile=self.recent_profile,
             inbox=self.inbox,
             rng=self.rngs["decider"],
+            item_titles=self.items.titles,
+            item_descriptions=self.items.descriptions,
+            topic_names=self.items.topic_names,
+            memory=self.memory,
         )
 
     def _check_slates(self, slates: np.ndarray, users: np.ndarray) -> np.ndarray:
@@ -449,6 +460,7 @@ class World(mesa.Model):
         row.update(metrics_registry.compute(ctx, self.metric_names))
         row["items_available"] = float(self.items.available.sum())
         row["creators_active"] = float(self.creators.active.sum())
+        row.update(getattr(self.decider, "tick_counters", dict)())  # e.g. llm_fallbacks
         self.metric_rows.append(row)
 
     # ------------------------------------------------------------------ results

@@ -1,0 +1,379 @@
+"""`LLMDecider`: LLM personas deciding for every user of a batch at once.
+
+Per `decide` call, for all n users of the batch together, at most three ``backend.score`` calls
+(one per question kind), each batched over users:
+
+1. *choice*: which slate item (letters ``A``.. one per slate position) or ``none``;
+2. *rating*: ``1``..``5`` for the users who chose an item;
+3. *session end*: ``stay`` or ``leave``; not asked at the session's last slate
+   (``ctx.last_step``), after which the session ends whatever the user would answer.
+
+Answers are probabilities over option labels; the decider samples from them with ``ctx.rng``
+(never global state), and item ids come from the labels only (label j is slate position j).
+`choice_probabilities` asks the choice question alone and returns its probabilities (what
+`recloop calibrate` fits the utility decider to).
+
+Memory relevance: memories are retrieved with `MemoryStore.retrieve`, the query being the mean
+vector of the slate items: sentence embeddings of the item texts when an ``embeddings`` cache
+(`simenv.llm.embed.ItemEmbeddings`, all-MiniLM-L6-v2) is given, else the items' topic features.
+
+Reflection: every ``reflection_every`` ticks, at the first slate of the tick, one batched
+``backend.generate`` call writes a sentence per user in session; it is stored as a
+`MemoryKind.REFLECTION` record whose text lives in ``reflections[(user, slot)]`` — bounded by
+users × memory slots, and pruned of slots that were overwritten since.
+
+Failures: an `LLMError` from the backend (after the retries of `RetryingBackend`), or an unusable
+answer (probabilities not finite / wrong shape / not summing to 1), either raises an `LLMError`
+naming the backend (``on_error="fail"``) or hands the affected users to the fallback
+`UtilityDecider` (``on_error="utility_fallback"``), counted in ``tick_counters()["llm_fallbacks"]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from agents import prompts as P
+from agents.deciders import DecisionContext, Decisions, UtilityDecider
+from agents.memory import MemoryKind
+from simenv.llm.base import LLMError
+
+if TYPE_CHECKING:
+    from simenv.llm.embed import ItemEmbeddings
+
+ON_ERROR = ("fail", "utility_fallback")
+
+
+class Backend(Protocol):
+    """An `LLMBackend` or any wrapper around one (read-only name and model)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+
+    def score(
+        self, prompts: Sequence[str], options: Sequence[Sequence[str]]
+    ) -> list[np.ndarray]: ...
+
+    def generate(
+        self, prompts: Sequence[str], max_tokens: int, json_schema: dict[str, Any] | None = None
+    ) -> list[str]: ...
+
+
+class LLMDecider:
+    """A `Decider` asking an `LLMBackend` (see the module docstring)."""
+
+    name = "llm"
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        fallback: UtilityDecider | None = None,
+        on_error: str = "fail",
+        memory_top: int = 5,
+        reflection_every: int = 0,
+        reflection_tokens: int = 32,
+        max_text: int = P.MAX_TEXT,
+        stats_path: Path | None = None,
+        embeddings: ItemEmbeddings | None = None,
+    ) -> None:
+        if on_error not in ON_ERROR:
+            raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+        self.backend = backend
+        self.fallback = fallback or UtilityDecider()
+        self.on_error = on_error
+        self.memory_top = memory_top
+        self.reflection_every = reflection_every
+        self.reflection_tokens = reflection_tokens
+        self.max_text = max_text
+        self.stats_path = stats_path
+        self.embeddings = embeddings
+        self.reflections: dict[tuple[int, int], str] = {}
+        self.fallbacks_total = 0
+        self._fallbacks = 0
+        self._chat = getattr(backend, "chat_prompt", None) or P.chat_format
+
+    def __repr__(self) -> str:
+        return f"LLMDecider({self.backend!r}, on_error={self.on_error!r})"
+
+    # ------------------------------------------------------------------ hooks
+    def tick_counters(self) -> dict[str, float]:
+        """Counters since the last call (the world calls this once per tick)."""
+        out = {"llm_fallbacks": float(self._fallbacks)}
+        self._fallbacks = 0
+        return out
+
+    def finish_job(self, folder: Path) -> None:
+        """Write the backend statistics of every wrapper layer as ``llm_stats.json``."""
+        from simenv.llm.wrappers import write_stats
+
+        write_stats(self.backend, Path(folder) / "llm_stats.json")
+        if self.stats_path is not None:
+            write_stats(self.backend, self.stats_path)
+
+    # ------------------------------------------------------------------ prompts
+    def system_prompts(self, ctx: DecisionContext) -> list[str]:
+        pt, lim = ctx.persona, self.max_text
+        out = []
+        for u in ctx.users.tolist():
+            out.append(
+                P.persona_text(
+                    activity=float(pt.activity[u]),
+                    conformity=float(pt.conformity[u]),
+                    diversity=float(pt.diversity[u]),
+                    curiosity=float(pt.curiosity[u]),
+                    taste=pt.taste[u],
+                    topic_names=ctx.topic_names,
+                    liked=self._titles(ctx, pt.liked[u][:2]),
+                    disliked=self._titles(ctx, pt.disliked[u][:2]),
+                    limit=lim,
+                )
+            )
+        return out
+
+    def _titles(self, ctx: DecisionContext, items: np.ndarray) -> list[str]:
+        n = len(ctx.item_titles)
+        return [str(ctx.item_titles[i]) for i in items.tolist() if 0 <= i < n]
+
+    def _title(self, ctx: DecisionContext, item: int) -> str:
+        return str(ctx.item_titles[item]) if 0 <= item < len(ctx.item_titles) else f"item {item}"
+
+    def _desc(self, ctx: DecisionContext, item: int) -> str:
+        d = ctx.item_descriptions
+        return str(d[item]) if 0 <= item < len(d) else ""
+
+    def memory_texts(self, ctx: DecisionContext) -> list[str]:
+        mem = ctx.memory
+        if mem is None or self.memory_top <= 0:
+            return [P.memories_text([])] * ctx.users.size
+        feats = ctx.item_features
+        if self.embeddings is not None:
+            needed = np.concatenate([ctx.slates.ravel(), mem.item[ctx.users].ravel()])
+            feats = self.embeddings.matrix(needed, ctx.item_titles, ctx.item_descriptions)
+        query = feats[ctx.slates].mean(axis=1)
+        slots = mem.retrieve(ctx.users, query, feats, ctx.tick, top=self.memory_top)
+        out = []
+        for row, u in enumerate(ctx.users.tolist()):
+            chosen = [int(s) for s in slots[row] if s >= 0]
+            chosen.sort(key=lambda s: (int(mem.tick[u, s]), s))  # oldest first
+            lines = []
+            for s in chosen:
+                kind, item = int(mem.kind[u, s]), int(mem.item[u, s])
+                lines.append(
+                    P.memory_line(
+                        kind,
+                        self._title(ctx, item) if item >= 0 else None,
+                        int(mem.tick[u, s]),
+                        float(mem.rating[u, s]),
+                        self.reflections.get((u, s)),
+                        self.max_text,
+                    )
+                )
+            out.append(P.memories_text(lines))
+        return out
+
+    def emotion_texts(self, ctx: DecisionContext) -> list[str]:
+        e = ctx.emotion
+        return [
+            P.emotion_text(
+                float(e.satisfaction[u]),
+                float(e.fatigue[u]),
+                float(e.boredom[u]),
+                float(e.curiosity[u]),
+            )
+            for u in ctx.users.tolist()
+        ]
+
+    def choice_labels(self, k: int) -> list[str]:
+        if k > len(P.CHOICE_LABELS):
+            raise ValueError(
+                f"the LLM decider labels at most {len(P.CHOICE_LABELS)} slate items, got k={k}"
+            )
+        return [*P.CHOICE_LABELS[:k], P.NONE_LABEL]
+
+    def choice_prompts(
+        self, ctx: DecisionContext, systems: Sequence[str], memories: Sequence[str],
+        emotions: Sequence[str],
+    ) -> list[str]:  # fmt: skip
+        labels = self.choice_labels(ctx.slates.shape[1])[:-1]
+        out = []
+        for row in range(ctx.users.size):
+            items = ctx.slates[row].tolist()
+            block = P.option_block(
+                labels,
+                [self._title(ctx, i) for i in items],
+                [self._desc(ctx, i) for i in items],
+                self.max_text,
+            )
+            user = P.choice_user(memories[row], emotions[row], ctx.tick, block, labels)
+            out.append(self._chat(systems[row], user))
+        return out
+
+    # ------------------------------------------------------------------ decide
+    def decide(self, ctx: DecisionContext) -> Decisions:
+        n, k = ctx.users.size, ctx.slates.shape[1]
+        if n == 0:
+            return Decisions(np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, bool))
+        if self._reflection_due(ctx):
+            self.reflect(ctx)
+        systems = self.system_prompts(ctx)
+        memories = self.memory_texts(ctx)
+        emotions = self.emotion_texts(ctx)
+        draws = ctx.rng.random((3, n))  # always 3n draws: the stream does not depend on answers
+        bad = np.zeros(n, dtype=bool)
+
+        probs, failed = self._choice_scores(ctx, systems, memories, emotions)
+        bad |= failed
+        pick = _sample(probs, draws[0])
+        chosen_pos = np.where((pick < k) & ~bad, pick, -1).astype(np.int64)
+        rows = np.arange(n)
+        chosen_item = np.where(chosen_pos >= 0, ctx.slates[rows, np.maximum(chosen_pos, 0)], -1)
+
+        rating = np.full(n, np.nan, dtype=np.float32)
+        who = np.flatnonzero(chosen_pos >= 0)
+        if who.size:
+            rp = [
+                self._chat(
+                    systems[r],
+                    P.rating_user(
+                        emotions[r],
+                        self._title(ctx, int(chosen_item[r])),
+                        self._desc(ctx, int(chosen_item[r])),
+                        self.max_text,
+                    ),
+                )
+                for r in who.tolist()
+            ]
+            rprobs, rfailed = self._score(rp, list(P.RATING_LABELS))
+            rating[who] = (_sample(rprobs, draws[1, who]) + 1).astype(np.float32)
+            bad[who[rfailed]] = True
+
+        if ctx.last_step:  # the session ends anyway: no question to ask
+            ended = np.ones(n, dtype=bool)
+        else:
+            ended = self._ask_end(ctx, systems, emotions, chosen_item, draws[2], bad)
+
+        if bad.any():
+            fb = self.fallback.decide(ctx)
+            chosen_pos = np.where(bad, fb.chosen_pos, chosen_pos)
+            rating = np.where(bad, fb.rating, rating).astype(np.float32)
+            ended = np.where(bad, fb.ended_session, ended)
+            self._fallbacks += int(bad.sum())
+            self.fallbacks_total += int(bad.sum())
+        return Decisions(chosen_pos=chosen_pos, rating=rating, ended_session=ended.astype(bool))
+
+    def choice_probabilities(self, ctx: DecisionContext) -> np.ndarray:
+        """(n, k + 1) probabilities of slate positions ``A``.. and ``none``: the choice question
+        of `decide` (same prompts, one ``score`` call), without sampling, reflection or
+        fallback. Rows the backend failed on are NaN (``on_error="fail"`` raises instead)."""
+        if ctx.users.size == 0:
+            return np.zeros((0, ctx.slates.shape[1] + 1))
+        systems, memories = self.system_prompts(ctx), self.memory_texts(ctx)
+        probs, failed = self._choice_scores(ctx, systems, memories, self.emotion_texts(ctx))
+        probs[failed] = np.nan
+        return probs
+
+    def _choice_scores(
+        self, ctx: DecisionContext, systems: Sequence[str], memories: Sequence[str],
+        emotions: Sequence[str],
+    ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        labels = self.choice_labels(ctx.slates.shape[1])
+        return self._score(self.choice_prompts(ctx, systems, memories, emotions), labels)
+
+    def _ask_end(
+        self, ctx: DecisionContext, systems: Sequence[str], emotions: Sequence[str],
+        chosen_item: np.ndarray, draws: np.ndarray, bad: np.ndarray,
+    ) -> np.ndarray:  # fmt: skip
+        """Stay or leave, one batched ``score`` call; marks failed rows in ``bad``."""
+        ep = [
+            self._chat(
+                systems[r],
+                P.end_user(
+                    emotions[r],
+                    self._title(ctx, int(chosen_item[r])) if chosen_item[r] >= 0 else None,
+                    self.max_text,
+                ),
+            )
+            for r in range(ctx.users.size)
+        ]
+        eprobs, efailed = self._score(ep, list(P.END_LABELS))
+        bad |= efailed
+        return _sample(eprobs, draws) == 1
+
+    def _describe_backend(self) -> str:
+        return f"{self.backend.name} backend (model {self.backend.model!r})"
+
+    def _score(self, prompts: list[str], labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(n, len(labels)) probabilities and (n,) bool rows that failed (uniform there)."""
+        n, m = len(prompts), len(labels)
+        uniform = np.full((n, m), 1.0 / m)
+        try:
+            res = self.backend.score(prompts, [labels] * n)
+        except LLMError as e:
+            if self.on_error == "fail":
+                raise LLMError(f"LLM decider: the {self._describe_backend()} failed: {e}") from e
+            return uniform, np.ones(n, dtype=bool)
+        out = uniform.copy()
+        failed = np.zeros(n, dtype=bool)
+        for i, r in enumerate(res):
+            a = np.asarray(r, dtype=np.float64)
+            if a.shape != (m,) or not np.all(np.isfinite(a)) or abs(a.sum() - 1.0) > 1e-5:
+                failed[i] = True
+            else:
+                out[i] = a
+        if failed.any() and self.on_error == "fail":
+            raise LLMError(
+                f"LLM decider: the {self._describe_backend()} returned unusable probabilities "
+                f"for {int(failed.sum())} of {n} prompts"
+            )
+        return out, failed
+
+    # ------------------------------------------------------------------ reflection
+    def _reflection_due(self, ctx: DecisionContext) -> bool:
+        every = self.reflection_every
+        return every > 0 and ctx.step == 0 and ctx.tick > 0 and ctx.tick % every == 0
+
+    def reflect(self, ctx: DecisionContext) -> None:
+        """One batched ``generate`` call: a reflection per user of ``ctx``, into memory."""
+        mem = ctx.memory
+        if mem is None:
+            return
+        systems = self.system_prompts(ctx)
+        memories = self.memory_texts(ctx)
+        emotions = self.emotion_texts(ctx)
+        prompts = [
+            self._chat(systems[r], P.reflection_user(memories[r], emotions[r], ctx.tick))
+            for r in range(ctx.users.size)
+        ]
+        try:
+            texts = self.backend.generate(prompts, self.reflection_tokens)
+        except LLMError as e:
+            if self.on_error == "fail":
+                raise LLMError(f"LLM decider: the {self._describe_backend()} failed: {e}") from e
+            return
+        slots = mem.record(ctx.users, MemoryKind.REFLECTION, -1, ctx.tick, importance=0.8)
+        # drop texts whose slots were overwritten by other records since
+        stale = [key for key in self.reflections if mem.kind[key] != MemoryKind.REFLECTION]
+        for key in stale:
+            del self.reflections[key]
+        for u, s, text in zip(ctx.users.tolist(), slots.tolist(), texts, strict=True):
+            self.reflections[(u, s)] = " ".join(str(text).split())[: self.max_text]
+
+    def stats(self) -> dict[str, Any]:
+        from simenv.llm.wrappers import stats_dict
+
+        return stats_dict(self.backend)
+
+
+def _sample(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Inverse-CDF draw per row of ``probs`` with uniform numbers ``u``."""
+    if probs.shape[0] == 0:
+        return np.zeros(0, dtype=np.int64)
+    cdf = np.cumsum(probs, axis=1)
+    cdf[:, -1] = 1.0
+    return np.minimum((cdf < u[:, None]).sum(axis=1), probs.shape[1] - 1).astype(np.int64)

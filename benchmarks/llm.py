@@ -1,0 +1,287 @@
+"""LLM backends benchmark: persona decisions per second, batched vs one prompt at a time, and
+prompt tokens actually computed per decision with and without vLLM's prefix caching.
+
+    python benchmarks/llm.py                          # 64 users x 4 ticks, every available backend
+    python benchmarks/llm.py --users 64 --ticks 4 --single 16 --json out.json
+
+Each user's prompt (~220 tokens with the chat template) is persona (fixed per user) + memories
+(one line added per tick, so earlier ones are a shared prefix) + the tick's slate of 5 items;
+one decision = one ``score`` of the labels 1-5. Tick 1 meets cold caches (every persona is new);
+later ticks can reuse each user's persona + older memories from the prefix cache. "computed"
+= prompt tokens - prompt tokens served from the prefix cache. "one at a time" times ``--single``
+users of the last tick, one ``score`` call each. Every configuration runs in its own subprocess
+(one engine each). Backends: transformers (always), vllm with and without prefix caching when
+``import vllm`` works. On a GPU machine the same command uses CUDA (transformers on cuda, vLLM's
+CUDA build); on CPU set nothing: the script sets VLLM_CPU_NUM_OF_RESERVED_CPU=0 and
+VLLM_ENABLE_V1_MULTIPROCESSING=0 unless they are set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+GENRES = ["science fiction", "romance", "horror", "documentary", "comedy", "drama", "action"]
+JOBS = ["nurse", "teacher", "engineer", "student", "chef", "lawyer", "farmer", "painter"]
+CITIES = ["Porto", "Lyon", "Osaka", "Lagos", "Quito", "Leeds", "Pune", "Graz"]
+ADJ = ["quiet", "loud", "slow", "witty", "dark", "warm", "epic", "odd"]
+NOUN = ["river", "robot", "castle", "kitchen", "planet", "court", "harvest", "canvas"]
+
+
+def persona(u: int) -> str:
+    likes = GENRES[u % 7]
+    dislikes = GENRES[(u * 3 + 2) % 7]
+    return (
+        f"You are user {u}, a {20 + u % 50}-year-old {JOBS[u % 8]} from {CITIES[(u // 8) % 8]}. "
+        f"You love {likes} and {GENRES[(u + 3) % 7]}, you dislike {dislikes}. You watch films "
+        "in the evening, mostly alone, sometimes with friends who prefer action. You rate "
+        "films honestly, you get bored by long films and you like surprising endings. "
+        "Answer every question in character."
+    )
+
+
+def title(u: int, t: int, k: int) -> str:
+    return f"The {ADJ[(u + t + k) % 8]} {NOUN[(u * 5 + t * 3 + k) % 8]}"
+
+
+def memories(u: int, tick: int) -> str:
+    lines = [
+        f"- Day {t + 1}: you watched '{title(u, t, 9)}' ({GENRES[(u + t) % 7]}) and "
+        f"{'liked' if (u + t) % 3 else 'disliked'} it."
+        for t in range(tick + 2)
+    ]
+    return "Your memories:\n" + "\n".join(lines)
+
+
+def slate(u: int, tick: int) -> str:
+    items = [
+        f"{k + 1}. '{title(u, tick, k)}', a {GENRES[(u + tick + k) % 7]} film" for k in range(5)
+    ]
+    return "Tonight's recommendations:\n" + "\n".join(items) + "\nWhich one do you watch? Number:"
+
+
+def user_prompt(u: int, tick: int) -> str:
+    return memories(u, tick) + "\n\n" + slate(u, tick)
+
+
+LABELS = ["1", "2", "3", "4", "5"]
+
+
+def make(name: str, args: argparse.Namespace) -> Any:
+    if name == "transformers":
+        import torch
+
+        from simenv.llm.transformers_backend import TransformersBackend
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        return TransformersBackend(device=device, batch_size=args.tf_batch_size, dtype=args.dtype)
+    from simenv.llm.vllm_backend import VLLMBackend
+
+    kw: dict[str, Any] = {"enforce_eager": args.enforce_eager}
+    if args.block_size:
+        kw["block_size"] = args.block_size
+    return VLLMBackend(dtype=args.dtype, enable_prefix_caching=name == "vllm", **kw)
+
+
+def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One configuration in this process; returns its measurements."""
+    t0 = time.perf_counter()
+    b = make(name, args)
+    load = time.perf_counter() - t0
+
+    def chat(u: int, tick: int) -> str:
+        return str(b.chat_prompt(persona(u), user_prompt(u, tick)))
+
+    # warm-up on unrelated prompts (first-call kernel set-up), not counted
+    b.score([b.chat_prompt("You are a test.", "Pick:\n1. a\n2. b\nNumber:")] * 2, [["1", "2"]] * 2)
+    lengths = [len(b._tok.encode(chat(u, 0))) for u in range(args.users)]
+    ticks = []
+    for tick in range(args.ticks):
+        prompts = [chat(u, tick) for u in range(args.users)]
+        s0 = b.stats.as_dict()
+        t = time.perf_counter()
+        probs = b.score(prompts, [LABELS] * len(prompts))
+        dt = time.perf_counter() - t
+        s1 = b.stats.as_dict()
+        assert all(np.isclose(p.sum(), 1.0) for p in probs)
+        tok = s1["prompt_tokens"] - s0["prompt_tokens"]
+        cached = s1["cached_prompt_tokens"] - s0["cached_prompt_tokens"]
+        ticks.append({"seconds": dt, "tokens": tok, "cached": cached})
+    # one prompt at a time: a further tick for the first --single users
+    tick = args.ticks
+    s0 = b.stats.as_dict()
+    t = time.perf_counter()
+    for u in range(args.single):
+        b.score([chat(u, tick)], [LABELS])
+    single_dt = time.perf_counter() - t
+    s1 = b.stats.as_dict()
+    single_cached = s1["cached_prompt_tokens"] - s0["cached_prompt_tokens"]
+    single_tok = s1["prompt_tokens"] - s0["prompt_tokens"]
+    return {
+        "config": name,
+        "load_seconds": load,
+        "prompt_tokens_mean": float(np.mean(lengths)),
+        "ticks": ticks,
+        "single": {"seconds": single_dt, "n": args.single, "tokens": single_tok},
+        "single_cached": single_cached,
+        "world": world_ticks(b, args) if args.world_ticks else None,
+    }
+
+
+def world_ticks(b: Any, args: argparse.Namespace) -> dict[str, float]:
+    """Real ticks of `filter_bubble_llm` (``--users`` users, all active, mf) with `LLMDecider` on
+    ``b``: decisions per second and the share of tick time spent outside the backend (prompt
+    building, memory retrieval, text embeddings, the world's own phases)."""
+    import policies
+    from scenarios import load
+    from simenv.deciders import make_decider
+    from simenv.world import World
+
+    scenario = load(
+        "filter_bubble_llm", [f"population.size={args.users}", "population.activity_scale=50"]
+    )
+    decider = make_decider(scenario, backend=b)
+    decisions = 0
+    decide = decider.decide
+
+    def counted(ctx: Any) -> Any:
+        nonlocal decisions
+        decisions += int(ctx.users.size)
+        return decide(ctx)
+
+    decider.decide = counted  # type: ignore[method-assign]
+    world = World(scenario, policies.make("mf"), seed=0, decider=decider)
+    backend0 = b.stats.seconds
+    t = time.perf_counter()
+    world.run(args.world_ticks)
+    total = time.perf_counter() - t
+    inside = b.stats.seconds - backend0
+    return {"seconds": total, "backend_seconds": inside, "decisions": decisions}
+
+
+def summarise(r: dict[str, Any], users: int) -> dict[str, Any]:
+    first, later = r["ticks"][0], r["ticks"][1:]
+
+    def per_dec(ts: list[dict[str, Any]]) -> tuple[float, float, float]:
+        n = users * len(ts)
+        sec = sum(x["seconds"] for x in ts)
+        tok = sum(x["tokens"] for x in ts)
+        cached = sum(x["cached"] for x in ts)
+        return n / sec, (tok - cached) / n, cached / max(tok, 1)
+
+    f = per_dec([first])
+    w = r.get("world")
+    later_s = per_dec(later) if later else (float("nan"),) * 3
+    return {
+        "config": r["config"],
+        "prompt_tok": r["prompt_tokens_mean"],
+        "dec_s_tick1": f[0],
+        "dec_s_later": later_s[0],
+        "dec_s_single": r["single"]["n"] / r["single"]["seconds"],
+        "computed_tick1": f[1],
+        "computed_later": later_s[1],
+        "hit_tick1": f[2],
+        "hit_later": later_s[2],
+        "load_s": r["load_seconds"],
+        "world_dec_s": w["decisions"] / w["seconds"] if w else float("nan"),
+        "outside": 1 - w["backend_seconds"] / w["seconds"] if w else float("nan"),
+    }
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = (
+        f"{'backend':<22}{'tok/prompt':>11}{'dec/s t1':>10}{'dec/s t2+':>10}{'dec/s 1-by-1':>13}"
+        f"{'computed/dec t1':>16}{'t2+':>7}{'hit t1':>8}{'hit t2+':>8}{'load s':>8}"
+        f"{'world dec/s':>12}{'outside':>9}"
+    )
+    lines = [head, "-" * len(head)]
+    for s in rows:
+        lines.append(
+            f"{s['config']:<22}{s['prompt_tok']:>11.0f}{s['dec_s_tick1']:>10.1f}"
+            f"{s['dec_s_later']:>10.1f}{s['dec_s_single']:>13.1f}{s['computed_tick1']:>16.0f}"
+            f"{s['computed_later']:>7.0f}{s['hit_tick1']:>8.0%}{s['hit_later']:>8.0%}"
+            f"{s['load_s']:>8.1f}{s['world_dec_s']:>12.2f}{s['outside']:>9.1%}"
+        )
+    return "\n".join(lines)
+
+
+LABEL = {
+    "transformers": "transformers",
+    "vllm": "vllm (prefix cache)",
+    "vllm-nocache": "vllm (no prefix cache)",
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--users", type=int, default=64)
+    ap.add_argument("--ticks", type=int, default=4)
+    ap.add_argument("--single", type=int, default=16, help="users timed one prompt at a time")
+    ap.add_argument("--backends", default="auto", help="comma list or auto")
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--tf-batch-size", type=int, default=16)
+    ap.add_argument("--block-size", type=int, default=0, help="vLLM KV block size (0: default)")
+    ap.add_argument("--no-enforce-eager", dest="enforce_eager", action="store_false")
+    ap.add_argument(
+        "--world-ticks", type=int, default=2,
+        help="ticks of a real filter_bubble_llm world per backend (0: skip)",
+    )  # fmt: skip
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--_child", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+
+    if args._child:
+        print("RESULT " + json.dumps(run_one(args._child, args)), flush=True)
+        return
+
+    if args.backends == "auto":
+        names = ["transformers"]
+        if importlib.util.find_spec("vllm") is not None:
+            names += ["vllm", "vllm-nocache"]
+    else:
+        names = [n.strip() for n in args.backends.split(",") if n.strip()]
+    passthrough = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--json"]
+    if args.json:
+        passthrough = [a for a in passthrough if a != str(args.json)]
+    rows, raw = [], []
+    for name in names:
+        cmd = [sys.executable, __file__, *passthrough, "--_child", name]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        res = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
+        if out.returncode != 0 or not res:
+            print(f"{name}: failed (rc={out.returncode})\n{out.stderr[-3000:]}", file=sys.stderr)
+            continue
+        r = json.loads(res[-1][len("RESULT ") :])
+        r["config"] = LABEL.get(name, name)
+        raw.append(r)
+        rows.append(summarise(r, args.users))
+        print(f"done {name}", file=sys.stderr, flush=True)
+    print(
+        f"{args.users} users x {args.ticks} ticks, labels 1-5, dtype {args.dtype}; dec/s = "
+        "decisions per second (t1 = first tick, cold; t2+ = later ticks; 1-by-1 = one score call "
+        f"per prompt, {args.single} users); computed/dec = prompt tokens computed per decision "
+        "(not served from the prefix cache); hit = prefix-cache hit rate; world dec/s and "
+        f"outside = {args.world_ticks} real ticks of filter_bubble_llm with the LLM decider "
+        "(choice and rating questions) and the share of their time spent outside the backend"
+    )
+    print(table(rows))
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "raw": raw}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

