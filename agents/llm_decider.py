@@ -118,27 +118,15 @@ class LLMDecider:
 
     # ------------------------------------------------------------------ prompts
     def system_prompts(self, ctx: DecisionContext) -> list[str]:
-        pt, lim = ctx.persona, self.max_text
-        out = []
-        for u in ctx.users.tolist():
-            out.append(
-                P.persona_text(
-                    activity=float(pt.activity[u]),
-                    conformity=float(pt.conformity[u]),
-                    diversity=float(pt.diversity[u]),
-                    curiosity=float(pt.curiosity[u]),
-                    taste=pt.taste[u],
-                    topic_names=ctx.topic_names,
-                    liked=self._titles(ctx, pt.liked[u][:2]),
-                    disliked=self._titles(ctx, pt.disliked[u][:2]),
-                    limit=lim,
-                )
-            )
-        return out
-
-    def _titles(self, ctx: DecisionContext, items: np.ndarray) -> list[str]:
         n = len(ctx.item_titles)
-        return [str(ctx.item_titles[i]) for i in items.tolist() if 0 <= i < n]
+
+        def titles(items: Sequence[int]) -> list[str]:
+            return [str(ctx.item_titles[i]) for i in items if 0 <= i < n]
+
+        return [
+            P.persona_of(ctx.persona, u, ctx.topic_names, titles, self.max_text)
+            for u in ctx.users.tolist()
+        ]
 
     def _title(self, ctx: DecisionContext, item: int) -> str:
         return str(ctx.item_titles[item]) if 0 <= item < len(ctx.item_titles) else f"item {item}"

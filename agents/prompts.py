@@ -22,6 +22,7 @@ import numpy as np
 
 from agents.emotion import describe_emotion
 from agents.memory import MemoryKind
+from agents.persona import PersonaTable
 
 PROMPT_VERSION = "v1"
 MAX_TEXT = 80
@@ -57,6 +58,28 @@ def chat_format(system: str | None, user: str) -> str:
 
 def _level(x: float, low: str, mid: str, high: str) -> str:
     return low if x < 0.34 else high if x > 0.66 else mid
+
+
+def persona_of(
+    persona: PersonaTable,
+    user: int,
+    topic_names: Sequence[str],
+    titles: Callable[[Sequence[int]], list[str]],
+    limit: int = MAX_TEXT,
+) -> str:
+    """`persona_text` of one user of ``persona``; ``titles`` names the known items of a list of
+    ids (unknown ones are left out). The decisions and the interviews use this same text."""
+    return persona_text(
+        activity=float(persona.activity[user]),
+        conformity=float(persona.conformity[user]),
+        diversity=float(persona.diversity[user]),
+        curiosity=float(persona.curiosity[user]),
+        taste=persona.taste[user],
+        topic_names=topic_names,
+        liked=titles(persona.liked[user][:2].tolist()),
+        disliked=titles(persona.disliked[user][:2].tolist()),
+        limit=limit,
+    )
 
 
 def persona_text(

@@ -74,17 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="download MovieLens-100k from GroupLens if the scenario needs it and it is missing",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
-    llm = run.add_argument_group("user model (decider.kind / decider.llm.*)")
+    llm = _add_llm_options(run, "user model (decider.kind / decider.llm.*)")
     llm.add_argument("--decider", choices=["utility", "llm"], help="user model")
-    llm.add_argument("--backend", choices=["transformers", "openai", "vllm", "fake"])
-    llm.add_argument("--model", help="LLM model name (default: the embedded SmolLM2-135M)")
-    llm.add_argument(
-        "--base-url", action="append", dest="base_urls", metavar="URL",
-        help="OpenAI-compatible endpoint (repeat for several, used round-robin)",
-    )  # fmt: skip
-    llm.add_argument(
-        "--api-key-env", metavar="VAR", help="environment variable holding the API key"
-    )
 
     lst = sub.add_parser("list", help="list scenarios, policies and metrics")
     lst.add_argument(
@@ -159,14 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--raw", action="store_true",
         help="print the model's text as generated (default: at most 3 distinct sentences)",
     )  # fmt: skip
-    ivl = iv.add_argument_group("LLM (default: the run's decider.llm, else embedded SmolLM2)")
-    ivl.add_argument("--backend", choices=["transformers", "openai", "vllm", "fake"])
-    ivl.add_argument("--model", help="LLM model name")
-    ivl.add_argument(
-        "--base-url", action="append", dest="base_urls", metavar="URL",
-        help="OpenAI-compatible endpoint (repeat for several)",
-    )  # fmt: skip
-    ivl.add_argument("--api-key-env", metavar="VAR", help="environment variable with the API key")
+    _add_llm_options(iv, "LLM (default: the run's decider.llm, else embedded SmolLM2)")
 
     cal = sub.add_parser(
         "calibrate",
@@ -208,14 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     cal.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_set(cal)
-    cll = cal.add_argument_group("LLM personas (decider.llm.*)")
-    cll.add_argument("--backend", choices=["transformers", "openai", "vllm", "fake"])
-    cll.add_argument("--model", help="LLM model name (default: the embedded SmolLM2-135M)")
-    cll.add_argument(
-        "--base-url", action="append", dest="base_urls", metavar="URL",
-        help="OpenAI-compatible endpoint (repeat for several, used round-robin)",
-    )  # fmt: skip
-    cll.add_argument("--api-key-env", metavar="VAR", help="environment variable with the API key")
+    _add_llm_options(cal, "LLM personas (decider.llm.*)")
     cal.set_defaults(decider="llm")
 
     cmp = sub.add_parser(
@@ -234,6 +211,23 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("scenario")
     _add_set(show)
     return parser
+
+
+def _add_llm_options(p: argparse.ArgumentParser, title: str) -> argparse._ArgumentGroup:
+    """--backend/--model/--base-url/--api-key-env in a group named ``title``; returns it."""
+    group = p.add_argument_group(title)
+    group.add_argument("--backend", choices=["transformers", "openai", "vllm", "fake"])
+    group.add_argument("--model", help="LLM model name (default: the backend's embedded one)")
+    group.add_argument(
+        "--base-url", action="append", dest="base_urls", metavar="URL",
+        help="OpenAI-compatible endpoint (repeat for several, used round-robin)",
+    )  # fmt: skip
+    group.add_argument(
+        "--api-key-env", metavar="VAR",
+        help="environment variable holding the API key (default OPENAI_API_KEY); the key is "
+        "never written",
+    )  # fmt: skip
+    return group
 
 
 def _add_set(p: argparse.ArgumentParser) -> None:

@@ -291,20 +291,11 @@ def check_users(state: UserState, users: Sequence[int]) -> list[int]:
 
 def persona_prompt(state: UserState, user: int, max_text: int = P.MAX_TEXT) -> str:
     """The persona in words, exactly as `LLMDecider.system_prompts` writes it."""
-    pt = state.persona
-    return P.persona_text(
-        activity=float(pt.activity[user]),
-        conformity=float(pt.conformity[user]),
-        diversity=float(pt.diversity[user]),
-        curiosity=float(pt.curiosity[user]),
-        taste=pt.taste[user],
-        topic_names=state.topic_names,
-        liked=[state.item_titles[i] for i in pt.liked[user][:2].tolist() if i in state.item_titles],
-        disliked=[
-            state.item_titles[i] for i in pt.disliked[user][:2].tolist() if i in state.item_titles
-        ],
-        limit=max_text,
-    )
+
+    def titles(items: Sequence[int]) -> list[str]:
+        return [state.item_titles[i] for i in items if i in state.item_titles]
+
+    return P.persona_of(state.persona, user, state.topic_names, titles, max_text)
 
 
 def topic_query(state: UserState, question: str) -> np.ndarray:

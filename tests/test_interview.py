@@ -402,15 +402,9 @@ def test_cli_help(capsys: Any) -> None:
 # ---------------------------------------------------------------------------- embedded model
 
 
-def test_embedded_model_answers_deterministically(tmp_path: Path) -> None:
-    pytest.importorskip("transformers")
-    pytest.importorskip("gguf")
-    from simenv.llm.transformers_backend import TransformersBackend, embedded_gguf_path
+def test_embedded_model_answers_deterministically(tmp_path: Path, embedded_model: Path) -> None:
+    from simenv.llm.transformers_backend import TransformersBackend
 
-    try:
-        embedded_gguf_path()
-    except LLMError as e:
-        pytest.skip(str(e))
     out = tmp_path / "run"
     run_scenario(_scenario(ticks=2), out, progress=False)
     tb = TransformersBackend(batch_size=4)

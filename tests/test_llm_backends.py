@@ -323,19 +323,6 @@ def test_openai_timeout_and_dead_endpoint(serve: Any, monkeypatch: pytest.Monkey
 # ---------------------------------------------------------------------------- transformers
 
 
-@pytest.fixture(scope="session")
-def tb() -> Any:
-    pytest.importorskip("transformers")
-    pytest.importorskip("gguf")
-    from simenv.llm.transformers_backend import TransformersBackend, embedded_gguf_path
-
-    try:
-        embedded_gguf_path()
-    except LLMError as e:
-        pytest.skip(str(e))
-    return TransformersBackend(batch_size=8)
-
-
 def _prompts(tb: Any) -> list[str]:
     persona = "You are Ann, 34, a nurse who loves science fiction and dislikes romance."
     items = "1. Alien (sci-fi horror)\n2. Notting Hill (romance)\n3. Arrival (sci-fi drama)"

@@ -434,19 +434,6 @@ def test_run_resumes_after_server_goes_down(
 # ---------------------------------------------------------------------------- embedded model
 
 
-@pytest.fixture(scope="session")
-def tb() -> Any:
-    pytest.importorskip("transformers")
-    pytest.importorskip("gguf")
-    from simenv.llm.transformers_backend import TransformersBackend, embedded_gguf_path
-
-    try:
-        embedded_gguf_path()
-    except LLMError as e:
-        pytest.skip(str(e))
-    return TransformersBackend(batch_size=8)
-
-
 def test_embedded_model_labels_and_determinism(tb: Any) -> None:
     over = {  # tiny: 3 users, all active, one slate of 3 (about 9 prompts per run)
         "ticks": 1,
