@@ -78,6 +78,13 @@ class LLMConfig(_Strict):
     )
     cache: bool = Field(True, description="cache answers in the run folder (llm_cache.sqlite)")
     retries: int = Field(2, ge=0, description="retries of a failed or unusable call")
+    max_calls: int | None = Field(
+        None, gt=0, description="backend calls allowed per run (cache hits are free); then the "
+        "calls fail as on_llm_error says"
+    )  # fmt: skip
+    max_prompt_tokens: int | None = Field(
+        None, gt=0, description="prompt tokens allowed per run (cache hits are free)"
+    )
     timeout: float = Field(60.0, gt=0, description="seconds per HTTP request (openai)")
     max_concurrency: int = Field(8, gt=0, description="requests in flight (openai)")
     batch_size: int = Field(8, gt=0, description="prompts per forward pass (transformers)")

@@ -1,7 +1,8 @@
 """Build the decider a scenario asks for (``decider.kind``), with its LLM backend.
 
 `make_backend_for(cfg, run_dir)` builds the backend named in ``decider.llm`` and wraps it:
-``Cached(Retrying(inner))`` — the disk cache (``<run_dir>/llm_cache.sqlite``, or
+``Cached(Budgeted(Retrying(inner)))`` (``Budgeted`` only with ``max_calls`` or
+``max_prompt_tokens``) — the disk cache (``<run_dir>/llm_cache.sqlite``, or
 ``$RECLOOP_CACHE``/``~/.cache/recloop`` without a run folder) when ``cache`` is on, around a
 `RetryingBackend` that always re-raises, so the decider's ``on_llm_error`` decides what happens.
 `decider_factory(run_dir)` returns a ``Scenario -> Decider`` callable for `run_scenario` that
@@ -52,15 +53,18 @@ def backend_kwargs(cfg: LLMConfig) -> dict[str, Any]:
 
 def make_backend_for(cfg: LLMConfig, run_dir: Path | None) -> Backend:
     from simenv.llm.transformers_backend import cache_root
-    from simenv.llm.wrappers import CachedBackend, RetryingBackend
+    from simenv.llm.wrappers import BudgetedBackend, CachedBackend, RetryingBackend
 
     inner = make_backend(cfg.backend, **backend_kwargs(cfg))
-    retrying = RetryingBackend(inner, retries=cfg.retries, backoff=0.5)
+    wrapped: Backend = RetryingBackend(inner, retries=cfg.retries, backoff=0.5)
+    if cfg.max_calls is not None or cfg.max_prompt_tokens is not None:
+        # outside the retries (a refused call is not retried), inside the cache (hits are free)
+        wrapped = BudgetedBackend(cast(LLMBackend, wrapped), cfg.max_calls, cfg.max_prompt_tokens)
     if not cfg.cache:
-        return retrying
+        return wrapped
     # the cache sits outside the retries: only validated answers are stored
     folder = Path(run_dir) if run_dir is not None else cache_root()
-    return CachedBackend(cast(LLMBackend, retrying), folder / "llm_cache.sqlite")
+    return CachedBackend(cast(LLMBackend, wrapped), folder / "llm_cache.sqlite")
 
 
 def make_embedder(cfg: LLMConfig) -> TextEmbedder | None:

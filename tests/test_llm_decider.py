@@ -295,6 +295,29 @@ def test_make_decider_fake_and_stats(tmp_path: Path) -> None:
     assert "llm_fallbacks" in result.metrics.columns
 
 
+def test_call_budget_from_the_scenario(tmp_path: Path) -> None:
+    """``max_calls``: calls past the budget are refused before sending and handled as
+    ``on_llm_error`` says (counted fallbacks here, a one-line error with ``fail``)."""
+    from simenv.runner import run_scenario
+
+    llm = {"backend": "fake", "embeddings": "topics", "max_calls": 3}
+    sc = _scenario(decider={"kind": "llm", "llm": {**llm, "on_llm_error": "utility_fallback"}})
+    result = run_scenario(sc, tmp_path / "run", progress=False)
+    layers = json.loads((tmp_path / "run/llm_stats.json").read_text())["layers"]
+    assert [x["layer"] for x in layers][:3] == [
+        "CachedBackend",
+        "BudgetedBackend",
+        "RetryingBackend",
+    ]
+    budget = next(x["stats"] for x in layers if x["layer"] == "BudgetedBackend")
+    inner = next(x["stats"] for x in layers if x["layer"] == "FakeBackend")
+    assert inner["calls"] == 3 and budget["refused"] > 0
+    assert result.metrics["llm_fallbacks"].sum() > 0
+    failing = _scenario(decider={"kind": "llm", "llm": {**llm, "on_llm_error": "fail"}})
+    with pytest.raises(LLMError, match="call budget of 3 calls exhausted"):
+        run_scenario(failing, tmp_path / "fail", progress=False)
+
+
 SECRET = "sk-test-SECRET123"
 
 
