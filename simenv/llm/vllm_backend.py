@@ -50,7 +50,8 @@ class VLLMBackend:
     ``model``: None (the embedded SmolLM2-135M-Instruct, converted once by
     `ensure_default_model`), a local HF folder or a hub id. ``engine_kwargs`` go to
     ``vllm.LLM`` unchanged (e.g. ``enforce_eager=True``, ``gpu_memory_utilization=0.5``,
-    ``block_size=16``, ``max_logprobs=...`` when a prompt has more than 20 labels). On CPU, unless
+    ``block_size=64`` (a multiple of 32 on CPU), ``max_logprobs=...`` when a prompt has more than
+    20 labels). On CPU, unless
     ``kv_cache_memory_bytes``, ``gpu_memory_utilization`` or ``VLLM_CPU_KVCACHE_SPACE`` is given,
     the KV cache gets ``cpu_kv_cache_gib`` GiB.
     """
