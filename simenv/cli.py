@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
             "filter bubbles over many seeds."
         ),
         epilog="Examples:\n  recloop run filter_bubble --set ticks=20 --set population.size=200\n"
+        "  recloop run filter_bubble_llm                  # LLM personas, embedded model\n"
+        '  recloop interview runs/x --user 12 "Why did you stop watching?"\n'
+        "  recloop compare runs/a runs/b\n"
         "  recloop list policies\n  recloop show cold_start",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
