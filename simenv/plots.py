@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -17,41 +19,21 @@ from simenv import metrics as registry
 
 def plot_run(metrics: pd.DataFrame, scenario: Scenario, folder: Path) -> list[Path]:
     """Write ``<metric>.png`` for each of ``scenario.plots`` and ``overview.png``."""
-    folder.mkdir(parents=True, exist_ok=True)
     names = [m for m in scenario.plots if m in metrics.columns]
-    written = []
-    for name in names:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        _draw(ax, metrics, name)
-        ax.legend(fontsize=8)
-        fig.suptitle(scenario.name, fontsize=10)
-        fig.tight_layout()
-        path = folder / f"{name}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
-    if names:
-        cols = min(2, len(names))
-        rows = int(np.ceil(len(names) / cols))
-        fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 3.6 * rows), squeeze=False)
-        for ax, name in zip(axes.ravel(), names, strict=False):
-            _draw(ax, metrics, name)
-        for ax in axes.ravel()[len(names) :]:
-            ax.axis("off")
-        axes[0, 0].legend(fontsize=8)
-        fig.suptitle(f"{scenario.name}: seeds {scenario.seeds}", fontsize=11)
-        fig.tight_layout()
-        path = folder / "overview.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
-    return written
+    return _write_figures(
+        folder,
+        names,
+        lambda ax, name: _draw(ax, metrics, name),
+        titles=(scenario.name, f"{scenario.name}: seeds {scenario.seeds}"),
+        size=(6, 4),
+        panel=(6, 3.6),
+        legend={"fontsize": 8},
+    )
 
 
 def plot_compare(runs: dict[str, pd.DataFrame], names: list[str], folder: Path) -> list[Path]:
     """Write ``<metric>.png`` and ``overview.png`` comparing runs: a colour per policy, a line
     style per run (``runs`` maps a run label to its metrics frame)."""
-    folder.mkdir(parents=True, exist_ok=True)
     policies = list(dict.fromkeys(p for m in runs.values() for p in m["policy"].unique()))
     colours = {p: f"C{i % 10}" for i, p in enumerate(policies)}
     styles = dict(zip(runs, ["-", "--", ":", "-."] * (1 + len(runs) // 4), strict=False))
@@ -62,12 +44,36 @@ def plot_compare(runs: dict[str, pd.DataFrame], names: list[str], folder: Path) 
             if name in metrics.columns:
                 _draw(ax, metrics, name, colours=colours, style=styles[run], run=run)
 
+    return _write_figures(
+        folder,
+        names,
+        draw,
+        titles=(title, title),
+        size=(7, 4.5),
+        panel=(6.5, 3.8),
+        legend={"fontsize": 7, "ncol": 2},
+    )
+
+
+def _write_figures(
+    folder: Path,
+    names: list[str],
+    draw: Callable[[plt.Axes, str], None],
+    titles: tuple[str, str],
+    size: tuple[float, float],
+    panel: tuple[float, float],
+    legend: dict[str, Any],
+) -> list[Path]:
+    """``<name>.png`` (``size`` inches, title ``titles[0]``) for each of ``names`` and
+    ``overview.png`` with all of them (``panel`` inches each, title ``titles[1]``);
+    ``draw(ax, name)`` draws one metric."""
+    folder.mkdir(parents=True, exist_ok=True)
     written = []
     for name in names:
-        fig, ax = plt.subplots(figsize=(7, 4.5))
+        fig, ax = plt.subplots(figsize=size)
         draw(ax, name)
-        ax.legend(fontsize=7, ncol=2)
-        fig.suptitle(title, fontsize=10)
+        ax.legend(**legend)
+        fig.suptitle(titles[0], fontsize=10)
         fig.tight_layout()
         written.append(folder / f"{name}.png")
         fig.savefig(written[-1], dpi=110)
@@ -75,13 +81,15 @@ def plot_compare(runs: dict[str, pd.DataFrame], names: list[str], folder: Path) 
     if names:
         cols = min(2, len(names))
         rows = int(np.ceil(len(names) / cols))
-        fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 3.8 * rows), squeeze=False)
+        fig, axes = plt.subplots(
+            rows, cols, figsize=(panel[0] * cols, panel[1] * rows), squeeze=False
+        )
         for ax, name in zip(axes.ravel(), names, strict=False):
             draw(ax, name)
         for ax in axes.ravel()[len(names) :]:
             ax.axis("off")
-        axes[0, 0].legend(fontsize=7, ncol=2)
-        fig.suptitle(title, fontsize=11)
+        axes[0, 0].legend(**legend)
+        fig.suptitle(titles[1], fontsize=11)
         fig.tight_layout()
         written.append(folder / "overview.png")
         fig.savefig(written[-1], dpi=110)
