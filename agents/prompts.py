@@ -198,7 +198,7 @@ ChatFn = Callable[[str | None, str], str]
 
 
 # --------------------------------------------------------------------------------------------
-# Interviews (`simenv.interview`): a free-text answer, not an option label.
+# Interviews (`simenv.studies.interview`): a free-text answer, not an option label.
 #
 # Version History
 # - ``v1``: the persona (as in the decisions) under the interview system text; then memories

@@ -146,7 +146,7 @@ def world_ticks(b: Any, args: argparse.Namespace) -> dict[str, float]:
     building, memory retrieval, text embeddings, the world's own phases)."""
     import policies
     from scenarios import load
-    from simenv.deciders import make_decider
+    from simenv.studies.factory import make_decider
     from simenv.world import World
 
     scenario = load(

@@ -29,8 +29,8 @@ import pandas as pd
 from scenarios import load
 from scenarios.schema import PolicyConfig
 from simenv.envs.core import EXPLORE_LEVELS
-from simenv.runner import interval, run_scenario
-from simenv.train import TrainConfig, train
+from simenv.studies.runner import interval, run_scenario
+from simenv.studies.train import TrainConfig, train
 
 BASE = "content"
 OUTCOMES = ("session_length", "return_rate", "ctr", "churn_rate")

@@ -268,7 +268,7 @@ def _utility_overrides(args: argparse.Namespace) -> list[str]:
     """``--set`` overrides from ``--utility FILE`` (none without it)."""
     if args.utility is None:
         return []
-    from simenv.calibrate import utility_overrides
+    from simenv.studies.calibrate import utility_overrides
 
     return utility_overrides(args.utility)
 
@@ -300,7 +300,7 @@ def _is_user_error(exc: Exception) -> bool:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from scenarios import load
-    from simenv.runner import run_scenario
+    from simenv.studies.runner import run_scenario
 
     overrides = _utility_overrides(args) + list(args.overrides)
     scenario = load(args.scenario, overrides)
@@ -399,7 +399,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from simenv.train import TrainConfig, train
+    from simenv.studies.train import TrainConfig, train
 
     env_kwargs: dict[str, object] = dict(args.env_kwargs)
     if args.scenario:
@@ -426,7 +426,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_interview(args: argparse.Namespace) -> int:
-    from simenv import interview as iv
+    from simenv.studies import interview as iv
 
     scenario, state = iv.load_job(args.run, args.policy, args.seed)
     iv.check_users(state, args.users)
@@ -463,7 +463,7 @@ def cmd_interview(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from scenarios import load, validate
-    from simenv import calibrate as cal
+    from simenv.studies import calibrate as cal
 
     scenario = load(args.scenario, list(args.overrides))
     decider = _decider_from_cli(args, scenario.decider.model_dump())
@@ -493,7 +493,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from simenv.compare import compare_runs
+    from simenv.studies.compare import compare_runs
 
     out = Path(args.out) if args.out else Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
     files, table = compare_runs([Path(r) for r in args.runs], out, args.labels)

@@ -25,10 +25,10 @@ from agents.deciders import (
 )
 from agents.llm_decider import LLMDecider
 from scenarios import Scenario, load, validate
-from simenv import calibrate as cal
 from simenv.cli import main
 from simenv.llm import LLMError
 from simenv.llm.fake import FakeBackend
+from simenv.studies import calibrate as cal
 from simenv.world import World
 
 #: Non-default choice weights for the known-answer tests.
@@ -280,13 +280,13 @@ def test_cli_calibrate_fake_backend_and_apply(tmp_path: Path, capsys: Any) -> No
 
 
 def test_cli_train_utility_reaches_the_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import simenv.train
+    import simenv.studies.train
     from simenv.envs.core import SMALL_OVERRIDES, SessionCore
 
     path = tmp_path / "utility.yaml"
     path.write_text(yaml.safe_dump(cal.utility_document(TRUE)))
     seen: list[Any] = []
-    monkeypatch.setattr(simenv.train, "train", lambda config, progress: seen.append(config))
+    monkeypatch.setattr(simenv.studies.train, "train", lambda config, progress: seen.append(config))
     args = ["train", "ppo", "--env", "recloop/Session-v0", "--scenario", "filter_bubble"]
     args += ["--utility", str(path), "--out", str(tmp_path / "t")]
     assert main([*args, *[a for kv in SMALL_OVERRIDES for a in ("--set", kv)]]) == 0

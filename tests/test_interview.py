@@ -18,11 +18,11 @@ from agents.llm_decider import LLMDecider
 from agents.memory import MemoryKind, MemoryStore
 from scenarios import validate
 from scenarios.schema import Scenario
-from simenv import interview as iv
 from simenv.cli import main
 from simenv.llm import LLMError
 from simenv.llm.fake import FakeBackend
-from simenv.runner import run_scenario
+from simenv.studies import interview as iv
+from simenv.studies.runner import run_scenario
 from simenv.world import World
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"

@@ -278,8 +278,8 @@ def test_llm_config_refuses_keys() -> None:
 
 
 def test_make_decider_fake_and_stats(tmp_path: Path) -> None:
-    from simenv.deciders import make_decider
-    from simenv.runner import run_scenario
+    from simenv.studies.factory import make_decider
+    from simenv.studies.runner import run_scenario
 
     llm = {"backend": "fake", "embeddings": "topics"}
     sc = _scenario(decider={"kind": "llm", "llm": llm}, ticks=2)
@@ -298,7 +298,7 @@ def test_make_decider_fake_and_stats(tmp_path: Path) -> None:
 def test_call_budget_from_the_scenario(tmp_path: Path) -> None:
     """``max_calls``: calls past the budget are refused before sending and handled as
     ``on_llm_error`` says (counted fallbacks here, a one-line error with ``fail``)."""
-    from simenv.runner import run_scenario
+    from simenv.studies.runner import run_scenario
 
     llm = {"backend": "fake", "embeddings": "topics", "max_calls": 3}
     sc = _scenario(decider={"kind": "llm", "llm": {**llm, "on_llm_error": "utility_fallback"}})

@@ -7,7 +7,7 @@ import pytest
 
 import scenarios
 from scenarios import ScenarioError, apply_override, load
-from simenv.runner import run_scenario
+from simenv.studies.runner import run_scenario
 
 TINY = ["ticks=3", "seeds=[0]"]
 

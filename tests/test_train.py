@@ -10,7 +10,7 @@ import pytest
 
 from simenv.cli import main
 from simenv.envs.known_answer import KnownAnswerEnv
-from simenv.train import TrainConfig, TrainingError, check, load_model, train
+from simenv.studies.train import TrainConfig, TrainingError, check, load_model, train
 
 KA = "recloop-test/KnownAnswer-v0"
 
@@ -121,7 +121,7 @@ def test_sb3_policy_needs_a_model_file(tmp_path, capsys):
 
 def test_batched_training_on_one_world(tmp_path):
     from simenv.envs.vector import BatchedSessionVecEnv
-    from simenv.train import _training_env
+    from simenv.studies.train import _training_env
 
     kwargs = {"scenario": "filter_bubble", "overrides": SMALL}
     config = TrainConfig(algo="ppo", env_id="recloop/Exploration-v0", steps=64, out=tmp_path,

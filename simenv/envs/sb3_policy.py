@@ -62,7 +62,7 @@ class SB3Policy:
         self.max_steps = kwargs.get("max_steps")
         self.n_candidates = kwargs.get("n_candidates")
         self.deterministic = deterministic
-        from simenv.train import load_algorithm
+        from simenv.studies.train import load_algorithm
 
         self.model = load_algorithm(self.path)
 

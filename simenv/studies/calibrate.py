@@ -450,7 +450,7 @@ def calibrate(
 def llm_teacher(scenario: Scenario, out: Path | None) -> Any:
     """The `LLMDecider` of ``scenario.decider.llm`` (whatever ``decider.kind`` says), its
     answers cached in ``out/llm_cache.sqlite``."""
-    from simenv.deciders import make_decider
+    from simenv.studies.factory import make_decider
 
     raw = scenario.model_dump()
     raw["decider"]["kind"] = "llm"

@@ -213,7 +213,7 @@ def load_scenario(run: Path) -> Scenario:
 
 def run_jobs(run: Path, scenario: Scenario) -> list[tuple[str, int, Path]]:
     """Every (policy label, seed, part folder) of the run, in the runner's order."""
-    from simenv.runner import _part_dir
+    from simenv.studies.runner import _part_dir
 
     return [
         (cfg.display, seed, _part_dir(Path(run), cfg, seed))
@@ -518,11 +518,11 @@ def interview(
     check_users(state, users)
     cfg = config
     if backend is None:  # first: a bad backend configuration fails before any model loads
-        from simenv.deciders import make_backend_for
+        from simenv.studies.factory import make_backend_for
 
         backend = make_backend_for(cfg, Path(run) if cfg.cache else None)
     if embedder == "config":
-        from simenv.deciders import make_embedder
+        from simenv.studies.factory import make_embedder
 
         embedder = make_embedder(cfg)
     chat = getattr(backend, "chat_prompt", None) or P.chat_format

@@ -4,7 +4,7 @@ Run folder layout::
 
     config.yaml           the resolved scenario (after --set overrides)
     parts/<label>-seed<N>/ metrics.parquet, interactions.parquet, done   one per finished job
-                          users.npz, users.json: final user state (simenv.interview)
+                          users.npz, users.json: final user state (simenv.studies.interview)
     metrics.parquet       one row per (policy, seed, tick)
     interactions.parquet  one row per impression, with policy and seed columns
     summary.json          per policy: final and mean metrics over seeds with 95% intervals
@@ -64,7 +64,7 @@ def run_scenario(
     for name in scenario.metrics or []:
         metrics_registry.get(name)
     if decider_factory is None and scenario.decider.kind != "utility":
-        from simenv.deciders import decider_factory as make_factory
+        from simenv.studies.factory import decider_factory as make_factory
 
         decider_factory = make_factory(out)
     jobs = [(cfg, seed) for cfg in scenario.policies for seed in scenario.seeds]
@@ -93,7 +93,7 @@ def run_scenario(
         "python": platform.python_version(),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
-    from simenv.plots import plot_run
+    from simenv.studies.plots import plot_run
 
     plot_run(metrics, scenario, out / "plots")
     return RunResult(out=out, metrics=metrics, summary=summary, resumed_jobs=resumed)
@@ -134,7 +134,9 @@ def _run_job(
     finish = getattr(world.decider, "finish_job", None)  # the LLM decider: llm_stats.json
     if finish is not None:
         finish(part)
-    from simenv.interview import save_user_state  # users.npz/users.json, for `recloop interview`
+    from simenv.studies.interview import (
+        save_user_state,  # users.npz/users.json, for `recloop interview`
+    )
 
     save_user_state(world, part)
     labels: dict[str, str | int] = {"policy": cfg.display, "seed": seed}

@@ -52,7 +52,7 @@ def compare_runs(
     shared = [m for m in plots if all(m in frame.columns for frame in runs.values())]
     if not shared:
         raise ValueError("the runs have no plotted metric in common")
-    from simenv.plots import plot_compare
+    from simenv.studies.plots import plot_compare
 
     out = Path(out)
     files = plot_compare(runs, shared, out / "plots")
