@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -63,9 +64,50 @@ class Decisions:
 
 
 class Decider(Protocol):
+    """Every hook the world and the studies call on a decider, in the order of a tick.
+
+    - `reflect` (the reflection phase): before the first slate of a session, for the users
+      about to see it; deciders with memory write reflections here;
+    - `decide`: one answer per user for the slates of ``ctx``;
+    - `tick_counters`: extra metric columns counted since the last call (once per tick);
+    - `reflection_texts`: texts of the reflection memory records, by (user, memory slot);
+    - `finish_job`: the job is done; write what the decider keeps (statistics) into ``folder``.
+
+    `BaseDecider` gives every hook but `decide` a default that does nothing.
+    """
+
     name: str
 
+    def reflect(self, ctx: DecisionContext) -> None: ...
+
     def decide(self, ctx: DecisionContext) -> Decisions: ...
+
+    def tick_counters(self) -> dict[str, float]: ...
+
+    def reflection_texts(self) -> dict[tuple[int, int], str]: ...
+
+    def finish_job(self, folder: Path) -> None: ...
+
+
+class BaseDecider:
+    """Defaults for the `Decider` hooks: no reflection, no counters, nothing to write."""
+
+    name = "decider"
+
+    def reflect(self, ctx: DecisionContext) -> None:
+        return None
+
+    def decide(self, ctx: DecisionContext) -> Decisions:
+        raise NotImplementedError(f"{type(self).__name__} must implement decide()")
+
+    def tick_counters(self) -> dict[str, float]:
+        return {}
+
+    def reflection_texts(self) -> dict[tuple[int, int], str]:
+        return {}
+
+    def finish_job(self, folder: Path) -> None:
+        return None
 
 
 class UtilityParams(BaseModel):
@@ -169,7 +211,7 @@ def utility_features(ctx: DecisionContext, terms: SlateTerms | None = None) -> n
     return np.moveaxis(f, 0, -1)
 
 
-class UtilityDecider:
+class UtilityDecider(BaseDecider):
     """Multinomial logit over slate ∪ {no choice}, vectorised over all users in the batch."""
 
     name = "utility"
@@ -237,7 +279,7 @@ class UtilityDecider:
         return draw < 1.0 / (1.0 + np.exp(-logit))
 
 
-class ScriptedDecider:
+class ScriptedDecider(BaseDecider):
     """Test double: always takes slate position ``pick`` (or ``-1``), rates ``rating``, stays."""
 
     name = "scripted"

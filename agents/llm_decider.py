@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from agents import prompts as P
-from agents.deciders import DecisionContext, Decisions, UtilityDecider
+from agents.deciders import BaseDecider, DecisionContext, Decisions, UtilityDecider
 from agents.memory import MemoryKind
 from simenv.llm.base import LLMError
 
@@ -64,7 +64,7 @@ class Backend(Protocol):
     ) -> list[str]: ...
 
 
-class LLMDecider:
+class LLMDecider(BaseDecider):
     """A `Decider` asking an `LLMBackend` (see the module docstring)."""
 
     name = "llm"
@@ -107,6 +107,9 @@ class LLMDecider:
         out = {"llm_fallbacks": float(self._fallbacks)}
         self._fallbacks = 0
         return out
+
+    def reflection_texts(self) -> dict[tuple[int, int], str]:
+        return self.reflections
 
     def finish_job(self, folder: Path) -> None:
         """Write the backend statistics of every wrapper layer as ``llm_stats.json``."""
@@ -207,8 +210,6 @@ class LLMDecider:
         n, k = ctx.users.size, ctx.slates.shape[1]
         if n == 0:
             return Decisions(np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, bool))
-        if self._reflection_due(ctx):
-            self.reflect(ctx)
         systems = self.system_prompts(ctx)
         memories = self.memory_texts(ctx)
         emotions = self.emotion_texts(ctx)
@@ -327,9 +328,11 @@ class LLMDecider:
         return every > 0 and ctx.step == 0 and ctx.tick > 0 and ctx.tick % every == 0
 
     def reflect(self, ctx: DecisionContext) -> None:
-        """One batched ``generate`` call: a reflection per user of ``ctx``, into memory."""
+        """The reflection phase: every ``reflection_every`` ticks, before the first slate of a
+        session, one batched ``generate`` call writes a reflection per user of ``ctx`` into
+        memory."""
         mem = ctx.memory
-        if mem is None:
+        if mem is None or ctx.users.size == 0 or not self._reflection_due(ctx):
             return
         systems = self.system_prompts(ctx)
         memories = self.memory_texts(ctx)

@@ -214,7 +214,10 @@ class World(mesa.Model):
         The policy is not updated here: that is the caller's (`step` calls ``policy.update``).
         """
         slates = self._check_slates(slates, users)
-        decisions = self.decider.decide(self.decision_context(users, slates, step, last_step))
+        ctx = self.decision_context(users, slates, step, last_step)
+        if step == 0:  # reflection phase: before the first slate of a session
+            self.decider.reflect(ctx)
+        decisions = self.decider.decide(ctx)
         feedback = self._feedback(self.tick, users, slates, decisions)
         self._update_users(feedback, self.tick)
         self.log.append(feedback, step)
@@ -460,7 +463,7 @@ class World(mesa.Model):
         row.update(metrics_registry.compute(ctx, self.metric_names))
         row["items_available"] = float(self.items.available.sum())
         row["creators_active"] = float(self.creators.active.sum())
-        row.update(getattr(self.decider, "tick_counters", dict)())  # e.g. llm_fallbacks
+        row.update(self.decider.tick_counters())  # e.g. llm_fallbacks
         self.metric_rows.append(row)
 
     # ------------------------------------------------------------------ results

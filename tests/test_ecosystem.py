@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from pettingzoo.test import api_test, parallel_api_test, parallel_seed_test, seed_test
 
+from agents.deciders import BaseDecider
 from simenv.envs import ecosystem_v0
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,7 +81,7 @@ def test_default_creator_count_is_capped_by_the_catalog() -> None:
     assert len(env.creator_agents) == 8
 
 
-class CountingDecider:
+class CountingDecider(BaseDecider):
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.calls: list[np.ndarray] = []

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import simenv
+from agents.deciders import BaseDecider
 from simenv.envs.core import SMALL_OVERRIDES, resolve_duplicates
 from simenv.envs.observation import ObservationBuilder
 
@@ -210,7 +211,7 @@ def test_explore_draws_distinct_novel_items() -> None:
     assert not set(row.tolist()) & (set(base[0].tolist()) | set(request.recent[0].tolist()))
 
 
-class CountingDecider:
+class CountingDecider(BaseDecider):
     def __init__(self, inner: Any) -> None:
         self.inner, self.name, self.calls = inner, inner.name, 0
         self.sizes: list[int] = []

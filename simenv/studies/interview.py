@@ -92,13 +92,13 @@ def save_user_state(world: World, folder: Path) -> tuple[Path, Path]:
         arrays[f"emotion_{name}"] = getattr(emo, name)
     for name in _PERSONA_FIELDS:
         arrays[f"persona_{name}"] = getattr(pt, name)
-    reflections = getattr(world.decider, "reflections", None) or {}
+    reflections = world.decider.reflection_texts()
     meta = {
         "version": STATE_VERSION,
         "tick": int(world.tick),
         "n_users": int(world.n_users),
         "memory_capacity": int(mem.capacity),
-        "decider": str(getattr(world.decider, "name", type(world.decider).__name__)),
+        "decider": world.decider.name,
         "topic_names": [str(t) for t in world.items.topic_names],
         "item_titles": [str(world.items.titles[i]) for i in item_ids.tolist()],
         "item_descriptions": [str(world.items.descriptions[i]) for i in item_ids.tolist()],

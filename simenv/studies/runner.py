@@ -131,9 +131,7 @@ def _run_job(
         world.step()
         bar.update(1)
     part.mkdir(parents=True, exist_ok=True)
-    finish = getattr(world.decider, "finish_job", None)  # the LLM decider: llm_stats.json
-    if finish is not None:
-        finish(part)
+    world.decider.finish_job(part)  # the LLM decider: llm_stats.json
     from simenv.studies.interview import (
         save_user_state,  # users.npz/users.json, for `recloop interview`
     )
