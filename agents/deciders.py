@@ -14,8 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -71,7 +70,8 @@ class Decider(Protocol):
     - `decide`: one answer per user for the slates of ``ctx``;
     - `tick_counters`: extra metric columns counted since the last call (once per tick);
     - `reflection_texts`: texts of the reflection memory records, by (user, memory slot);
-    - `finish_job`: the job is done; write what the decider keeps (statistics) into ``folder``.
+    - `stats`: statistics to keep with the job's results (the LLM backend's calls, tokens,
+      cache hits...); empty when there are none.
 
     `BaseDecider` gives every hook but `decide` a default that does nothing.
     """
@@ -86,7 +86,7 @@ class Decider(Protocol):
 
     def reflection_texts(self) -> dict[tuple[int, int], str]: ...
 
-    def finish_job(self, folder: Path) -> None: ...
+    def stats(self) -> dict[str, Any]: ...
 
 
 class BaseDecider:
@@ -106,8 +106,8 @@ class BaseDecider:
     def reflection_texts(self) -> dict[tuple[int, int], str]:
         return {}
 
-    def finish_job(self, folder: Path) -> None:
-        return None
+    def stats(self) -> dict[str, Any]:
+        return {}
 
 
 class UtilityParams(BaseModel):

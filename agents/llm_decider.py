@@ -31,7 +31,6 @@ naming the backend (``on_error="fail"``) or hands the affected users to the fall
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -79,7 +78,6 @@ class LLMDecider(BaseDecider):
         reflection_every: int = 0,
         reflection_tokens: int = 32,
         max_text: int = P.MAX_TEXT,
-        stats_path: Path | None = None,
         embeddings: ItemEmbeddings | None = None,
     ) -> None:
         if on_error not in ON_ERROR:
@@ -91,7 +89,6 @@ class LLMDecider(BaseDecider):
         self.reflection_every = reflection_every
         self.reflection_tokens = reflection_tokens
         self.max_text = max_text
-        self.stats_path = stats_path
         self.embeddings = embeddings
         self.reflections: dict[tuple[int, int], str] = {}
         self.fallbacks_total = 0
@@ -110,14 +107,6 @@ class LLMDecider(BaseDecider):
 
     def reflection_texts(self) -> dict[tuple[int, int], str]:
         return self.reflections
-
-    def finish_job(self, folder: Path) -> None:
-        """Write the backend statistics of every wrapper layer as ``llm_stats.json``."""
-        from simenv.llm.wrappers import write_stats
-
-        write_stats(self.backend, Path(folder) / "llm_stats.json")
-        if self.stats_path is not None:
-            write_stats(self.backend, self.stats_path)
 
     # ------------------------------------------------------------------ prompts
     def system_prompts(self, ctx: DecisionContext) -> list[str]:
@@ -356,6 +345,7 @@ class LLMDecider(BaseDecider):
             self.reflections[(u, s)] = " ".join(str(text).split())[: self.max_text]
 
     def stats(self) -> dict[str, Any]:
+        """Statistics of every layer of the backend (`simenv.llm.wrappers.stats_dict`)."""
         from simenv.llm.wrappers import stats_dict
 
         return stats_dict(self.backend)

@@ -45,12 +45,14 @@ from pydantic import ValidationError
 import policies
 from agents.deciders import (
     CHOICE_WEIGHTS,
+    BaseDecider,
     DecisionContext,
     UtilityParams,
     choice_weights,
     utility_features,
 )
 from scenarios import Scenario, validate
+from simenv.studies.run_folder import LLM_STATS, write_json
 from simenv.world import World
 
 MODELS = ("fitted", "default", "uniform")
@@ -476,9 +478,8 @@ def run_calibration(
         teacher = cast(Teacher, llm_teacher(scenario, out))
     with tqdm(total=config.states, disable=not progress, unit="state", dynamic_ncols=True) as bar:
         result = calibrate(scenario, teacher, config, bar.update)
-    finish = getattr(teacher, "finish_job", None)
-    if finish is not None:  # llm_stats.json
-        finish(out)
+    if isinstance(teacher, BaseDecider) and (stats := teacher.stats()):
+        write_json(out / LLM_STATS, stats)
     backend = getattr(teacher, "backend", None)
     result.meta = {
         "scenario": scenario.name,

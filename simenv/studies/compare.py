@@ -14,19 +14,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from scenarios import load
+from simenv.studies.run_folder import CONFIG, METRICS, RunFolder
 
 
 def load_run(folder: Path) -> tuple[pd.DataFrame, list[str]]:
     """A run folder's metrics and the metrics its scenario plots."""
-    folder = Path(folder)
-    metrics_file, config = folder / "metrics.parquet", folder / "config.yaml"
-    if not metrics_file.is_file() or not config.is_file():
+    run = RunFolder(folder)
+    if not run.is_finished():
         raise FileNotFoundError(
-            f"{folder} is not a finished run folder (needs metrics.parquet and config.yaml; "
+            f"{folder} is not a finished run folder (needs {METRICS} and {CONFIG}; "
             "an interrupted run finishes when `recloop run` is run again with --out set to it)"
         )
-    return pd.read_parquet(metrics_file), load(str(config)).plots
+    return run.read_metrics(), run.scenario().plots
 
 
 def run_label(folder: Path) -> str:

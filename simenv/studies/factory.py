@@ -24,6 +24,7 @@ from agents.llm_decider import Backend, LLMDecider
 from scenarios.schema import LLMConfig, Scenario
 from simenv.llm import LLMBackend, make_backend
 from simenv.llm.embed import ItemEmbeddings, TextEmbedder
+from simenv.studies.run_folder import LLM_CACHE, RunFolder
 
 
 def backend_kwargs(cfg: LLMConfig) -> dict[str, Any]:
@@ -63,8 +64,8 @@ def make_backend_for(cfg: LLMConfig, run_dir: Path | None) -> Backend:
     if not cfg.cache:
         return wrapped
     # the cache sits outside the retries: only validated answers are stored
-    folder = Path(run_dir) if run_dir is not None else cache_root()
-    return CachedBackend(cast(LLMBackend, wrapped), folder / "llm_cache.sqlite")
+    path = RunFolder(run_dir).llm_cache if run_dir is not None else cache_root() / LLM_CACHE
+    return CachedBackend(cast(LLMBackend, wrapped), path)
 
 
 def make_embedder(cfg: LLMConfig) -> TextEmbedder | None:
@@ -83,7 +84,7 @@ def make_decider(
     embedder: TextEmbedder | Literal["config"] | None = "config",
 ) -> Decider:
     """The decider of ``scenario``: `UtilityDecider`, or an `LLMDecider` on ``backend`` (built
-    from ``decider.llm`` when None) writing ``llm_stats.json`` into ``run_dir``."""
+    from ``decider.llm`` when None, its answers cached in ``run_dir``)."""
     utility = UtilityDecider(scenario.decider.utility)
     if scenario.decider.kind == "utility":
         return utility
@@ -96,7 +97,6 @@ def make_decider(
         on_error=cfg.on_llm_error,
         memory_top=cfg.memory_top,
         reflection_every=cfg.reflection_every,
-        stats_path=None if run_dir is None else Path(run_dir) / "llm_stats.json",
         embeddings=None if embedder is None else ItemEmbeddings(embedder),
     )
 

@@ -40,6 +40,7 @@ from agents import prompts as P
 from agents.emotion import EmotionState
 from agents.memory import MemoryKind, MemoryStore
 from agents.persona import PersonaTable
+from simenv.studies.run_folder import CONFIG, USERS_JSON, USERS_NPZ, Part, RunFolder
 
 if TYPE_CHECKING:
     from agents.llm_decider import Backend
@@ -48,8 +49,6 @@ if TYPE_CHECKING:
     from simenv.world import World
 
 STATE_VERSION = 1
-STATE_NPZ = "users.npz"
-STATE_JSON = "users.json"
 DEFAULT_MEMORIES = 10
 DEFAULT_MAX_TOKENS = 80
 
@@ -108,11 +107,11 @@ def save_user_state(world: World, folder: Path) -> tuple[Path, Path]:
             if mem.kind[u, s] == MemoryKind.REFLECTION
         ],
     }
-    npz, js = folder / STATE_NPZ, folder / STATE_JSON
-    tmp = folder / f".{STATE_NPZ}.tmp-{os.getpid()}.npz"
+    npz, js = folder / USERS_NPZ, folder / USERS_JSON
+    tmp = folder / f".{USERS_NPZ}.tmp-{os.getpid()}.npz"
     np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
     os.replace(tmp, npz)
-    tmp_js = folder / f".{STATE_JSON}.tmp-{os.getpid()}"
+    tmp_js = folder / f".{USERS_JSON}.tmp-{os.getpid()}"
     tmp_js.write_text(json.dumps(meta, ensure_ascii=False, separators=(",", ":")) + "\n")
     os.replace(tmp_js, js)
     return npz, js
@@ -153,9 +152,9 @@ class UserState:
 def load_user_state(folder: Path, policy: str = "", seed: int = 0) -> UserState:
     """Read ``users.npz`` / ``users.json`` of one part folder."""
     folder = Path(folder)
-    with np.load(folder / STATE_NPZ) as z:
+    with np.load(folder / USERS_NPZ) as z:
         a = {k: z[k] for k in z.files}
-    meta = json.loads((folder / STATE_JSON).read_text())
+    meta = json.loads((folder / USERS_JSON).read_text())
     if int(a["version"]) != STATE_VERSION or meta.get("version") != STATE_VERSION:
         raise InterviewError(
             f"{folder}: user state version {int(a['version'])} is not {STATE_VERSION}; "
@@ -199,31 +198,22 @@ def load_user_state(folder: Path, policy: str = "", seed: int = 0) -> UserState:
 
 def load_scenario(run: Path) -> Scenario:
     """The resolved scenario of a run folder (its ``config.yaml``)."""
-    import yaml
-
-    from scenarios import validate
-
-    run = Path(run)
-    config = run / "config.yaml"
-    if not config.is_file():
-        what = "does not exist" if not run.exists() else "is not a run folder (no config.yaml)"
+    folder = RunFolder(run)
+    if not folder.is_run():
+        what = (
+            "does not exist" if not folder.path.exists() else f"is not a run folder (no {CONFIG})"
+        )
         raise InterviewError(f"{run} {what}; pass a folder written by `recloop run`")
-    return validate(yaml.safe_load(config.read_text()) or {}, source=str(config))
+    return folder.scenario()
 
 
 def run_jobs(run: Path, scenario: Scenario) -> list[tuple[str, int, Path]]:
     """Every (policy label, seed, part folder) of the run, in the runner's order."""
-    from simenv.studies.runner import _part_dir
-
-    return [
-        (cfg.display, seed, _part_dir(Path(run), cfg, seed))
-        for cfg in scenario.policies
-        for seed in scenario.seeds
-    ]
+    return [(p.label, p.seed, p.path) for p in RunFolder(run).parts(scenario)]
 
 
 def has_state(part: Path) -> bool:
-    return (part / STATE_NPZ).is_file() and (part / STATE_JSON).is_file()
+    return Part(Path(part), "", 0).has_user_state()
 
 
 def select_job(

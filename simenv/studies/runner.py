@@ -1,17 +1,10 @@
 """Run a scenario: every (policy, seed) pair for ``ticks`` ticks, into one run folder.
 
-Run folder layout::
-
-    config.yaml           the resolved scenario (after --set overrides)
-    parts/<label>-seed<N>/ metrics.parquet, interactions.parquet, done   one per finished job
-                          users.npz, users.json: final user state (simenv.studies.interview)
-    metrics.parquet       one row per (policy, seed, tick)
-    interactions.parquet  one row per impression, with policy and seed columns
-    summary.json          per policy: final and mean metrics over seeds with 95% intervals
-    plots/*.png           one figure per plotted metric and an overview grid
-
-Each finished (policy, seed) job is written to ``parts/`` at once; running the same command with
-the same ``--out`` again skips finished jobs, so an interrupted study resumes where it stopped.
+The layout of the folder is `simenv.studies.run_folder`'s. Each finished (policy, seed) job is
+written to its part folder at once; running the same command with the same ``--out`` again
+skips finished jobs, so an interrupted study resumes where it stopped. The combined
+``metrics.parquet``, ``interactions.parquet``, ``summary.json`` and ``plots/`` are rebuilt from
+the parts.
 """
 
 from __future__ import annotations
@@ -26,20 +19,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
-import yaml
 from tqdm import tqdm
 
 import policies
 from agents.deciders import Decider
 from scenarios.schema import PolicyConfig, Scenario
 from simenv import metrics as metrics_registry
+from simenv.studies.run_folder import Part, RunFolder
 from simenv.world import World
 
 DeciderFactory = Callable[[Scenario], Decider]
-
-
-class RunFolderError(ValueError):
-    """The run folder belongs to a different scenario configuration."""
 
 
 @dataclass
@@ -58,7 +47,8 @@ def run_scenario(
     decider_factory: DeciderFactory | None = None,
 ) -> RunResult:
     out = Path(out)
-    _claim_folder(out, scenario)
+    folder = RunFolder(out)
+    folder.claim(scenario)
     for cfg in scenario.policies:  # fail on bad names before any simulation starts
         policies.make(cfg.name, **cfg.params)
     for name in scenario.metrics or []:
@@ -74,14 +64,14 @@ def run_scenario(
         total=len(jobs) * scenario.ticks, disable=not progress, unit="tick", dynamic_ncols=True
     ) as bar:
         for cfg, seed in jobs:
-            part = _part_dir(out, cfg, seed)
-            if (part / "done").exists():
+            part = folder.part(cfg, seed)
+            if part.is_done():
                 resumed += 1
                 bar.update(scenario.ticks)
                 continue
             bar.set_description(f"{cfg.display} seed {seed}")
-            _run_job(scenario, cfg, seed, part, bar, decider_factory)
-    metrics = _combine(out, jobs)
+            _run_job(scenario, cfg, seed, folder, part, bar, decider_factory)
+    metrics = _combine(folder, folder.parts(scenario))
     summary = summarize(metrics, scenario)
     summary["run"] = {
         "scenario": scenario.name,
@@ -92,35 +82,19 @@ def run_scenario(
         "seconds": round(time.perf_counter() - started, 3),
         "python": platform.python_version(),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
+    folder.summary.write_text(json.dumps(summary, indent=2, allow_nan=False))
     from simenv.studies.plots import plot_run
 
-    plot_run(metrics, scenario, out / "plots")
+    plot_run(metrics, scenario, folder.plots)
     return RunResult(out=out, metrics=metrics, summary=summary, resumed_jobs=resumed)
-
-
-def _claim_folder(out: Path, scenario: Scenario) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    config = out / "config.yaml"
-    text = yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False)
-    if config.exists() and config.read_text() != text:
-        raise RunFolderError(
-            f"{out} holds a run of a different configuration (see {config}); "
-            "choose another --out, or delete the folder"
-        )
-    config.write_text(text)
-
-
-def _part_dir(out: Path, cfg: PolicyConfig, seed: int) -> Path:
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in cfg.display)
-    return out / "parts" / f"{safe}-seed{seed}"
 
 
 def _run_job(
     scenario: Scenario,
     cfg: PolicyConfig,
     seed: int,
-    part: Path,
+    folder: RunFolder,
+    part: Part,
     bar: tqdm,
     decider_factory: DeciderFactory | None,
 ) -> None:
@@ -130,18 +104,18 @@ def _run_job(
     for _ in range(scenario.ticks):
         world.step()
         bar.update(1)
-    part.mkdir(parents=True, exist_ok=True)
-    world.decider.finish_job(part)  # the LLM decider: llm_stats.json
-    from simenv.studies.interview import (
-        save_user_state,  # users.npz/users.json, for `recloop interview`
-    )
+    part.path.mkdir(parents=True, exist_ok=True)
+    stats = world.decider.stats()  # the LLM decider: backend statistics
+    if stats:
+        folder.write_llm_stats(part, stats)
+    from simenv.studies.interview import save_user_state  # for `recloop interview`
 
-    save_user_state(world, part)
+    save_user_state(world, part.path)
     labels: dict[str, str | int] = {"policy": cfg.display, "seed": seed}
-    _with_labels(world.metrics_frame(), labels).to_parquet(part / "metrics.parquet")
+    _with_labels(world.metrics_frame(), labels).to_parquet(part.metrics)
     if scenario.log_interactions:
-        _with_labels(world.interactions_frame(), labels).to_parquet(part / "interactions.parquet")
-    (part / "done").write_text("ok\n")
+        _with_labels(world.interactions_frame(), labels).to_parquet(part.interactions)
+    part.mark_done()
 
 
 def _with_labels(frame: pd.DataFrame, labels: dict[str, str | int]) -> pd.DataFrame:
@@ -150,13 +124,12 @@ def _with_labels(frame: pd.DataFrame, labels: dict[str, str | int]) -> pd.DataFr
     return frame
 
 
-def _combine(out: Path, jobs: list[tuple[PolicyConfig, int]]) -> pd.DataFrame:
-    parts = [_part_dir(out, cfg, seed) for cfg, seed in jobs]
-    metrics = pd.concat([pd.read_parquet(p / "metrics.parquet") for p in parts], ignore_index=True)
-    metrics.to_parquet(out / "metrics.parquet")
-    logs = [p / "interactions.parquet" for p in parts if (p / "interactions.parquet").exists()]
+def _combine(folder: RunFolder, parts: list[Part]) -> pd.DataFrame:
+    metrics = pd.concat([pd.read_parquet(p.metrics) for p in parts], ignore_index=True)
+    metrics.to_parquet(folder.metrics)
+    logs = [p.interactions for p in parts if p.interactions.exists()]
     if logs:
-        _concat_parquet(logs, out / "interactions.parquet")
+        _concat_parquet(logs, folder.interactions)
     return metrics
 
 
