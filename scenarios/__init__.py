@@ -46,18 +46,31 @@ def resolve_path(name_or_path: str | Path) -> Path:
     return builtin
 
 
-def load(name_or_path: str | Path, overrides: list[str] | None = None) -> Scenario:
-    """Read, override (``dotted.key=value``) and validate a scenario."""
-    path = resolve_path(name_or_path)
+def load(scenario: str | Path | Scenario, overrides: list[str] | None = None) -> Scenario:
+    """A scenario by built-in name, YAML path or object, with ``dotted.key=value`` overrides
+    applied and validated (the one scenario loader: the CLI, the runner, run folders and the
+    environments all come through here)."""
+    if isinstance(scenario, Scenario):
+        if not overrides:
+            return scenario
+        raw = scenario.model_dump()
+        source = f"<scenario {scenario.name}>"
+    else:
+        path = resolve_path(scenario)
+        raw, source = _read(path), str(path)
+    for item in overrides or []:
+        apply_override(raw, item)
+    return validate(raw, source=source)
+
+
+def _read(path: Path) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ScenarioError(f"{path}: not valid YAML: {_one_line(str(exc))}") from exc
     if not isinstance(raw, dict):
         raise ScenarioError(f"{path}: expected a mapping of fields, got {type(raw).__name__}")
-    for item in overrides or []:
-        apply_override(raw, item)
-    return validate(raw, source=str(path))
+    return raw
 
 
 def validate(raw: dict[str, Any], source: str = "<scenario>") -> Scenario:

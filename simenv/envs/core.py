@@ -25,7 +25,7 @@ from gymnasium import spaces
 
 from agents import emotion as emo
 from policies.base import Feedback, Recommender, RecommendRequest
-from scenarios import Scenario, apply_override, load, validate
+from scenarios import Scenario, load
 from simenv.envs.observation import ObservationBuilder, item_age_feature, recent_stats, unit_rows
 from simenv.world import World
 
@@ -54,18 +54,6 @@ SMALL_OVERRIDES = [
     "catalog.n_creators=10",
     "ticks=5",
 ]
-
-
-def load_scenario(scenario: str | Path | Scenario, overrides: list[str] | None) -> Scenario:
-    """A scenario by name, path or object, with ``dotted.key=value`` overrides applied."""
-    if isinstance(scenario, Scenario):
-        if not overrides:
-            return scenario
-        raw = scenario.model_dump()
-        for item in overrides:
-            apply_override(raw, item)
-        return validate(raw)
-    return load(scenario, list(overrides or []))
 
 
 def reward_weights(mode: Mode, reward: dict[str, float] | None) -> dict[str, float]:
@@ -166,7 +154,7 @@ class SessionCore:
             raise ValueError(f"mode must be 'session' or 'exploration', got {mode!r}")
         if n_sessions < 1:
             raise ValueError(f"n_sessions must be at least 1, got {n_sessions}")
-        self.scenario = load_scenario(scenario, overrides)
+        self.scenario = load(scenario, overrides)
         self.mode: Mode = mode
         self.n = int(n_sessions)
         self.max_steps = int(max_steps or self.scenario.session.max_steps)
