@@ -62,8 +62,6 @@ class SB3Policy:
         self.max_steps = kwargs.get("max_steps")
         self.n_candidates = kwargs.get("n_candidates")
         self.deterministic = deterministic
-        from simenv.studies.train import load_algorithm
-
         self.model = load_algorithm(self.path)
 
     def reset(self, spec: PlatformSpec, rng: np.random.Generator) -> None:
@@ -166,3 +164,19 @@ class FixedExploration:
 
     def update(self, feedback: Feedback) -> None:
         self.base.update(feedback)
+
+
+def load_algorithm(path: Path) -> Any:
+    """Load a saved model with the algorithm named in its ``train.json`` (no env checks)."""
+    from stable_baselines3.common.base_class import BaseAlgorithm
+
+    model: BaseAlgorithm = _algo_of(Path(path)).load(path, device="cpu")
+    return model
+
+
+def _algo_of(path: Path) -> Any:
+    from stable_baselines3 import A2C, DQN, PPO
+
+    meta = path.with_name("train.json")
+    name = json.loads(meta.read_text())["algo"] if meta.is_file() else "ppo"
+    return {"ppo": PPO, "a2c": A2C, "dqn": DQN}[name]

@@ -22,6 +22,8 @@ import gymnasium as gym
 from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback
 
+from simenv.envs.sb3_policy import load_algorithm
+
 ALGORITHMS = ("ppo", "a2c", "dqn")
 #: Arguments of the batched VecEnv (n_envs > 1) that single envs do not take.
 VEC_ONLY_KWARGS = ("renew_after_ticks",)
@@ -183,22 +185,6 @@ def load_model(path: Path, env_id: str) -> Any:
     finally:
         env.close()
     return load_algorithm(path)
-
-
-def load_algorithm(path: Path) -> Any:
-    """Load a saved model with the algorithm named in its ``train.json`` (no env checks)."""
-    from stable_baselines3.common.base_class import BaseAlgorithm
-
-    model: BaseAlgorithm = _algo_of(Path(path)).load(path, device="cpu")
-    return model
-
-
-def _algo_of(path: Path) -> Any:
-    from stable_baselines3 import A2C, DQN, PPO
-
-    meta = path.with_name("train.json")
-    name = json.loads(meta.read_text())["algo"] if meta.is_file() else "ppo"
-    return {"ppo": PPO, "a2c": A2C, "dqn": DQN}[name]
 
 
 def _env_attrs(env: gym.Env) -> dict[str, Any]:
