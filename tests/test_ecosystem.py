@@ -9,19 +9,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from pettingzoo.test import api_test, parallel_api_test, parallel_seed_test, seed_test
+from pettingzoo.test import api_test, seed_test
 
 from agents.deciders import BaseDecider
-from simenv.envs import ecosystem_v0
+from simenv.envs import checks, ecosystem_v0
 
 REPO = Path(__file__).resolve().parents[1]
-SMALL = [
-    "population.size=120",
-    "catalog.n_items=150",
-    "catalog.n_creators=8",
-    "ticks=10",
-    "creators.enabled=true",
-]
+SMALL = list(checks.ECOSYSTEM_OVERRIDES)
 
 
 def make(**kwargs: Any) -> ecosystem_v0.EcosystemEnv:
@@ -30,14 +24,22 @@ def make(**kwargs: Any) -> ecosystem_v0.EcosystemEnv:
     return ecosystem_v0.parallel_env(**kwargs)
 
 
-def test_parallel_api() -> None:
-    env = make()
-    parallel_api_test(env, num_cycles=12)
-    assert env.world.items.dropped == 0
+def test_conformance_checks() -> None:
+    """PettingZoo's parallel_api_test and parallel_seed_test, as `simenv.envs.checks` runs them."""
+    made: list[Any] = []
+    make_env = checks.ecosystem_factory(overrides=SMALL)
 
+    def recording() -> Any:
+        made.append(make_env())
+        return made[-1]
 
-def test_parallel_seed() -> None:
-    parallel_seed_test(lambda: make(max_cycles=6), num_cycles=6)
+    results = checks.check_parallel_env(checks.ECOSYSTEM_ID, recording, cycles=12)
+    assert [r.check for r in results] == [
+        "pettingzoo.parallel_api_test",
+        "pettingzoo.parallel_seed_test",
+    ]
+    assert [r.line() for r in results if not r.ok] == []
+    assert made[0].world.items.dropped == 0  # max_cycles=12 > ticks=10: nothing dropped
 
 
 # Platforms and creators observe different things: pettingzoo warns about that, rightly so.
