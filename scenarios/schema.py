@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agents.deciders import UtilityParams
 from agents.emotion import EmotionParams
@@ -156,6 +156,15 @@ class Scenario(_Strict):
         description="metrics plotted over time, one line per policy",
     )
     log_interactions: bool = Field(True, description="write interactions.parquet")
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds: list[int]) -> list[int]:
+        repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+        if repeated:
+            named = ", ".join(map(str, repeated))
+            raise ValueError(f"seeds must differ ({named} given more than once)")
+        return seeds
 
     @model_validator(mode="after")
     def _check_sizes(self) -> Scenario:

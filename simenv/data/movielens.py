@@ -105,10 +105,8 @@ def download_movielens(
     return target
 
 
-def load_movielens(
-    path: str | os.PathLike[str] | None = None, *, download: bool = False
-) -> MovieLens:
-    """Load MovieLens-100k from ``path`` / ``$RECLOOP_DATA`` / ``~/.cache/recloop/ml-100k``.
+def movielens_folder(path: str | os.PathLike[str] | None = None, *, download: bool = False) -> Path:
+    """The folder holding the MovieLens-100k files: ``path`` / ``$RECLOOP_DATA`` / the cache.
 
     Raises `DatasetNotFoundError` naming the folder and the missing file when the files are not
     there, unless ``download`` is true, in which case they are fetched into that folder first.
@@ -123,7 +121,18 @@ def load_movielens(
             f"MovieLens-100k not found: {root / missing[0]} is missing (folder from {source}); "
             f"set {ENV_VAR} to an ml-100k folder or pass --download (download=True) to fetch it"
         )
+    return root
 
+
+def load_movielens(
+    path: str | os.PathLike[str] | None = None, *, download: bool = False
+) -> MovieLens:
+    """Load MovieLens-100k from ``path`` / ``$RECLOOP_DATA`` / ``~/.cache/recloop/ml-100k``.
+
+    Raises `DatasetNotFoundError` naming the folder and the missing file when the files are not
+    there, unless ``download`` is true, in which case they are fetched into that folder first.
+    """
+    root = movielens_folder(path, download=download)
     genres = pd.read_csv(
         root / "u.genre", sep="|", header=None, names=["name", "id"], encoding="latin-1"
     ).dropna()

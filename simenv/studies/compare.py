@@ -54,6 +54,11 @@ def compare_runs(
     from simenv.studies.plots import plot_compare
 
     out = Path(out)
+    if RunFolder(out).is_run():
+        raise ValueError(
+            f"{out} is a run folder: comparing into it would replace its plots; "
+            "choose another --out"
+        )
     files = plot_compare(runs, shared, out / "plots")
     table = comparison_table(runs, shared)
     table.to_csv(out / "comparison.csv", index=False)

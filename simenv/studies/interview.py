@@ -27,7 +27,6 @@ quotes (no match: memories rank by recency and importance alone).
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,7 +39,15 @@ from agents import prompts as P
 from agents.emotion import EmotionState
 from agents.memory import MemoryKind, MemoryStore
 from agents.persona import PersonaTable
-from simenv.studies.run_folder import CONFIG, USERS_JSON, USERS_NPZ, Part, RunFolder
+from simenv.studies.run_folder import (
+    CONFIG,
+    USERS_JSON,
+    USERS_NPZ,
+    Part,
+    RunFolder,
+    atomic_write,
+    write_text,
+)
 
 if TYPE_CHECKING:
     from agents.llm_decider import Backend
@@ -108,12 +115,13 @@ def save_user_state(world: World, folder: Path) -> tuple[Path, Path]:
         ],
     }
     npz, js = folder / USERS_NPZ, folder / USERS_JSON
-    tmp = folder / f".{USERS_NPZ}.tmp-{os.getpid()}.npz"
-    np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
-    os.replace(tmp, npz)
-    tmp_js = folder / f".{USERS_JSON}.tmp-{os.getpid()}"
-    tmp_js.write_text(json.dumps(meta, ensure_ascii=False, separators=(",", ":")) + "\n")
-    os.replace(tmp_js, js)
+
+    def write_npz(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)  # type: ignore[arg-type]
+
+    atomic_write(npz, write_npz)
+    write_text(js, json.dumps(meta, ensure_ascii=False, separators=(",", ":")) + "\n")
     return npz, js
 
 

@@ -14,6 +14,14 @@
     llm_stats.json         LLM personas: backend statistics of the last finished job
     llm_cache.sqlite       LLM personas: answers cached as they arrive (a resumed job replays)
     plots/*.png            one figure per plotted metric and an overview grid
+    made_with.json         what the results depend on besides the scenario: recloop version,
+                           data files and LLM (`simenv.studies.provenance`)
+    .lock                  held (flock) by the process writing the folder; names its PID
+
+Every file is written to a temporary name in the same folder, flushed to disk and renamed into
+place (`atomic_write`), so a crash never leaves a half-written file that a later run trusts.
+One process writes a folder at a time (`RunFolder.lock`); the kernel drops the lock of a process
+that dies, so a stale ``.lock`` file never blocks a later run.
 
 The runner, interviews, comparisons and the decider factory ask this module for paths; none of
 them builds a path inside a run folder by itself.
@@ -21,7 +29,11 @@ them builds a path inside a run folder by itself.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +55,8 @@ LLM_STATS = "llm_stats.json"
 LLM_CACHE = "llm_cache.sqlite"
 USERS_NPZ = "users.npz"
 USERS_JSON = "users.json"
+MADE_WITH = "made_with.json"
+LOCK = ".lock"
 
 
 class RunFolderError(ValueError):
@@ -54,10 +68,66 @@ def config_text(scenario: Scenario) -> str:
     return yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False)
 
 
-def write_json(path: Path, data: Any, *, allow_nan: bool = True) -> Path:
+def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
+    """``write(tmp)`` to a temporary name beside ``path``, flush it to disk, rename it into
+    place: readers see the old file or the whole new one, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, default=str, allow_nan=allow_nan) + "\n")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
     return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_text(path: Path, text: str) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def write_json(path: Path, data: Any, *, allow_nan: bool = True) -> Path:
+    return write_text(path, json.dumps(data, indent=2, default=str, allow_nan=allow_nan) + "\n")
+
+
+def write_parquet(path: Path, frame: pd.DataFrame) -> Path:
+    return atomic_write(path, lambda tmp: frame.to_parquet(tmp))
+
+
+class FolderLockedError(RunFolderError):
+    """Another process is writing the run folder."""
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """Hold the exclusive lock of ``folder`` (its ``.lock`` file) for the ``with`` block."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            raise FolderLockedError(
+                f"{folder} is being written by another recloop process (PID {holder}); wait "
+                "for it to finish, or choose another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor drops the lock
 
 
 @dataclass(frozen=True)
@@ -92,7 +162,7 @@ class Part:
         return (self.path / DONE).exists()
 
     def mark_done(self) -> None:
-        (self.path / DONE).write_text("ok\n")
+        write_text(self.path / DONE, "ok\n")
 
     def has_user_state(self) -> bool:
         return self.users_npz.is_file() and self.users_json.is_file()
@@ -137,9 +207,17 @@ class RunFolder:
 
     # ---------------------------------------------------------------- the configuration
 
-    def claim(self, scenario: Scenario) -> None:
-        """Make the folder this scenario's: write ``config.yaml``, or refuse when it holds a
-        run of a different configuration."""
+    @property
+    def made_with(self) -> Path:
+        return self.path / MADE_WITH
+
+    def lock(self) -> contextlib.AbstractContextManager[None]:
+        """The exclusive lock of the folder (`folder_lock`)."""
+        return folder_lock(self.path)
+
+    def claim(self, scenario: Scenario, made_with: dict[str, Any]) -> None:
+        """Make the folder this scenario's: write ``config.yaml`` and ``made_with.json``, or
+        refuse when it holds a run of a different configuration or made with other inputs."""
         self.path.mkdir(parents=True, exist_ok=True)
         text = config_text(scenario)
         if self.config.exists() and self.config.read_text() != text:
@@ -147,7 +225,17 @@ class RunFolder:
                 f"{self.path} holds a run of a different configuration (see {self.config}); "
                 "choose another --out, or delete the folder"
             )
-        self.config.write_text(text)
+        if self.made_with.exists():
+            from simenv.studies.provenance import differences
+
+            changed = differences(json.loads(self.made_with.read_text()), made_with)
+            if changed:
+                raise RunFolderError(
+                    f"{self.path} was run with other inputs ({'; '.join(changed)}); resuming "
+                    "would mix results: restore them, or choose another --out"
+                )
+        write_text(self.config, text)
+        write_json(self.made_with, made_with)
 
     def is_run(self) -> bool:
         return self.config.is_file()

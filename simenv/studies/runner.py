@@ -25,7 +25,14 @@ import policies
 from agents.deciders import Decider
 from scenarios.schema import PolicyConfig, Scenario
 from simenv import metrics as metrics_registry
-from simenv.studies.run_folder import Part, RunFolder
+from simenv.studies.provenance import provenance
+from simenv.studies.run_folder import (
+    Part,
+    RunFolder,
+    atomic_write,
+    write_parquet,
+    write_text,
+)
 from simenv.world import World
 
 DeciderFactory = Callable[[Scenario], Decider]
@@ -48,15 +55,31 @@ def run_scenario(
 ) -> RunResult:
     out = Path(out)
     folder = RunFolder(out)
-    folder.claim(scenario)
-    for cfg in scenario.policies:  # fail on bad names before any simulation starts
+    check_scenario(scenario)  # everything is checked before anything is written
+    made_with = provenance(scenario)  # fails on missing data or model files
+    with folder.lock():
+        folder.claim(scenario, made_with)
+        return _run(scenario, folder, progress, decider_factory)
+
+
+def check_scenario(scenario: Scenario) -> None:
+    """Fail on unknown policies, policy parameters or metrics before any simulation starts."""
+    for cfg in scenario.policies:
         policies.make(cfg.name, **cfg.params)
     for name in scenario.metrics or []:
         metrics_registry.get(name)
+
+
+def _run(
+    scenario: Scenario,
+    folder: RunFolder,
+    progress: bool,
+    decider_factory: DeciderFactory | None,
+) -> RunResult:
     if decider_factory is None and scenario.decider.kind != "utility":
         from simenv.studies.factory import decider_factory as make_factory
 
-        decider_factory = make_factory(out)
+        decider_factory = make_factory(folder.path)
     jobs = [(cfg, seed) for cfg in scenario.policies for seed in scenario.seeds]
     started = time.perf_counter()
     resumed = 0
@@ -82,11 +105,11 @@ def run_scenario(
         "seconds": round(time.perf_counter() - started, 3),
         "python": platform.python_version(),
     }
-    folder.summary.write_text(json.dumps(summary, indent=2, allow_nan=False))
+    write_text(folder.summary, json.dumps(summary, indent=2, allow_nan=False))
     from simenv.studies.plots import plot_run
 
     plot_run(metrics, scenario, folder.plots)
-    return RunResult(out=out, metrics=metrics, summary=summary, resumed_jobs=resumed)
+    return RunResult(out=folder.path, metrics=metrics, summary=summary, resumed_jobs=resumed)
 
 
 def _run_job(
@@ -112,9 +135,9 @@ def _run_job(
 
     save_user_state(world, part.path)
     labels: dict[str, str | int] = {"policy": cfg.display, "seed": seed}
-    _with_labels(world.metrics_frame(), labels).to_parquet(part.metrics)
+    write_parquet(part.metrics, _with_labels(world.metrics_frame(), labels))
     if scenario.log_interactions:
-        _with_labels(world.interactions_frame(), labels).to_parquet(part.interactions)
+        write_parquet(part.interactions, _with_labels(world.interactions_frame(), labels))
     part.mark_done()
 
 
@@ -126,10 +149,10 @@ def _with_labels(frame: pd.DataFrame, labels: dict[str, str | int]) -> pd.DataFr
 
 def _combine(folder: RunFolder, parts: list[Part]) -> pd.DataFrame:
     metrics = pd.concat([pd.read_parquet(p.metrics) for p in parts], ignore_index=True)
-    metrics.to_parquet(folder.metrics)
+    write_parquet(folder.metrics, metrics)
     logs = [p.interactions for p in parts if p.interactions.exists()]
     if logs:
-        _concat_parquet(logs, folder.interactions)
+        atomic_write(folder.interactions, lambda tmp: _concat_parquet(logs, tmp))
     return metrics
 
 
