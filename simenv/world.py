@@ -27,11 +27,11 @@ from agents import emotion as emo
 from agents.deciders import Decider, DecisionContext, Decisions, UtilityDecider
 from agents.items import CreatorAgent, ItemAgent, adapt_topics, creator_exposure, exposure_trend
 from agents.memory import MemoryKind, MemoryStore
-from agents.ring import ring_slots
 from agents.users import UserAgent
 from policies.base import Feedback, PlatformSpec, Recommender, RecommendRequest
 from scenarios.schema import Scenario
 from simenv import metrics as metrics_registry
+from simenv.arrays import ring_slots, unit_rows
 from simenv.catalog import new_items_for_creators
 from simenv.items import ItemStore
 from simenv.log import InteractionLog
@@ -396,7 +396,7 @@ class World(mesa.Model):
         if rate > 0 and users.size:
             target = self.items.unit[items]
             moved = (1 - rate) * self.taste[users] + rate * target
-            self.taste[users] = _unit(moved)
+            self.taste[users] = unit_rows(moved)
 
     def _share(self, users: np.ndarray, items: np.ndarray, rating: np.ndarray, t: int) -> None:
         cfg = self.scenario.social
@@ -476,10 +476,5 @@ def _cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
     return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    return np.divide(x, norm, out=np.zeros_like(x, dtype=np.float32), where=norm > 0)
-
-
 def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.einsum("nd,nd->n", _unit(a), _unit(b)).astype(np.float32)
+    return np.einsum("nd,nd->n", unit_rows(a), unit_rows(b)).astype(np.float32)
