@@ -29,6 +29,7 @@ from agents.items import CreatorAgent, ItemAgent, adapt_topics, creator_exposure
 from agents.memory import MemoryKind, MemoryStore
 from agents.users import UserAgent
 from policies.base import Feedback, PlatformSpec, Recommender, RecommendRequest
+from policies.selection import InvalidSlatesError, valid_slates
 from scenarios.schema import Scenario
 from simenv import metrics as metrics_registry
 from simenv.arrays import ring_slots, unit_rows
@@ -311,22 +312,13 @@ class World(mesa.Model):
 
     def _check_slates(self, slates: np.ndarray, users: np.ndarray) -> np.ndarray:
         name = getattr(self.policy, "name", type(self.policy).__name__) if self.policy else "agent"
-        slates = np.asarray(slates)
-        expected = (users.size, self.spec.k)
-        if slates.shape != expected or not np.issubdtype(slates.dtype, np.integer):
-            raise PolicyError(
-                f"policy '{name}' returned {slates.dtype} slates of shape {slates.shape}, "
-                f"expected integer item ids of shape {expected}"
+        shape = (users.size, self.spec.k)
+        try:
+            return valid_slates(
+                slates, self.items.available, shape, who=f"policy '{name}'", any_integer=True
             )
-        slates = slates.astype(np.int64, copy=False)
-        if slates.size and (slates.min() < 0 or slates.max() >= self.items.capacity):
-            raise PolicyError(f"policy '{name}' returned item ids outside [0, {self.spec.n_items})")
-        if not self.items.available[slates].all():
-            raise PolicyError(f"policy '{name}' recommended items that are not available")
-        ordered = np.sort(slates, axis=1)
-        if (ordered[:, 1:] == ordered[:, :-1]).any():
-            raise PolicyError(f"policy '{name}' recommended an item twice in one slate")
-        return slates
+        except InvalidSlatesError as err:
+            raise PolicyError(str(err)) from None
 
     def _feedback(self, t: int, users: np.ndarray, slates: np.ndarray, d: Decisions) -> Feedback:
         rows = np.arange(users.size)
