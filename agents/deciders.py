@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agents.emotion import EmotionState
 from agents.memory import MemoryStore
 from agents.persona import PersonaTable
+from simenv.arrays import unit_rows
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,7 @@ def slate_terms(ctx: DecisionContext) -> SlateTerms:
     taste = ctx.taste[ctx.users]
     match = np.einsum("nkd,nd->nk", feats, taste)
     recent = ctx.recent[ctx.users]
-    profile = _unit_rows(ctx.recent_profile[ctx.users])
+    profile = unit_rows(ctx.recent_profile[ctx.users])
     similarity = np.einsum("nkd,nd->nk", feats, profile)
     repeat = (ctx.slates[:, :, None] == np.where(recent >= 0, recent, -2)[:, None, :]).any(axis=2)
     inbox = ctx.inbox[ctx.users]
@@ -296,8 +297,3 @@ class ScriptedDecider(BaseDecider):
             rating=np.full(n, self.rating if chose else np.nan, dtype=np.float32),
             ended_session=np.full(n, ended, dtype=bool),
         )
-
-
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    return np.divide(x, norm, out=np.zeros_like(x, dtype=np.float32), where=norm > 0)

@@ -18,7 +18,7 @@ from enum import IntEnum
 
 import numpy as np
 
-from agents.ring import ring_slots
+from simenv.arrays import ring_slots
 
 
 class MemoryKind(IntEnum):

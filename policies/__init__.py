@@ -28,7 +28,6 @@ from policies.base import (
     RecommendRequest,
     SocialGraph,
 )
-from policies.common import NotEnoughItemsError, SlatePolicy, check_slates
 from policies.registry import (
     UnknownPolicyError,
     available,
@@ -37,6 +36,8 @@ from policies.registry import (
     parameters,
     register,
 )
+from policies.selection import NotEnoughItemsError, check_slates
+from policies.slate_policy import SlatePolicy
 
 # A trained stable-baselines3 agent (`recloop train`), loaded lazily: torch only when used.
 register("sb3", "simenv.envs.sb3_policy:SB3Policy")

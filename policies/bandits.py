@@ -8,21 +8,10 @@ from __future__ import annotations
 import numpy as np
 
 from policies.base import Feedback, RecommendRequest
-from policies.common import (
-    REWARDS,
-    ItemStats,
-    SlatePolicy,
-    available_ids,
-    check_choice,
-    check_range,
-    feedback_features,
-    impression_rewards,
-    mix_slates,
-    recent_of,
-    sample_distinct,
-    top_global,
-)
+from policies.learning import REWARDS, ItemStats, feedback_features, impression_rewards
 from policies.registry import register
+from policies.selection import available_ids, mix_slates, recent_of, sample_distinct, top_global
+from policies.slate_policy import SlatePolicy, check_choice, check_range
 
 
 class ItemBandit(SlatePolicy):

@@ -5,23 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from policies.base import NO_ITEM, Feedback, RecommendRequest
-from policies.common import (
-    REWARDS,
-    ItemStats,
-    SlatePolicy,
-    available_ids,
-    check_choice,
-    check_range,
-    consumed,
-    feedback_features,
-    impression_rewards,
-    lookup,
-    normalize_rows,
-    positions,
-    recent_of,
-    ring_push,
-)
+from policies.learning import REWARDS, ItemStats, consumed, feedback_features, impression_rewards
 from policies.registry import register
+from policies.selection import available_ids, lookup, positions, recent_of
+from policies.slate_policy import SlatePolicy, check_choice, check_range
+from simenv.arrays import ring_push, unit_rows
 
 #: Weight of the popularity back-fill added to personalised scores: small enough never to
 #: override a real similarity, large enough to order items that have none (cold users).
@@ -301,9 +289,9 @@ class ContentBased(SlatePolicy):
 
         def score(rows: np.ndarray, items: np.ndarray) -> np.ndarray:
             if "f" not in cache:
-                cache["f"] = normalize_rows(request.item_features[items]).T.astype(np.float64)
+                cache["f"] = unit_rows(request.item_features[items]).T.astype(np.float64)
                 cache["prior"] = _popularity_prior(self.item_n, items)
-            out = normalize_rows(self.profile[users[rows]]).astype(np.float64) @ cache["f"]
+            out = unit_rows(self.profile[users[rows]]).astype(np.float64) @ cache["f"]
             out += cache["prior"]
             return out
 

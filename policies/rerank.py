@@ -7,8 +7,10 @@ from typing import Any
 import numpy as np
 
 from policies.base import Feedback, PlatformSpec, RecommendRequest
-from policies.common import SlatePolicy, available_ids, check_range, normalize_rows
 from policies.registry import make, register
+from policies.selection import available_ids
+from policies.slate_policy import SlatePolicy, check_range
+from simenv.arrays import unit_rows
 
 #: Rows per chunk of the MMR loop (bounds the (rows, pool, features) gather).
 _MMR_CHUNK = 4096
@@ -72,7 +74,7 @@ class MMR(SlatePolicy):
         cands = np.asarray(self.base.rank(request, pool), dtype=np.int64)
         if self.lambda_ >= 1.0 or pool == n:
             return cands[:, :n].copy()
-        feats = normalize_rows(request.item_features)
+        feats = unit_rows(request.item_features)
         out = np.empty((request.n, n), dtype=np.int64)
         for start in range(0, request.n, _MMR_CHUNK):
             rows = slice(start, start + _MMR_CHUNK)

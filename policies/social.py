@@ -5,18 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from policies.base import NO_ITEM, Feedback, RecommendRequest
-from policies.common import (
-    ItemStats,
-    SlatePolicy,
-    available_ids,
-    check_range,
-    consumed,
-    first_distinct,
-    recent_of,
-    ring_push,
-    top_global,
-)
+from policies.learning import ItemStats, consumed
 from policies.registry import register
+from policies.selection import available_ids, first_distinct, recent_of, top_global
+from policies.slate_policy import SlatePolicy, check_range
+from simenv.arrays import ring_push
 
 
 @register("social")

@@ -27,11 +27,12 @@ from agents import emotion as emo
 from agents.deciders import Decider, DecisionContext, Decisions, UtilityDecider
 from agents.items import CreatorAgent, ItemAgent, adapt_topics, creator_exposure, exposure_trend
 from agents.memory import MemoryKind, MemoryStore
-from agents.ring import ring_slots
 from agents.users import UserAgent
 from policies.base import Feedback, PlatformSpec, Recommender, RecommendRequest
+from policies.selection import InvalidSlatesError, valid_slates
 from scenarios.schema import Scenario
 from simenv import metrics as metrics_registry
+from simenv.arrays import ring_slots, unit_rows
 from simenv.catalog import new_items_for_creators
 from simenv.items import ItemStore
 from simenv.log import InteractionLog
@@ -314,22 +315,13 @@ class World(mesa.Model):
 
     def _check_slates(self, slates: np.ndarray, users: np.ndarray) -> np.ndarray:
         name = getattr(self.policy, "name", type(self.policy).__name__) if self.policy else "agent"
-        slates = np.asarray(slates)
-        expected = (users.size, self.spec.k)
-        if slates.shape != expected or not np.issubdtype(slates.dtype, np.integer):
-            raise PolicyError(
-                f"policy '{name}' returned {slates.dtype} slates of shape {slates.shape}, "
-                f"expected integer item ids of shape {expected}"
+        shape = (users.size, self.spec.k)
+        try:
+            return valid_slates(
+                slates, self.items.available, shape, who=f"policy '{name}'", any_integer=True
             )
-        slates = slates.astype(np.int64, copy=False)
-        if slates.size and (slates.min() < 0 or slates.max() >= self.items.capacity):
-            raise PolicyError(f"policy '{name}' returned item ids outside [0, {self.spec.n_items})")
-        if not self.items.available[slates].all():
-            raise PolicyError(f"policy '{name}' recommended items that are not available")
-        ordered = np.sort(slates, axis=1)
-        if (ordered[:, 1:] == ordered[:, :-1]).any():
-            raise PolicyError(f"policy '{name}' recommended an item twice in one slate")
-        return slates
+        except InvalidSlatesError as err:
+            raise PolicyError(str(err)) from None
 
     def _feedback(self, t: int, users: np.ndarray, slates: np.ndarray, d: Decisions) -> Feedback:
         rows = np.arange(users.size)
@@ -399,7 +391,7 @@ class World(mesa.Model):
         if rate > 0 and users.size:
             target = self.items.unit[items]
             moved = (1 - rate) * self.taste[users] + rate * target
-            self.taste[users] = _unit(moved)
+            self.taste[users] = unit_rows(moved)
 
     def _share(self, users: np.ndarray, items: np.ndarray, rating: np.ndarray, t: int) -> None:
         cfg = self.scenario.social
@@ -479,10 +471,5 @@ def _cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
     return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    return np.divide(x, norm, out=np.zeros_like(x, dtype=np.float32), where=norm > 0)
-
-
 def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.einsum("nd,nd->n", _unit(a), _unit(b)).astype(np.float32)
+    return np.einsum("nd,nd->n", unit_rows(a), unit_rows(b)).astype(np.float32)

@@ -10,7 +10,7 @@ from agents.deciders import DecisionContext, UtilityDecider, UtilityParams, slat
 from agents.items import adapt_topics, creator_exposure, exposure_trend
 from agents.memory import MemoryKind, MemoryStore
 from agents.persona import sample_personas
-from agents.ring import ring_push, ring_slots
+from simenv.arrays import ring_push, ring_slots
 
 
 def test_ring_push_handles_repeated_users_in_order():

@@ -136,10 +136,10 @@ def test_observation_builder_reads_only_observable_data() -> None:
         if isinstance(node, ast.Import):
             imported |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
-            imported.add(
-                node.module if node.module.startswith("policies") else node.module.split(".")[0]
-            )
-    assert imported <= {"__future__", "typing", "numpy", "gymnasium", "policies.base"}
+            own = node.module.startswith(("policies", "simenv"))
+            imported.add(node.module if own else node.module.split(".")[0])
+    allowed = {"__future__", "typing", "numpy", "gymnasium", "policies.base", "simenv.arrays"}
+    assert imported <= allowed
 
 
 @pytest.mark.parametrize("env_id", ["recloop/Session-v0", "recloop/Exploration-v0"])

@@ -19,7 +19,7 @@ from policies import (
     UnknownPolicyError,
     check_slates,
 )
-from policies.common import TieKeys, first_distinct, top_personal
+from policies.selection import TieKeys, first_distinct, top_personal
 
 # policies that need a trained artefact to exist are tested where one is made (test_train.py)
 NEEDS_ARTEFACT = {"sb3"}
@@ -240,6 +240,24 @@ def test_contract_falls_back_to_recent_items_and_errors_when_too_few(name: str) 
     world.available[:3] = True
     with pytest.raises(NotEnoughItemsError, match="only 3 items are available"):
         policy.recommend(world.request(users))
+
+
+def test_check_slates_rejects_what_breaks_the_contract() -> None:
+    world = contract_world()
+    world.available[7] = False
+    request = world.request(np.arange(2))
+    good = np.array([[0, 1, 2, 3, 4], [5, 6, 8, 9, 10]], dtype=np.int64)
+    check_slates(good, request)
+    bad = {
+        "int64 ndarray": good.astype(np.int32),
+        "shape": good[:, :4].copy(),
+        "outside": np.where(good == 10, 10_000, good),
+        "not available": np.where(good == 10, 7, good),
+        "twice": np.where(good == 10, 9, good),
+    }
+    for message, slates in bad.items():
+        with pytest.raises(ValueError, match=message):
+            check_slates(slates, request)
 
 
 @pytest.mark.parametrize("name", ALL)

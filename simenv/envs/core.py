@@ -26,7 +26,8 @@ from gymnasium import spaces
 from agents import emotion as emo
 from policies.base import Feedback, Recommender, RecommendRequest
 from scenarios import Scenario, load
-from simenv.envs.observation import ObservationBuilder, item_age_feature, recent_stats, unit_rows
+from simenv.arrays import unit_rows_clipped
+from simenv.envs.observation import ObservationBuilder, item_age_feature, recent_stats
 from simenv.world import World
 
 Mode = Literal["session", "exploration"]
@@ -94,7 +95,7 @@ def resolve_duplicates(actions: np.ndarray, n_candidates: int) -> np.ndarray:
 
 def intra_list_diversity(slates: np.ndarray, item_features: np.ndarray) -> np.ndarray:
     """Mean pairwise (1 − cosine) of the items of each slate (n,), in [0, 2]."""
-    unit = unit_rows(item_features[slates])  # (n, k, d)
+    unit = unit_rows_clipped(item_features[slates])  # (n, k, d)
     k = slates.shape[1]
     if k < 2:
         return np.zeros(slates.shape[0], dtype=np.float32)
@@ -264,7 +265,7 @@ class SessionCore:
                 self.cands = cands = self.candidates(request)
             else:
                 cands = self.cands[sel]
-            obs["cand_features"] = unit_rows(request.item_features[cands])
+            obs["cand_features"] = unit_rows_clipped(request.item_features[cands])
             obs["cand_popularity"] = self.builder.item_popularity(cands)
             obs["cand_age"] = item_age_feature(request.item_age[cands])
         return obs
@@ -370,7 +371,7 @@ def explore_slates(
     col = np.full(request.available.size, -1, dtype=np.int64)
     col[ids] = np.arange(ids.size)
     profile = recent_stats(replace(request, recent=request.recent[rows]))[0]
-    sims = profile @ unit_rows(request.item_features[ids]).T  # (rows, available)
+    sims = profile @ unit_rows_clipped(request.item_features[ids]).T  # (rows, available)
     kth = (ids.size - 1) // 2
     median = np.partition(sims, kth, axis=1)[:, kth]
     novel = sims <= median[:, None]

@@ -4,7 +4,8 @@
 per-user statistics of what it was shown, so a recommender adapter (which also sees nothing
 else) can build exactly the observation an environment gives its agent. It never looks at a
 persona, the world or the decider: the test suite checks that this module imports nothing but
-numpy, ``policies.base`` and (lazily, for :meth:`ObservationBuilder.space`) gymnasium.
+numpy, ``policies.base``, ``simenv.arrays`` (numpy only) and (lazily, for
+:meth:`ObservationBuilder.space`) gymnasium.
 
 Keys of :meth:`ObservationBuilder.observe` (``n`` users in the request, ``d`` item features):
 
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from policies.base import NO_ITEM, Feedback, PlatformSpec, RecommendRequest
+from simenv.arrays import unit_rows_clipped
 
 if TYPE_CHECKING:
     from gymnasium import spaces
@@ -44,18 +46,11 @@ USER_FEATURES = (
 _STREAK_CAP = 10.0
 
 
-def unit_rows(x: np.ndarray) -> np.ndarray:
-    """Rows of ``x`` scaled to unit length (zero rows stay zero), float32."""
-    x = np.asarray(x, dtype=np.float32)
-    norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    return np.clip(np.divide(x, norm, out=np.zeros_like(x), where=norm > 0), -1.0, 1.0)
-
-
 def recent_stats(request: RecommendRequest) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(profile (n, d) unit, history fill (n,), repetition (n,)) from ``request.recent``."""
     recent = request.recent
     valid = recent != NO_ITEM
-    unit = unit_rows(request.item_features[np.where(valid, recent, 0)])  # (n, H, d)
+    unit = unit_rows_clipped(request.item_features[np.where(valid, recent, 0)])  # (n, H, d)
     unit *= valid[:, :, None]
     total = unit.sum(axis=1)
     m = valid.sum(axis=1).astype(np.float32)
@@ -63,7 +58,7 @@ def recent_stats(request: RecommendRequest) -> tuple[np.ndarray, np.ndarray, np.
     denom = m * (m - 1)
     repetition = np.divide(pair, denom, out=np.zeros_like(m), where=denom > 0)
     fill = m / max(recent.shape[1], 1)
-    return unit_rows(total), fill, np.clip(repetition, -1.0, 1.0).astype(np.float32)
+    return unit_rows_clipped(total), fill, np.clip(repetition, -1.0, 1.0).astype(np.float32)
 
 
 class ObservationBuilder:

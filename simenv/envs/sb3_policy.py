@@ -27,8 +27,9 @@ import numpy as np
 
 import policies
 from policies.base import Feedback, PlatformSpec, Recommender, RecommendRequest
+from simenv.arrays import unit_rows_clipped
 from simenv.envs.core import EXPLORE_LEVELS, explore_slates, resolve_duplicates
-from simenv.envs.observation import ObservationBuilder, item_age_feature, unit_rows
+from simenv.envs.observation import ObservationBuilder, item_age_feature
 
 
 class SB3Policy:
@@ -107,7 +108,7 @@ class SB3Policy:
         obs = self.builder.observe(request, self.steps[request.users])
         if self.mode == "session":
             cands = np.asarray(self.base.recommend(replace(request, k=self.c)), dtype=np.int64)
-            obs["cand_features"] = unit_rows(request.item_features[cands])
+            obs["cand_features"] = unit_rows_clipped(request.item_features[cands])
             obs["cand_popularity"] = self.builder.item_popularity(cands)
             obs["cand_age"] = item_age_feature(request.item_age[cands])
             action, _ = self.model.predict(obs, deterministic=self.deterministic)

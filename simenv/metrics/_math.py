@@ -42,13 +42,6 @@ def entropy_bits(p: np.ndarray) -> np.ndarray:
     return np.asarray(-(p * logs).sum(axis=-1))
 
 
-def unit_rows(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm; all-zero rows stay zero."""
-    x = np.asarray(x, dtype=np.float64)
-    norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
-
-
 def slate_sum(table: np.ndarray, slates: np.ndarray) -> np.ndarray:
     """Σ over slate positions of ``table[item]``: (R, d) from an (n_items, d) table.
 

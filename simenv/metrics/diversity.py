@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from simenv.metrics._math import (
-    NAN,
-    entropy_bits,
-    mean_pairwise_cosine,
-    safe_mean,
-    slate_sum,
-    unit_rows,
-)
+from simenv.arrays import unit_rows
+from simenv.metrics._math import NAN, entropy_bits, mean_pairwise_cosine, safe_mean, slate_sum
 from simenv.metrics.context import MetricContext
 from simenv.metrics.registry import register
 
@@ -32,7 +26,7 @@ def intra_list_diversity(ctx: MetricContext) -> float:
     r, k = ctx.slates.shape
     if r == 0 or k < 2:
         return NAN
-    unit = unit_rows(ctx.item_features)
+    unit = unit_rows(ctx.item_features, np.float64)
     nonzero = (unit != 0).any(axis=1, keepdims=True).astype(np.float64)  # ‖uᵢ‖² ∈ {0, 1}
     sim = mean_pairwise_cosine(slate_sum(unit, ctx.slates), slate_sum(nonzero, ctx.slates)[:, 0], k)
     return float(np.mean(1.0 - sim))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from simenv.metrics._math import NAN, mean_pairwise_cosine, safe_mean, safe_ratio, unit_rows
+from simenv.arrays import unit_rows
+from simenv.metrics._math import NAN, mean_pairwise_cosine, safe_mean, safe_ratio
 from simenv.metrics.context import MetricContext
 from simenv.metrics.registry import register
 
@@ -65,7 +66,7 @@ def polarization(ctx: MetricContext) -> float:
     1 − (‖Σuᵢ‖² − Σ‖uᵢ‖²) / (n(n−1)) with uᵢ = tasteᵢ/‖tasteᵢ‖ (a zero taste is at distance 1
     from everyone). 0 when all tastes point the same way; 1 for orthogonal tastes (the maximum
     for non-negative tastes); up to 2 for opposite ones. nan with fewer than 2 present users."""
-    u = unit_rows(ctx.taste[ctx.present])
+    u = unit_rows(ctx.taste[ctx.present], np.float64)
     n = u.shape[0]
     if n < 2:
         return NAN

@@ -1,4 +1,4 @@
-"""Slate selection shared by every policy, and the :class:`SlatePolicy` base class.
+"""The top-k selection engine every policy ranks with, and the check of the slate contract.
 
 A policy only says how good each item is (one global score vector, per-user scores for a chunk
 of users, or sampling weights); the functions here turn that into slates that obey the
@@ -11,6 +11,9 @@ contract of :meth:`policies.base.Recommender.recommend`:
   (``tie_break="id"``), never by global random state;
 * fewer available items than slate positions raises :class:`NotEnoughItemsError`.
 
+`check_slates` (and `valid_slates`, which the world calls on whatever a recommender returned)
+checks that contract.
+
 Scale: a request may hold 100k users against 10k items, so nothing here builds a dense
 (users x items) matrix for all users at once. User-independent scores are ranked once and the
 top ``n + history`` candidates are filtered per row; personalised scores are computed and
@@ -19,13 +22,11 @@ selected in chunks of rows whose size keeps a chunk near ``CHUNK_BUDGET`` cells.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
-from policies.base import NO_ITEM, Feedback, PlatformSpec, RecommendRequest
+from policies.base import NO_ITEM, RecommendRequest
 
 #: Upper bound on the cells (rows x items) of one chunk of personalised scores.
 CHUNK_BUDGET = 1 << 21
@@ -33,7 +34,7 @@ CHUNK_BUDGET = 1 << 21
 MAX_CHUNK_ROWS = 1024
 
 TIE_BREAKS = ("random", "id")
-REWARDS = ("click", "rating")
+
 
 #: ``score_fn(rows, items) -> (len(rows), len(items))`` scores of the request rows ``rows``
 #: (an index array) for the item ids ``items``, returned as a new array.
@@ -443,270 +444,53 @@ def mix_slates(primary: np.ndarray, secondary: np.ndarray, use_secondary: np.nda
 
 
 # --------------------------------------------------------------------------------------------
-# feedback helpers
+# the slate contract
 # --------------------------------------------------------------------------------------------
 
 
-def impression_rewards(feedback: Feedback, reward: str = "click") -> tuple[np.ndarray, np.ndarray]:
-    """Flattened (items, rewards) of every served slate position.
+class InvalidSlatesError(ValueError):
+    """Slates that break the contract of :meth:`policies.base.Recommender.recommend`."""
 
-    A position's reward is 1 if it was clicked (``reward="click"``) or ``rating / 5``
-    (``reward="rating"``, 0.6 when a click has no rating), and 0 if it was not chosen.
-    Padding entries (``NO_ITEM``) are dropped.
+
+def valid_slates(
+    slates: np.ndarray,
+    available: np.ndarray,
+    shape: tuple[int, int],
+    who: str = "the policy",
+    any_integer: bool = False,
+) -> np.ndarray:
+    """``slates`` as int64 if they have ``shape`` and each row holds distinct ``available``
+    items, else :class:`InvalidSlatesError` with a message that begins with ``who``.
+
+    ``any_integer``: accept any array-like of integers (converted to int64); otherwise only an
+    int64 ndarray passes, as the contract asks.
     """
-    slates = np.asarray(feedback.slates, dtype=np.int64)
-    if slates.size == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
-    n, k = slates.shape
-    r = np.zeros((n, k), dtype=np.float64)
-    chosen = np.asarray(feedback.chosen_pos, dtype=np.int64)
-    rows = np.flatnonzero((chosen >= 0) & (chosen < k))
-    if reward == "rating":
-        rating = np.asarray(feedback.rating, dtype=np.float64)[rows]
-        r[rows, chosen[rows]] = np.where(np.isfinite(rating), rating / 5.0, 0.6)
+    arr = np.asarray(slates)
+    if any_integer:
+        typed = bool(np.issubdtype(arr.dtype, np.integer))
     else:
-        r[rows, chosen[rows]] = 1.0
-    ok = slates >= 0
-    return slates[ok], r[ok]
-
-
-def consumed(feedback: Feedback) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(users, items, ratings) of the rows where something was consumed."""
-    items = np.asarray(feedback.chosen_item, dtype=np.int64)
-    ok = items >= 0
-    return (
-        np.asarray(feedback.users, dtype=np.int64)[ok],
-        items[ok],
-        np.asarray(feedback.rating, dtype=np.float64)[ok],
-    )
-
-
-def ring_push(
-    buffer: np.ndarray, ptr: np.ndarray, users: np.ndarray, values: np.ndarray, *extra: Any
-) -> None:
-    """Append ``values[i]`` to row ``users[i]`` of ``buffer`` (the oldest entry is overwritten);
-    a user may appear several times (its writes land in order). ``extra`` are (buffer, values)
-    pairs written at the same slots."""
-    users = np.asarray(users, dtype=np.int64)
-    if users.size == 0:
-        return
-    width = buffer.shape[1]
-    order = np.argsort(users, kind="stable")
-    su = users[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(su)) + 1]
-    counts = np.diff(np.r_[starts, su.size])
-    rank = np.empty(su.size, dtype=np.int64)
-    rank[order] = np.arange(su.size) - np.repeat(starts, counts)
-    slots = (ptr[users] + rank) % width
-    uniq = su[starts]
-    ptr[uniq] = (ptr[uniq] + counts) % width
-    buffer[users, slots] = values
-    for buf, vals in extra:
-        buf[users, slots] = vals
-
-
-def normalize_rows(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm (zero rows stay zero), float32."""
-    x = np.asarray(x, dtype=np.float32)
-    norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
+        typed = isinstance(slates, np.ndarray) and arr.dtype == np.int64
+    if arr.shape != shape or not typed:
+        kind = arr.dtype if any_integer or isinstance(slates, np.ndarray) else type(slates).__name__
+        expected = "integer item ids" if any_integer else "an int64 ndarray"
+        raise InvalidSlatesError(
+            f"{who} returned {kind} slates of shape {arr.shape}, "
+            f"expected {expected} of shape {shape}"
+        )
+    arr = arr.astype(np.int64, copy=False)
+    if arr.size and (arr.min() < 0 or arr.max() >= available.size):
+        raise InvalidSlatesError(f"{who} returned item ids outside [0, {available.size})")
+    if not available[arr].all():
+        raise InvalidSlatesError(f"{who} recommended items that are not available")
+    ordered = np.sort(arr, axis=1)
+    if (ordered[:, 1:] == ordered[:, :-1]).any():
+        raise InvalidSlatesError(f"{who} recommended an item twice in one slate")
+    return arr
 
 
 def check_slates(slates: np.ndarray, request: RecommendRequest, length: int | None = None) -> None:
-    """Raise ``ValueError`` unless ``slates`` is an (n, length) int64 array of distinct
-    available items per row (``length`` defaults to ``request.k``)."""
+    """Raise :class:`InvalidSlatesError` (a ``ValueError``) unless ``slates`` is an
+    (n, length) int64 array of distinct available items per row (``length`` defaults to
+    ``request.k``)."""
     length = request.k if length is None else length
-    if not isinstance(slates, np.ndarray) or slates.dtype != np.int64:
-        raise ValueError(f"slates must be an int64 ndarray, got {type(slates)} {slates.dtype}")
-    if slates.shape != (request.n, length):
-        raise ValueError(f"slates have shape {slates.shape}, expected {(request.n, length)}")
-    if slates.size == 0:
-        return
-    if slates.min() < 0 or slates.max() >= request.available.size:
-        raise ValueError("slates contain item ids outside the catalog")
-    if not request.available[slates].all():
-        raise ValueError("slates contain unavailable items")
-    srt = np.sort(slates, axis=1)
-    if (srt[:, 1:] == srt[:, :-1]).any():
-        raise ValueError("slates contain duplicate items within a row")
-
-
-# --------------------------------------------------------------------------------------------
-# the base class
-# --------------------------------------------------------------------------------------------
-
-
-class SlatePolicy:
-    """Base class of the built-in policies.
-
-    Subclasses implement :meth:`rank` (usually with :meth:`rank_global`,
-    :meth:`rank_personal` or :meth:`rank_sampled`), :meth:`_init_state` (allocate learnt state
-    once ``self.spec`` and ``self.rng`` exist) and :meth:`_learn` (called by :meth:`update`
-    for non-empty feedback). ``recommend(request)`` is
-    ``rank(request, request.k)``. Constructor arguments are stored as same-named attributes,
-    which is what :meth:`get_params` reports.
-    """
-
-    name: str = "base"
-    #: How ties are broken: ``"random"`` (the policy's generator) or ``"id"`` (lowest id first).
-    tie_break: str = "random"
-
-    def __init__(self) -> None:
-        self._spec: PlatformSpec | None = None
-        self._rng: np.random.Generator | None = None
-
-    # -- protocol ------------------------------------------------------------------------
-
-    def reset(self, spec: PlatformSpec, rng: np.random.Generator) -> None:
-        """Forget everything learnt and allocate state for ``spec``; ``rng`` becomes the
-        policy's only source of randomness."""
-        if not isinstance(rng, np.random.Generator):
-            raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-        self._spec = spec
-        self._rng = rng
-        self._init_state()
-
-    def recommend(self, request: RecommendRequest) -> np.ndarray:
-        """(n, k) int64 distinct available item ids per row."""
-        _ = self.spec  # a clear error before reset
-        return self.rank(request, request.k)
-
-    def rank(self, request: RecommendRequest, n: int) -> np.ndarray:
-        """(request.n, n) int64: the policy's best ``n`` distinct available items per row,
-        best first (``recent`` items last, only if needed)."""
-        raise NotImplementedError
-
-    def update(self, feedback: Feedback) -> None:
-        """Learn from the outcome of served slates (a batch with no rows is a no-op)."""
-        _ = self.spec
-        if np.asarray(feedback.users).size:
-            self._learn(feedback)
-
-    def _learn(self, feedback: Feedback) -> None:
-        """Learn from a non-empty feedback batch (the default learns nothing)."""
-
-    # -- helpers for subclasses ----------------------------------------------------------
-
-    @property
-    def spec(self) -> PlatformSpec:
-        if self._spec is None:
-            raise RuntimeError(f"policy {self.name!r}: call reset(spec, rng) before using it")
-        return self._spec
-
-    @property
-    def rng(self) -> np.random.Generator:
-        if self._rng is None:
-            raise RuntimeError(f"policy {self.name!r}: call reset(spec, rng) before using it")
-        return self._rng
-
-    def _init_state(self) -> None:
-        """Allocate learnt state (called by :meth:`reset`)."""
-
-    def get_params(self) -> dict[str, Any]:
-        """Constructor arguments of this policy (for logging a run's configuration)."""
-        sig = inspect.signature(type(self))
-        return {p: getattr(self, p) for p in sig.parameters if hasattr(self, p)}
-
-    def _ties(self, m: int, n_rows: int) -> TieKeys:
-        return TieKeys(m, n_rows, self.tie_break, self.rng)
-
-    def rank_global(self, request: RecommendRequest, n: int, scores: np.ndarray) -> np.ndarray:
-        """Rank by one (n_items,) score vector shared by all users."""
-        avail = available_ids(request.available)
-        recent = recent_of(request)
-        return top_global(scores, avail, recent, n, self._ties(avail.size, request.n))
-
-    def rank_personal(
-        self,
-        request: RecommendRequest,
-        n: int,
-        score_fn: ScoreFn,
-        cold: np.ndarray | None = None,
-        cold_scores: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """Rank by per-user scores ``score_fn(rows, item_ids)``, computed chunk by chunk.
-
-        Rows where the (n,) bool ``cold`` is true (users the policy knows nothing about) are
-        ranked by the user-independent (n_items,) ``cold_scores`` instead, at the cost of one
-        global ranking.
-        """
-        avail = available_ids(request.available)
-        recent = recent_of(request)
-        ties = self._ties(avail.size, request.n)
-        m = request.available.size
-        if cold is None or cold_scores is None or not np.any(cold):
-            return top_personal(score_fn, avail, recent, n, ties, m)
-        out = np.empty((request.n, n), dtype=np.int64)
-        warm, cold_rows = np.flatnonzero(~cold), np.flatnonzero(cold)
-        out[warm] = top_personal(score_fn, avail, recent, n, ties, m, rows=warm)
-        out[cold_rows] = top_global(
-            cold_scores, avail, recent[cold_rows], n, ties.subset(cold_rows)
-        )
-        return out
-
-    def rank_sampled(
-        self, request: RecommendRequest, n: int, weights: np.ndarray | None
-    ) -> np.ndarray:
-        """Sample ``n`` distinct items per row ∝ ``weights`` (n_items,) (uniform if None)."""
-        avail = available_ids(request.available)
-        recent = recent_of(request)
-        w = None if weights is None else np.asarray(weights)[avail]
-        return sample_distinct(w, avail, recent, n, self.rng)
-
-
-def check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
-    """``value`` if it is one of ``choices``, else a ``ValueError`` naming the parameter."""
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-    return value
-
-
-def check_range(name: str, value: float, low: float, high: float = np.inf) -> float:
-    """``float(value)`` if ``low <= value <= high``, else a ``ValueError`` naming it."""
-    v = float(value)
-    if not low <= v <= high:
-        raise ValueError(f"{name} must be in [{low}, {high}], got {value!r}")
-    return v
-
-
-def feedback_features(feedback: Feedback, last_seen: np.ndarray | None) -> np.ndarray | None:
-    """The item features to learn from: the feedback's own if it carries them, else the ones
-    seen in the last request (``None`` if neither exists)."""
-    f = feedback.item_features
-    if f is not None and f.ndim == 2 and f.shape[0] > 0:
-        return f
-    return last_seen
-
-
-class ItemStats:
-    """Per-item impression counts and reward sums, optionally decayed per tick.
-
-    With ``decay < 1`` both are multiplied by ``decay ** (tick - last_tick)`` before a new
-    batch is added, so old evidence fades (useful when tastes drift).
-    """
-
-    def __init__(self, n_items: int, decay: float = 1.0) -> None:
-        self.pulls = np.zeros(n_items, dtype=np.float64)
-        self.rewards = np.zeros(n_items, dtype=np.float64)
-        self.decay = decay
-        self.last_tick: int | None = None
-
-    def add(self, items: np.ndarray, rewards: np.ndarray, tick: int) -> None:
-        if self.decay < 1.0 and self.last_tick is not None and tick > self.last_tick:
-            f = self.decay ** (tick - self.last_tick)
-            self.pulls *= f
-            self.rewards *= f
-        self.last_tick = tick if self.last_tick is None else max(self.last_tick, tick)
-        if items.size:
-            n = self.pulls.size
-            self.pulls += np.bincount(items, minlength=n)[:n]
-            self.rewards += np.bincount(items, weights=rewards, minlength=n)[:n]
-
-    def mean(self, initial: float, prior_n: float) -> np.ndarray:
-        """Smoothed mean reward: ``(rewards + initial * prior_n) / (pulls + prior_n)``; with
-        ``prior_n == 0`` unseen items get ``initial``."""
-        if prior_n > 0:
-            return (self.rewards + initial * prior_n) / (self.pulls + prior_n)
-        return np.divide(
-            self.rewards, self.pulls, out=np.full_like(self.rewards, initial), where=self.pulls > 0
-        )
+    valid_slates(slates, request.available, (request.n, length))

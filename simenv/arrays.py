@@ -1,0 +1,75 @@
+"""Array helpers shared by the world, the agents, the metrics, the environments and the policies.
+
+A leaf module: it imports numpy only, so `policies` can use it without importing `agents` or
+the world.
+
+- Unit-norm rows: `unit_rows` computes in the dtype it is given (float32 by default, what the
+  world, the deciders and the policies use; the metrics ask for float64), `unit_rows_clipped`
+  also bounds every component to [-1, 1] (observations declared as ``Box(-1, 1)``).
+- Ring buffers: every bounded per-user record (recent consumption, the social inbox, memory
+  slots, a policy's history) is a row of a 2-D array plus a write pointer per row.
+  `ring_slots` turns a batch of writes, in which one user may appear several times, into
+  distinct slots, so a batch write is one fancy-index assignment and a user's writes land in
+  order; `ring_push` does the write.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import DTypeLike
+
+
+def unit_rows(x: np.ndarray, dtype: DTypeLike = np.float32) -> np.ndarray:
+    """Rows of ``x`` (last axis) scaled to unit L2 norm; all-zero rows stay zero.
+
+    ``x`` is converted to ``dtype`` first and the norm and the division are computed in it.
+    """
+    x = np.asarray(x, dtype=dtype)
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
+
+
+def unit_rows_clipped(x: np.ndarray) -> np.ndarray:
+    """`unit_rows` in float32 with every component clipped to [-1, 1] (rounding cannot push
+    a component out of an observation space's bounds)."""
+    return np.clip(unit_rows(x), -1.0, 1.0)
+
+
+def ring_slots(ptr: np.ndarray, users: np.ndarray, width: int) -> np.ndarray:
+    """Slots to write for each of ``users`` (in order) and advance ``ptr`` in place.
+
+    A user appearing m times in ``users`` gets m consecutive slots after its pointer (mod width).
+    """
+    users = np.asarray(users, dtype=np.int64)
+    if users.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.argsort(users, kind="stable")
+    sorted_users = users[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_users)) + 1]
+    counts = np.diff(np.r_[starts, sorted_users.size])
+    rank_sorted = np.arange(sorted_users.size) - np.repeat(starts, counts)
+    rank = np.empty_like(rank_sorted)
+    rank[order] = rank_sorted
+    slots = (ptr[users] + rank) % width
+    uniq = sorted_users[starts]
+    ptr[uniq] = (ptr[uniq] + counts) % width
+    return slots
+
+
+def ring_push(
+    buffer: np.ndarray,
+    ptr: np.ndarray,
+    users: np.ndarray,
+    values: np.ndarray,
+    *extra: tuple[np.ndarray, np.ndarray],
+) -> None:
+    """Append ``values[i]`` to row ``users[i]`` of ``buffer`` (the oldest entry is overwritten);
+    a user may appear several times (its writes land in order). ``extra`` are (buffer, values)
+    pairs written at the same slots."""
+    users = np.asarray(users, dtype=np.int64)
+    if users.size == 0:
+        return
+    slots = ring_slots(ptr, users, buffer.shape[1])
+    buffer[users, slots] = values
+    for buf, vals in extra:
+        buf[users, slots] = vals
