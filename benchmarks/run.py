@@ -66,10 +66,10 @@ def loop_baseline(world, n_users: int) -> float:  # type: ignore[no-untyped-def]
     slate = np.argsort(-pop)[: world.spec.k]
     start = time.perf_counter()
     for u in range(n_users):
-        taste = world.taste[u]
-        profile = world.recent_profile[u]
+        taste = world.users.taste[u]
+        profile = world.users.recent_profile[u]
         norm = np.linalg.norm(profile)
-        best, best_u = -1, p.no_choice + p.fatigue * world.emotion.fatigue[u]
+        best, best_u = -1, p.no_choice + p.fatigue * world.users.emotion.fatigue[u]
         best_u += p.noise * rng.gumbel()
         for pos, item in enumerate(slate):
             match = float(unit[item] @ taste)
@@ -77,17 +77,17 @@ def loop_baseline(world, n_users: int) -> float:  # type: ignore[no-untyped-def]
             util = (
                 p.taste * match
                 + p.quality * (world.items.quality[item] - 0.5)
-                + p.popularity * world.persona.conformity[u] * pop[item]
-                + p.novelty * world.emotion.curiosity[u] * (1 - sim)
-                - p.boredom * world.emotion.boredom[u] * sim
+                + p.popularity * world.users.persona.conformity[u] * pop[item]
+                + p.novelty * world.users.emotion.curiosity[u] * (1 - sim)
+                - p.boredom * world.users.emotion.boredom[u] * sim
                 - p.position * np.log1p(pos)
                 + p.noise * rng.gumbel()
             )
             if util > best_u:
                 best, best_u = item, util
         if best >= 0:
-            world.recent_profile[u] += feats[best]
-            world.emotion.satisfaction[u] = 0.7 * world.emotion.satisfaction[u] + 0.3
+            world.users.recent_profile[u] += feats[best]
+            world.users.emotion.satisfaction[u] = 0.7 * world.users.emotion.satisfaction[u] + 0.3
     return n_users / (time.perf_counter() - start)
 
 

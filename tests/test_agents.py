@@ -7,7 +7,6 @@ import pytest
 
 from agents import emotion as emo
 from agents.deciders import DecisionContext, UtilityDecider, UtilityParams, slate_terms
-from agents.items import adapt_topics, creator_exposure, exposure_trend
 from agents.memory import MemoryKind, MemoryStore
 from agents.persona import sample_personas
 from simenv.arrays import ring_push, ring_slots
@@ -128,15 +127,3 @@ def test_decider_penalises_repeats_and_rewards_friends_shares():
     util, _ = decider.utilities(ctx, slate_terms(ctx))
     assert (util[:, 0] < base[:, 0] - decider.params.repeat + 1e-5).all()
     assert (util[:, 2] > base[:, 2]).all()
-
-
-def test_creators_adapt_toward_exposed_topics():
-    feats = np.array([[1, 0], [0, 1], [0, 1]], dtype=np.float32)
-    exposures = np.array([0, 5, 5])
-    trend = exposure_trend(feats, exposures)
-    np.testing.assert_allclose(trend, [0, 1])
-    topics = np.array([[1.0, 0.0]], dtype=np.float32)
-    moved = adapt_topics(topics, trend, 0.25)
-    np.testing.assert_allclose(moved, [[0.75, 0.25]])
-    assert exposure_trend(feats, np.zeros(3)) is None
-    np.testing.assert_array_equal(creator_exposure(np.array([0, 1, 1]), exposures, 3), [0, 10, 0])

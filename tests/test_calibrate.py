@@ -104,8 +104,8 @@ class _ReferenceUtilityDecider(UtilityDecider):
 def _busy_context(world: World, users: np.ndarray) -> DecisionContext:
     """A context whose slates hold recently consumed and friend-shared items too."""
     slates = world.policy.recommend(world.request(users))  # type: ignore[union-attr]
-    slates[:, 1] = world.recent[users, 0]
-    slates[:, 2] = world.inbox[users, 0]
+    slates[:, 1] = world.users.recent[users, 0]
+    slates[:, 2] = world.users.inbox[users, 0]
     ok = (slates >= 0).all(axis=1) & (slates[:, 1] != slates[:, 2])
     ok &= np.array([np.unique(s).size == s.size for s in slates])
     return world.decision_context(users[ok], slates[ok], 0)
@@ -114,8 +114,8 @@ def _busy_context(world: World, users: np.ndarray) -> DecisionContext:
 def test_utility_features_give_the_old_utilities() -> None:
     world = World(_scenario(), policies.make("popularity"), seed=1)
     world.run(3)
-    world.recent[:, 0] = np.where(world.recent[:, 0] >= 0, world.recent[:, 0], 5)
-    world.inbox[:, 0] = np.where(world.inbox[:, 0] >= 0, world.inbox[:, 0], 7)
+    world.users.recent[:, 0] = np.where(world.users.recent[:, 0] >= 0, world.users.recent[:, 0], 5)
+    world.users.inbox[:, 0] = np.where(world.users.inbox[:, 0] >= 0, world.users.inbox[:, 0], 7)
     ctx = _busy_context(world, np.arange(world.n_users))
     assert ctx.users.size > 50
     terms = slate_terms(ctx)

@@ -138,7 +138,7 @@ def test_good_platform_wins_market_share_from_random() -> None:
             _, _, _, _, infos = env.step({"platform_0": 0, "platform_1": 1})
             if t >= 10:
                 late += [infos["platform_0"]["visitors"], infos["platform_1"]["visitors"]]
-        assert env.satisfaction[:, 1].mean() > env.satisfaction[:, 0].mean()
+        assert env.choice.satisfaction[:, 1].mean() > env.choice.satisfaction[:, 0].mean()
     assert late[1] / late.sum() > 0.53
 
 

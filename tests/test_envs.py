@@ -155,10 +155,10 @@ def test_observation_ignores_persona_state(env_id: str) -> None:
     before = core.observe()
     gen.bit_generator.state = state
     u = int(core.users[0])
-    world.taste[u] = np.roll(world.taste[u], 3)
-    world.emotion.satisfaction[u] = -1.0
-    world.emotion.boredom[u] = 1.0
-    world.persona.curiosity[u] = 0.0
+    world.users.taste[u] = np.roll(world.users.taste[u], 3)
+    world.users.emotion.satisfaction[u] = -1.0
+    world.users.emotion.boredom[u] = 1.0
+    world.users.persona.curiosity[u] = 0.0
     after = core.observe()
     assert before.keys() == after.keys()
     for key in before:

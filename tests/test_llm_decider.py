@@ -259,12 +259,12 @@ def test_reflection_memory_bounded() -> None:
     world = _world(d, **over)
     world.run()
     assert backend.generate_calls and len(backend.generate_calls) <= 40
-    bound = world.n_users * world.memory.capacity
+    bound = world.n_users * world.users.memory.capacity
     assert 0 < len(d.reflections) <= bound
-    kinds = world.memory.kind
+    kinds = world.users.memory.kind
     assert (kinds == MemoryKind.REFLECTION).any()
     for u, s in d.reflections:  # keys are (user, memory slot)
-        assert 0 <= u < world.n_users and 0 <= s < world.memory.capacity
+        assert 0 <= u < world.n_users and 0 <= s < world.users.memory.capacity
     # reflections are retrieved into later prompts
     assert any("you thought:" in p for prompts, _ in backend.score_calls for p in prompts)
 

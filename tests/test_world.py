@@ -109,13 +109,13 @@ def test_policy_sees_only_observable_fields_and_gets_feedback():
 def test_scripted_decider_drives_memory_emotion_and_drift():
     world = World(small(), Recorder(), seed=0, decider=ScriptedDecider(pick=0, rating=5.0))
     world.run(3)
-    users = np.flatnonzero(world.genre_history.sum(axis=1) > 0)
+    users = np.flatnonzero(world.users.genre_history.sum(axis=1) > 0)
     assert users.size > 0
     u = int(users[0])
-    kinds = {r.kind for r in world.memory.records(u)}
+    kinds = {r.kind for r in world.users.memory.records(u)}
     assert MemoryKind.CONSUMED in kinds
-    assert world.emotion.satisfaction[u] > 0  # rating 5 pleases
-    assert np.linalg.norm(world.taste[u] - world.taste_initial[u]) > 0  # taste drifted
+    assert world.users.emotion.satisfaction[u] > 0  # rating 5 pleases
+    assert np.linalg.norm(world.users.taste[u] - world.users.taste_initial[u]) > 0  # taste drifted
     agent = world.user_agents.select(lambda a: a.user_id == u)[0]
     assert agent.memories()[-1].tick <= 2
     assert "pleased" in agent.feeling()
@@ -123,8 +123,8 @@ def test_scripted_decider_drives_memory_emotion_and_drift():
 
 def test_memory_stays_bounded():
     world = run_world(small(ticks=10, **{"session.memory": 4}))
-    assert world.memory.kind.shape == (120, 4)
-    assert all(len(world.memory.records(u)) <= 4 for u in range(120))
+    assert world.users.memory.kind.shape == (120, 4)
+    assert all(len(world.users.memory.records(u)) <= 4 for u in range(120))
 
 
 def test_leaving_and_returning_users():

@@ -117,12 +117,12 @@ class Scheduler:
         for _ in range(self.max_idle_ticks):
             while self.queue:
                 u = self.queue.popleft()
-                if u not in busy and self.world.present[u]:
+                if u not in busy and self.world.users.present[u]:
                     return u
             self.advance()
         raise RuntimeError(
             f"no free user opened the app in {self.max_idle_ticks} ticks "
-            f"({len(busy)} sessions running, {int(self.world.present.sum())} users present)"
+            f"({len(busy)} sessions running, {int(self.world.users.present.sum())} users present)"
         )
 
     def advance(self) -> None:
@@ -311,7 +311,7 @@ class SessionCore:
         self.base.update(fb)
         self.builder.update(fb)
         self.steps += 1
-        terminated = fb.ended_session | ~world.present[users]
+        terminated = fb.ended_session | ~world.users.present[users]
         truncated = (self.steps >= self.max_steps) & ~terminated
         rewards = self.reward(fb, terminated | truncated)
         rating = np.where(fb.clicked, np.nan_to_num(fb.rating, nan=0.0), 0.0)  # 0 = no rating
@@ -346,10 +346,10 @@ class SessionCore:
             users = fb.users[done]
             params = world.scenario.emotion
             if w["churn"]:
-                r[done] -= w["churn"] * emo.exit_prob(world.emotion, users, params)
+                r[done] -= w["churn"] * emo.exit_prob(world.users.emotion, users, params)
             if w["return"]:
-                activity = world.persona.activity * world.scenario.population.activity_scale
-                p = emo.activation_prob(world.emotion, activity, params)[users]
+                activity = world.users.persona.activity * world.scenario.population.activity_scale
+                p = emo.activation_prob(world.users.emotion, activity, params)[users]
                 r[done] += w["return"] * p
         return r.astype(np.float32)
 

@@ -17,21 +17,24 @@ Agents
     the first ``C = min(n_creator_agents, scenario creators)`` creators of the catalog. The other
     creators stay scripted by the world (Poisson publication near their topic profile).
 
-One step is one tick of ONE `World` built with ``policy=None``:
+One step is one tick of ONE `World` built with ``policy=None``; the env only turns actions into
+calls on it and its results into observations and rewards. The first ``C`` world creators are
+driven by the creator agents (`CreatorState.drive`); the world publishes for the others.
 
-1. ``world.begin_tick()`` (items age and retire, scripted creators publish, users activate);
-   each creator agent then publishes ``items_per_tick`` items drawn near the topic profile of
-   its action (`new_items_for_creators` with a one-row topics array, then ``world.items.add``);
-2. every active user picks a platform by a softmax of their per-platform satisfaction
-   (``satisfaction / choice_temperature``; an (n_users, P) array kept by the env, equal at
-   reset) with the world's ``rngs["env"]`` generator;
+1. ``world.begin_tick(orders)``: items age and retire, scripted creators publish, then each
+   creator agent's `Order` is published (``items_per_tick`` items near the topic profile of its
+   action, with its quality effort); users activate;
+2. every active user picks a platform (`simenv.users.PlatformChoice`: a softmax of their
+   per-platform satisfaction, ``satisfaction / choice_temperature``, equal at reset) with the
+   world's ``rngs["env"]`` generator;
 3. session steps, up to ``session.max_steps``: each platform's chosen strategy ranks slates for
    its visitors still in session; all slates are served in ONE ``world.serve`` call (one decider
    call for every user of every platform); the feedback is split per platform and every
    strategy of that platform learns from it (a platform never sees another's feedback);
-4. ``world.end_tick(active)``; a visitor's satisfaction with the platform they visited moves a
-   share ``satisfaction_rate`` toward their tick score, the mean over their slates of
-   ``click · (rating − 1) / 4`` (in [0, 1]).
+4. ``world.end_tick(active)`` (churn, creators react, metrics); a visitor's satisfaction with
+   the platform they visited moves a share ``satisfaction_rate`` toward their tick score, the
+   mean over their slates of ``click · (rating − 1) / 4`` (in [0, 1]); the creator agents'
+   exposure, consumption and publications of the tick are read from ``world.creators``.
 
 Actions
     platform: ``Discrete(M)``, the index of one of M strategies (default: ``popularity``
@@ -40,7 +43,8 @@ Actions
     discrete choice keeps the game learnable; every strategy keeps learning from all of the
     platform's feedback (off-policy), so switching is cheap.
     creator: ``Box(0, 1, (d + 1,))``: ``d`` topic weights (normalised; all zeros = uniform)
-    and a quality effort ``e``; each new item's quality ``q`` becomes ``q + e·(1 − q)·0.8``.
+    and a quality effort ``e``; each new item's quality ``q`` becomes ``q + e·(1 − q)·0.8``
+    (`simenv.creators.QUALITY_GAIN`).
 
 Rewards
     platform: clicks of its visitors this tick (+ ``rating_weight`` × sum of (rating − 1) / 4);
@@ -64,6 +68,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -74,16 +79,25 @@ from pettingzoo.utils.conversions import parallel_to_aec
 from pettingzoo.utils.env import AECEnv
 
 import policies
-from agents.items import ItemAgent, exposure_trend
 from policies.base import Feedback, Recommender
 from scenarios import load
 from scenarios.schema import Scenario
-from simenv.catalog import new_items_for_creators
+from simenv.creators import Order
+from simenv.users import PlatformChoice
 from simenv.world import World
 
 __all__ = ["DEFAULT_STRATEGIES", "EcosystemEnv", "env", "parallel_env", "raw_env"]
 
 StrategySpec = str | tuple[str, dict[str, Any]]
+
+#: observations, rewards, terminations, truncations, infos (PettingZoo's parallel ``step``).
+StepResult = tuple[
+    dict[str, np.ndarray],
+    dict[str, float],
+    dict[str, bool],
+    dict[str, bool],
+    dict[str, dict[str, Any]],
+]
 
 #: The platforms' strategies, in action order: (policy name, keyword arguments).
 DEFAULT_STRATEGIES: tuple[tuple[str, dict[str, Any]], ...] = (
@@ -94,7 +108,22 @@ DEFAULT_STRATEGIES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("random", {}),
 )
 
-_QUALITY_GAIN = 0.8
+
+@dataclass
+class _Tally:
+    """What the platforms' sessions of one tick gave, per user and per platform."""
+
+    score: np.ndarray  # (n_users,) sum over a visitor's slates of click·(rating − 1)/4
+    visitors: np.ndarray  # (P,) float64
+    clicks: np.ndarray  # (P,)
+    rating_sum: np.ndarray  # (P,) sum of the score terms of the platform's slates
+    impressions: np.ndarray  # (P,) slates served
+
+    @classmethod
+    def start(cls, n_users: int, platform: np.ndarray, n_platforms: int) -> _Tally:
+        P = n_platforms
+        visitors = np.bincount(platform, minlength=P).astype(np.float64)
+        return cls(np.zeros(n_users), visitors, np.zeros(P), np.zeros(P), np.zeros(P))
 
 
 class EcosystemEnv(ParallelEnv[str, np.ndarray, Any]):
@@ -107,7 +136,7 @@ class EcosystemEnv(ParallelEnv[str, np.ndarray, Any]):
     }
 
     world: World
-    satisfaction: np.ndarray  # (n_users, P) each user's satisfaction with each platform
+    choice: PlatformChoice  # each user's satisfaction with each platform, and the choice
     cycle: int
     _strategy_of: list[int]
     _policies: list[list[Recommender]]
@@ -215,137 +244,22 @@ class EcosystemEnv(ParallelEnv[str, np.ndarray, Any]):
         self.agents = list(self.possible_agents)
         return self._observations(), {a: {} for a in self.agents}
 
-    def step(
-        self, actions: dict[str, Any]
-    ) -> tuple[
-        dict[str, np.ndarray],
-        dict[str, float],
-        dict[str, bool],
-        dict[str, bool],
-        dict[str, dict[str, Any]],
-    ]:
+    def step(self, actions: dict[str, Any]) -> StepResult:
+        """One tick: actions become orders and strategies, the world ticks, the env scores it."""
         if not self.agents:
             return {}, {}, {}, {}, {}
-        world, P = self.world, self.n_platforms
-        for i, a in enumerate(self.platforms):
-            if a in actions and actions[a] is not None:
-                self._strategy_of[i] = self._parse_platform_action(actions[a])
-        efforts = np.zeros(self.n_creator_agents)
-        for c, a in enumerate(self.creator_agents):
-            if a in actions and actions[a] is not None:
-                self._creator_topics[c], efforts[c] = self._parse_creator_action(actions[a])
-
-        # 1. items and activation; creator agents publish themselves, not through the world
-        ids = np.arange(self.n_creator_agents)
-        was_active = world.creators.active[ids].copy()
-        world.creators.active[ids] = False
-        active = world.begin_tick()
-        world.creators.active[ids] = was_active
-        published = self._publish(efforts, was_active & self._creator_alive)
-
-        # 2. each active user picks a platform
-        platform = self._choose_platforms(active)
-
-        # 3. session steps: one serve call for every platform's visitors
-        cap = world.items.capacity
-        exposures = np.zeros(cap, dtype=np.int64)
-        consumed = np.zeros(cap, dtype=np.int64)
-        score = np.zeros(world.n_users)
-        slates_seen = np.zeros(world.n_users, dtype=np.int64)
-        clicks = np.zeros(P)
-        rating_sum = np.zeros(P)
-        impressions = np.zeros(P)
-        users, plat = active, platform
-        for step in range(world.scenario.session.max_steps):
-            if users.size == 0:
-                break
-            order = np.argsort(plat, kind="stable")
-            users, plat = users[order], plat[order]
-            parts = []
-            for p in range(P):
-                mine = users[plat == p]
-                if mine.size:
-                    policy = self._policies[p][self._strategy_of[p]]
-                    parts.append(policy.recommend(world.request(mine)))
-            fb = world.serve(users, np.concatenate(parts), step)
-            value = np.where(fb.clicked, (np.nan_to_num(fb.rating, nan=1.0) - 1.0) / 4.0, 0.0)
-            score[users] += value
-            slates_seen[users] += 1
-            exposures += np.bincount(fb.slates.ravel(), minlength=cap)
-            consumed += np.bincount(fb.chosen_item[fb.clicked], minlength=cap)
-            for p in range(P):
-                rows = np.flatnonzero(plat == p)
-                if rows.size == 0:
-                    continue
-                sub = _subset(fb, rows)
-                for policy in self._policies[p]:
-                    policy.update(sub)
-                clicks[p] += sub.clicked.sum()
-                rating_sum[p] += value[rows].sum()
-                impressions[p] += rows.size
-            keep = ~fb.ended_session
-            users, plat = users[keep], plat[keep]
+        world = self.world
+        orders, efforts = self._read_actions(actions)
+        active = world.begin_tick(orders)
+        platform = self.choice.choose(active, world.rngs["env"])
+        tally = self._sessions(active, platform)
         world.end_tick(active)
         self.cycle += 1
-
-        # 4. satisfaction, statistics, rewards
-        rate = self.satisfaction_rate
-        tick_score = score[active] / np.maximum(slates_seen[active], 1)
-        old = self.satisfaction[active, platform]
-        self.satisfaction[active, platform] = (1 - rate) * old + rate * tick_score
-        visitors = np.bincount(platform, minlength=P).astype(np.float64)
-        self._share = visitors / max(active.size, 1)
-        self._ctr = np.divide(clicks, impressions, out=np.zeros(P), where=impressions > 0)
-        for p in range(P):
-            who = active[platform == p]
-            pool = self.satisfaction[who, p] if who.size else self.satisfaction[:, p]
-            self._mean_sat[p] = float(pool.mean()) if pool.size else self.initial_satisfaction
-
-        creator_of = world.items.creator
-        n_cr = world.creators.active.size
-        exp_c = np.bincount(creator_of, weights=exposures, minlength=n_cr)[: self.n_creator_agents]
-        con_c = np.bincount(creator_of, weights=consumed, minlength=n_cr)[: self.n_creator_agents]
-        total_exp, total_con = exposures.sum(), consumed.sum()
-        self._exp_share = exp_c / total_exp if total_exp > 0 else np.zeros_like(exp_c)
-        self._con_share = con_c / total_con if total_con > 0 else np.zeros_like(con_c)
-        trend = exposure_trend(world.items.features, exposures)
-        if trend is not None:
-            self._trend = trend
-
-        rewards: dict[str, float] = {}
-        infos: dict[str, dict[str, Any]] = {}
-        for p, a in enumerate(self.platforms):
-            rewards[a] = float(clicks[p] + self.rating_weight * rating_sum[p])
-            infos[a] = {
-                "strategy": self.strategies[self._strategy_of[p]][0],
-                "visitors": int(visitors[p]),
-                "clicks": int(clicks[p]),
-                "impressions": int(impressions[p]),
-            }
-        for c, a in enumerate(self.creator_agents):
-            cost = self.effort_cost * efforts[c] * published[c]
-            rewards[a] = float(self.exposure_weight * exp_c[c] + con_c[c] - cost)
-            infos[a] = {
-                "published": int(published[c]),
-                "exposure": int(exp_c[c]),
-                "consumption": int(con_c[c]),
-            }
-
-        # 5. episode ends
-        quit_ = ~world.creators.active[ids] & self._creator_alive
-        self._creator_alive &= world.creators.active[ids]
-        truncated = self.cycle >= self.max_cycles
-        terminations = {a: False for a in self.agents}
-        for c, a in enumerate(self.creator_agents):
-            if a in terminations and quit_[c]:
-                terminations[a] = True
-        truncations = {a: truncated for a in self.agents}
-        live = list(self.agents)
-        obs = self._observations(live)
-        rewards = {a: rewards[a] for a in live}
-        infos = {a: infos[a] for a in live}
-        self.agents = [a for a in live if not (terminations[a] or truncations[a])]
-        return obs, rewards, terminations, truncations, infos
+        slates_seen = np.maximum(world.users.session_length[active], 1)
+        self.choice.update(active, platform, tally.score[active] / slates_seen)
+        self._note_tick(active, platform, tally)
+        rewards, infos = self._rewards(tally, efforts)
+        return self._end_step(rewards, infos)
 
     def render(self) -> None:
         return None
@@ -374,7 +288,13 @@ class EcosystemEnv(ParallelEnv[str, np.ndarray, Any]):
     def _reset_state(self) -> None:
         P, world = self.n_platforms, self.world
         self.cycle = 0
-        self.satisfaction = np.full((world.n_users, P), self.initial_satisfaction)
+        self.choice = PlatformChoice.start(
+            world.n_users,
+            P,
+            self.initial_satisfaction,
+            self.choice_temperature,
+            self.satisfaction_rate,
+        )
         self._strategy_of = [0] * P
         streams = world.rngs["policy"].spawn(P * len(self.strategies))
         self._policies = []
@@ -389,11 +309,28 @@ class EcosystemEnv(ParallelEnv[str, np.ndarray, Any]):
         self._ctr = np.zeros(P)
         self._mean_sat = np.full(P, self.initial_satisfaction)
         C, d = self.n_creator_agents, self.n_topics
+        world.creators.drive(np.arange(C))
         self._creator_topics = world.creators.topics[:C].astype(np.float64).copy()
         self._creator_alive = np.ones(C, dtype=bool)
         self._exp_share = np.zeros(C)
         self._con_share = np.zeros(C)
         self._trend = np.full(d, 1.0 / d, dtype=np.float32)
+
+    def _read_actions(self, actions: dict[str, Any]) -> tuple[list[Order], np.ndarray]:
+        """Platforms switch strategy; each creator agent orders ``items_per_tick`` items near
+        the topics of its last action. Returns the orders and the creator agents' efforts."""
+        for i, a in enumerate(self.platforms):
+            if a in actions and actions[a] is not None:
+                self._strategy_of[i] = self._parse_platform_action(actions[a])
+        efforts = np.zeros(self.n_creator_agents)
+        for c, a in enumerate(self.creator_agents):
+            if a in actions and actions[a] is not None:
+                self._creator_topics[c], efforts[c] = self._parse_creator_action(actions[a])
+        orders = [
+            Order(c, self._creator_topics[c].copy(), self.items_per_tick, efforts[c])
+            for c in range(self.n_creator_agents)
+        ]
+        return orders, efforts
 
     def _parse_platform_action(self, action: Any) -> int:
         j = int(np.asarray(action).reshape(-1)[0])
@@ -412,36 +349,107 @@ class EcosystemEnv(ParallelEnv[str, np.ndarray, Any]):
         topics = weights / total if total > 0 else np.full(d, 1.0 / d)
         return topics, float(a[d])
 
-    def _publish(self, efforts: np.ndarray, can: np.ndarray) -> np.ndarray:
-        """Each creator agent that can publishes ``items_per_tick`` items; returns the counts."""
+    def _sessions(self, active: np.ndarray, platform: np.ndarray) -> _Tally:
+        """Session steps of the tick: every platform's visitors in one ``serve`` per step."""
         world = self.world
-        counts = np.where(can, self.items_per_tick, 0).astype(np.int64)
-        out = np.zeros(self.n_creator_agents, dtype=np.int64)
-        for c in np.flatnonzero(counts):
-            world.creators.topics[c] = self._creator_topics[c]
-            new = new_items_for_creators(
-                np.zeros(counts[c], dtype=np.int64),
-                self._creator_topics[c][None, :],
-                world.tick,
-                world.rngs["creators"],
-                topic_names=world.items.topic_names,
-            )
-            new.creator[:] = c
-            new.quality[:] = new.quality + efforts[c] * (1.0 - new.quality) * _QUALITY_GAIN
-            ids = world.items.add(new)
-            for item in ids:
-                ItemAgent(world, int(item))
-            out[c] = ids.size
-        return out
+        tally = _Tally.start(world.n_users, platform, self.n_platforms)
+        users, plat = active, platform
+        for step in range(world.scenario.session.max_steps):
+            if users.size == 0:
+                break
+            order = np.argsort(plat, kind="stable")
+            users, plat = users[order], plat[order]
+            fb = world.serve(users, self._recommend(users, plat), step)
+            self._learn(fb, plat, tally)
+            keep = ~fb.ended_session
+            users, plat = users[keep], plat[keep]
+        return tally
 
-    def _choose_platforms(self, users: np.ndarray) -> np.ndarray:
-        logits = self.satisfaction[users] / self.choice_temperature
-        logits -= logits.max(axis=1, keepdims=True)
-        prob = np.exp(logits)
-        cum = np.cumsum(prob, axis=1)
-        draw = self.world.rngs["env"].random(users.size) * cum[:, -1]
-        choice = (cum < draw[:, None]).sum(axis=1)
-        return np.minimum(choice, self.n_platforms - 1).astype(np.int64)
+    def _recommend(self, users: np.ndarray, plat: np.ndarray) -> np.ndarray:
+        """Slates of ``users`` (sorted by platform), each from its platform's strategy."""
+        parts = []
+        for p in range(self.n_platforms):
+            mine = users[plat == p]
+            if mine.size:
+                policy = self._policies[p][self._strategy_of[p]]
+                parts.append(policy.recommend(self.world.request(mine)))
+        return np.concatenate(parts)
+
+    def _learn(self, fb: Feedback, plat: np.ndarray, tally: _Tally) -> None:
+        """Every strategy of a platform learns from that platform's share of ``fb``."""
+        value = np.where(fb.clicked, (np.nan_to_num(fb.rating, nan=1.0) - 1.0) / 4.0, 0.0)
+        tally.score[fb.users] += value
+        for p in range(self.n_platforms):
+            rows = np.flatnonzero(plat == p)
+            if rows.size == 0:
+                continue
+            sub = _subset(fb, rows)
+            for policy in self._policies[p]:
+                policy.update(sub)
+            tally.clicks[p] += sub.clicked.sum()
+            tally.rating_sum[p] += value[rows].sum()
+            tally.impressions[p] += rows.size
+
+    def _note_tick(self, active: np.ndarray, platform: np.ndarray, tally: _Tally) -> None:
+        """The statistics the next observations show."""
+        P, satisfaction = self.n_platforms, self.choice.satisfaction
+        self._share = tally.visitors / max(active.size, 1)
+        self._ctr = np.divide(
+            tally.clicks, tally.impressions, out=np.zeros(P), where=tally.impressions > 0
+        )
+        for p in range(P):
+            who = active[platform == p]
+            pool = satisfaction[who, p] if who.size else satisfaction[:, p]
+            self._mean_sat[p] = float(pool.mean()) if pool.size else self.initial_satisfaction
+        cs, C = self.world.creators, self.n_creator_agents
+        total_exp, total_con = cs.exposure.sum(), cs.consumption.sum()
+        exp_c, con_c = cs.exposure[:C], cs.consumption[:C]
+        self._exp_share = exp_c / total_exp if total_exp > 0 else np.zeros_like(exp_c)
+        self._con_share = con_c / total_con if total_con > 0 else np.zeros_like(con_c)
+        if cs.trend is not None:
+            self._trend = cs.trend
+
+    def _rewards(
+        self, tally: _Tally, efforts: np.ndarray
+    ) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
+        rewards: dict[str, float] = {}
+        infos: dict[str, dict[str, Any]] = {}
+        for p, a in enumerate(self.platforms):
+            rewards[a] = float(tally.clicks[p] + self.rating_weight * tally.rating_sum[p])
+            infos[a] = {
+                "strategy": self.strategies[self._strategy_of[p]][0],
+                "visitors": int(tally.visitors[p]),
+                "clicks": int(tally.clicks[p]),
+                "impressions": int(tally.impressions[p]),
+            }
+        cs = self.world.creators
+        for c, a in enumerate(self.creator_agents):
+            cost = self.effort_cost * efforts[c] * cs.published[c]
+            rewards[a] = float(self.exposure_weight * cs.exposure[c] + cs.consumption[c] - cost)
+            infos[a] = {
+                "published": int(cs.published[c]),
+                "exposure": int(cs.exposure[c]),
+                "consumption": int(cs.consumption[c]),
+            }
+        return rewards, infos
+
+    def _end_step(self, rewards: dict[str, float], infos: dict[str, dict[str, Any]]) -> StepResult:
+        """Creator agents whose creator quit terminate; everyone truncates at ``max_cycles``."""
+        still = self.world.creators.active[: self.n_creator_agents].copy()
+        quit_ = ~still & self._creator_alive
+        self._creator_alive &= still
+        truncated = self.cycle >= self.max_cycles
+        terminations = {a: False for a in self.agents}
+        for c, a in enumerate(self.creator_agents):
+            if a in terminations and quit_[c]:
+                terminations[a] = True
+        truncations = {a: truncated for a in self.agents}
+        live = list(self.agents)
+        obs = self._observations(live)
+        rewards = {a: rewards[a] for a in live}
+        infos = {a: infos[a] for a in live}
+        self.agents = [a for a in live if not (terminations[a] or truncations[a])]
+        return obs, rewards, terminations, truncations, infos
 
     def _observations(self, agents: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         world = self.world

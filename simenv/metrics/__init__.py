@@ -17,7 +17,7 @@ for it.
 from __future__ import annotations
 
 # Importing the definition modules registers their metrics.
-from simenv.metrics import diversity, engagement, exposure, population  # noqa: F401
+from simenv.metrics import diversity, engagement, exposure, retention, tastes  # noqa: F401
 from simenv.metrics.context import MetricContext
 from simenv.metrics.registry import (
     CONTEXT_FIELDS,

@@ -75,16 +75,17 @@ def save_user_state(world: World, folder: Path) -> tuple[Path, Path]:
     """Write the final user state of ``world`` into ``folder`` (see the module docstring)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    mem, pt, emo = world.memory, world.persona, world.emotion
+    users = world.users
+    mem, pt, emo = users.memory, users.persona, users.emotion
     n_items = world.items.size
     refs = np.concatenate([mem.item.ravel(), pt.liked.ravel(), pt.disliked.ravel()])
     item_ids = np.unique(refs[(refs >= 0) & (refs < n_items)]).astype(np.int64)
     arrays: dict[str, np.ndarray] = {
         "version": np.asarray(STATE_VERSION),
         "tick": np.asarray(world.tick),
-        "present": world.present,
-        "session_length": world._lengths.astype(np.int32),  # slates seen in the last tick
-        "taste": world.taste,
+        "present": users.present,
+        "session_length": users.session_length.astype(np.int32),  # slates seen in the last tick
+        "taste": users.taste,
         "persona_taste": pt.taste,
         "persona_liked": pt.liked.astype(np.int32),
         "persona_disliked": pt.disliked.astype(np.int32),
