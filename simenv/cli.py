@@ -3,8 +3,16 @@
     recloop run SCENARIO [--seed N] [--out DIR] [--set dotted.key=value ...]
     recloop list [scenarios|policies|metrics]
     recloop show SCENARIO [--set ...]
-    recloop calibrate SCENARIO [--states N] [--out DIR] [--backend ...] [--set ...]
+    recloop train ALGO --env ID [--steps N] [--out DIR] [--scenario S] [--set ...]
     recloop interview RUN --user N [--policy P] [--seed S] "QUESTION"
+    recloop calibrate SCENARIO [--states N] [--out DIR] [--backend ...] [--set ...]
+    recloop compare RUN RUN ... [--label NAME ...]
+
+Each subcommand is a `Command`: a function that adds its arguments to its subparser and one
+that executes it; `COMMANDS` lists them, `build_parser` assembles them and `main` dispatches.
+The options that a typed config describes (`TrainConfig`, `CalibrationConfig`) are built from
+its dataclass fields by `add_config_options` and read back by `config_from_args`, so the
+config, the command line and ``--help`` cannot drift apart.
 
 Bad input (unknown names, invalid fields, missing data) prints one line and exits with code 2;
 ``--debug`` shows the traceback instead.
@@ -13,20 +21,46 @@ Bad input (unknown names, invalid fields, missing data) prints one line and exit
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
-from collections.abc import Sequence
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
 from scenarios.schema import PolicyConfig
 
+if TYPE_CHECKING:
+    from simenv.studies.train import TrainConfig
+
 EXIT_BAD_INPUT = 2
+C = TypeVar("C")
 
 
-def build_parser() -> argparse.ArgumentParser:
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: its texts in ``--help``, how it adds its arguments, how it runs."""
+
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    execute: Callable[[argparse.Namespace], int]
+    description: str | None = None
+    epilog: str | None = None
+    formatter_class: type[argparse.HelpFormatter] = argparse.HelpFormatter
+
+
+def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentParser:
+    """The `recloop` parser with the arguments of ``commands`` (default: every command).
+
+    Every command is listed either way; `main` adds only the arguments of the command it runs,
+    so that `recloop show` does not import the training stack to describe `recloop train`.
+    """
     parser = argparse.ArgumentParser(
         prog="recloop",
         description=(
@@ -43,177 +77,131 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    run = sub.add_parser(
-        "run",
-        help="run a scenario and write a run folder",
-        description="Run every policy of a scenario over its seeds; write config.yaml, "
-        "metrics.parquet, interactions.parquet, summary.json and plots/ to the run folder. "
-        "Running again with the same --out resumes: finished (policy, seed) jobs are kept.",
-    )
-    run.add_argument("scenario", help="built-in scenario name (see `recloop list`) or YAML path")
-    run.add_argument(
-        "--seed",
-        type=int,
-        action="append",
-        dest="seeds",
-        metavar="N",
-        help="seed to run (repeat for several); default: the scenario's seeds",
-    )
-    run.add_argument("--out", type=Path, help="run folder (default: runs/<scenario>-<time>)")
-    _add_set(run)
-    _add_utility(run)
-    run.add_argument(
-        "--policy",
-        action="append",
-        dest="policies",
-        metavar="NAME",
-        help="run these registered policies instead of the scenario's (repeatable); "
-        "sb3:PATH runs a model saved by `recloop train`",
-    )
-    run.add_argument(
-        "--download",
-        action="store_true",
-        help="download MovieLens-100k from GroupLens if the scenario needs it and it is missing",
-    )
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
-    llm = _add_llm_options(run, "user model (decider.kind / decider.llm.*)")
-    llm.add_argument("--decider", choices=["utility", "llm"], help="user model")
-
-    lst = sub.add_parser("list", help="list scenarios, policies and metrics")
-    lst.add_argument(
-        "what",
-        nargs="?",
-        choices=["scenarios", "policies", "metrics"],
-        help="only this kind (default: all)",
-    )
-
-    train = sub.add_parser(
-        "train",
-        help="train an RL agent (stable-baselines3) on a recloop environment",
-        description="Train PPO, A2C or DQN on a registered environment; writes model.zip, "
-        "train.json, checkpoints/, TensorBoard logs (tb/) and eval.csv to --out. Every check "
-        "(algorithm, env id, action space) runs before training starts.",
-    )
-    train.add_argument("algo", help="ppo, a2c or dqn")
-    train.add_argument(
-        "--env", required=True, dest="env_id", help="registered env id, e.g. recloop/Exploration-v0"
-    )
-    train.add_argument("--scenario", help="scenario name or YAML path passed to the env")
-    train.add_argument("--steps", type=int, default=100_000, help="training timesteps")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--out", type=Path, help="output folder (default: runs/train-<time>)")
-    train.add_argument("--eval-freq", type=int, default=2000, help="steps between evaluations")
-    train.add_argument(
-        "--n-envs",
-        type=int,
-        default=1,
-        help="concurrent sessions; recloop envs run them on one world, one decider call a step",
-    )
-    train.add_argument(
-        "--env-kwargs",
-        type=json.loads,
-        default={},
-        metavar="JSON",
-        help='extra env arguments, e.g. \'{"retriever": "content", "max_steps": 8}\'',
-    )
-    _add_set(train)
-    _add_utility(train)
-
-    iv = sub.add_parser(
-        "interview",
-        help="ask users of a finished run a question; the answer uses their memory",
-        description="Ask one or more users of a finished run one or more questions. Each prompt\n"
-        "holds the user's persona, memories (the most relevant to the question), emotion and\n"
-        "whether they left the app, as saved at the end of the job; all prompts are answered\n"
-        "in one batched call. The LLM is the run's decider.llm for LLM runs, else the embedded\n"
-        "SmolLM2-135M; --backend/--model/... override it. Decoding is greedy: same run,\n"
-        "question and backend, same answer.",
-        epilog='Example:\n  recloop interview runs/x --user 12 "Why did you stop watching?"\n'
-        '  recloop interview runs/x --policy mf --seed 1 --user 3 --user 12 "What do you like?"',
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    iv.add_argument("run", type=Path, metavar="RUN", help="run folder written by `recloop run`")
-    iv.add_argument("questions", nargs="+", metavar="QUESTION", help="question(s) to ask")
-    iv.add_argument(
-        "--user", type=int, action="append", dest="users", required=True, metavar="N",
-        help="user id to interview (repeat for several)",
-    )  # fmt: skip
-    iv.add_argument("--policy", help="policy label of the job (default: the first job)")
-    iv.add_argument("--seed", type=int, help="seed of the job (default: the policy's first)")
-    iv.add_argument(
-        "--max-tokens", type=int, default=80, metavar="T", help="answer length in tokens (80)"
-    )
-    iv.add_argument(
-        "--memories", type=int, default=10, metavar="K",
-        help="memories per prompt, the most relevant to the question (10; 0 = all)",
-    )  # fmt: skip
-    iv.add_argument("--show-prompt", action="store_true", help="print each prompt too")
-    iv.add_argument(
-        "--raw", action="store_true",
-        help="print the model's text as generated (default: at most 3 distinct sentences)",
-    )  # fmt: skip
-    _add_llm_options(iv, "LLM (default: the run's decider.llm, else embedded SmolLM2)")
-
-    cal = sub.add_parser(
-        "calibrate",
-        help="fit the fast utility decider to the scenario's LLM personas (distillation)",
-        description="Distil the scenario's LLM personas (decider.llm) into the fast utility "
-        "decider.\n\n"
-        "1. run the scenario's world (fast decider, the scenario's first policy, a share of\n"
-        "   random novel items in every slate) and sample about --states user states;\n"
-        "2. ask the LLM for its choice probabilities over each slate and 'none' (one batched\n"
-        "   score call per session step; answers cached in the output folder);\n"
-        "3. fit the choice weights (taste, quality, popularity, novelty, boredom, social,\n"
-        "   repeat, position, no_choice, fatigue) by maximum likelihood, with an L2 pull\n"
-        "   toward the scenario's weights;\n"
-        "4. report cross-entropy, KL, top-1 agreement and total variation on held-out users\n"
-        "   for the fitted weights, the scenario's (default) weights and the uniform choice.\n\n"
-        "Writes calibration.json, utility.yaml and llm_stats.json. Apply the fit with\n"
-        "`recloop run SCENARIO --utility utility.yaml` or `recloop train ... --utility ...`.",
-        epilog="Example:\n  recloop calibrate filter_bubble_llm --states 200 --out runs/calib\n"
-        "  recloop run filter_bubble --utility runs/calib/utility.yaml",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    cal.add_argument("scenario", help="built-in scenario name or YAML path")
-    cal.add_argument("--states", type=int, default=200, help="user states to sample (200)")
-    cal.add_argument("--ticks", type=int, help="ticks to simulate (default: the scenario's)")
-    cal.add_argument("--seed", type=int, help="world seed (default: the scenario's first)")
-    cal.add_argument("--out", type=Path, help="output folder (default: runs/calibrate-<time>)")
-    cal.add_argument("--policy", help="policy filling the slates (default: the scenario's first)")
-    cal.add_argument(
-        "--explore", type=float, default=0.4, metavar="SHARE",
-        help="share of each slate replaced by random novel items, for variety (0.4)",
-    )  # fmt: skip
-    cal.add_argument(
-        "--holdout", type=float, default=0.25, metavar="SHARE",
-        help="share of the users held out for evaluation (0.25)",
-    )  # fmt: skip
-    cal.add_argument(
-        "--l2", type=_l2_strength, default=None, metavar="auto|X",
-        help="L2 pull toward the scenario's weights (auto: chosen by cross-validation)",
-    )  # fmt: skip
-    cal.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_set(cal)
-    _add_llm_options(cal, "LLM personas (decider.llm.*)")
-    cal.set_defaults(decider="llm")
-
-    cmp = sub.add_parser(
-        "compare",
-        help="plot finished runs against each other",
-        description="Plot the metrics of finished runs on shared axes (a colour per policy, a "
-        "line style per run) and write comparison.csv (per run, policy and metric: mean over "
-        "ticks and last tick, over seeds). For example LLM personas at a small size against "
-        "parametric personas at a large size, as `make demo` does.",
-    )
-    cmp.add_argument("runs", nargs="+", metavar="RUN", help="run folders (two or more)")
-    cmp.add_argument("--label", action="append", dest="labels", help="a name per run, in order")
-    cmp.add_argument("--out", help="output folder (default: runs/compare-<time>)")
-
-    show = sub.add_parser("show", help="print a scenario as it resolves, defaults included")
-    show.add_argument("scenario")
-    _add_set(show)
+    wanted = set(COMMANDS if commands is None else commands)
+    for name, command in COMMANDS.items():
+        p = sub.add_parser(
+            name,
+            help=command.help,
+            description=command.description,
+            epilog=command.epilog,
+            formatter_class=command.formatter_class,
+        )
+        if name in wanted:
+            command.add_arguments(p)
     return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command_named(argv))
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(COMMANDS[args.command].execute(args))
+    except KeyboardInterrupt:
+        print("recloop: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one line for the user; --debug for the traceback
+        if args.debug or not _is_user_error(exc):
+            raise
+        print(f"recloop: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _command_named(argv: Sequence[str]) -> list[str]:
+    """The command in ``argv``: its first word that is not an option (``--debug``, ``-h``)."""
+    return [arg for arg in argv if not arg.startswith("-")][:1]
+
+
+def _is_user_error(exc: Exception) -> bool:
+    from simenv.llm import LLMError
+    from simenv.world import PolicyError
+
+    return isinstance(exc, ValueError | FileNotFoundError | PolicyError | LLMError)
+
+
+# --- options built from a typed config ------------------------------------------------------
+
+#: How a config field's type is read from the command line (``X | None`` reads as ``X``).
+FIELD_PARSERS: dict[type, Callable[[str], Any]] = {
+    int: int,
+    float: float,
+    str: str,
+    Path: Path,
+    dict: json.loads,
+}
+
+
+def cli_fields(config: type) -> list[dataclasses.Field]:
+    """The fields of the dataclass ``config`` that are command-line options (have a ``help``)."""
+    return [f for f in dataclasses.fields(config) if "help" in f.metadata]
+
+
+def add_config_options(
+    p: argparse.ArgumentParser,
+    config: type,
+    parsers: Mapping[str, Callable[[str], Any]] | None = None,
+) -> None:
+    """One argument of ``p`` per field of ``config`` with a ``help`` in its metadata.
+
+    Metadata keys: ``help``; ``metavar``; ``flag``, the option's name when it is not
+    ``--field-name``; ``positional: True`` for an argument instead of an option;
+    ``cli_default``, the command line's default when the field has none or another one.
+    The value is parsed by its type (`FIELD_PARSERS`) or by ``parsers[field name]``; an option
+    without a default is required; a default other than None or empty is shown in the help.
+    """
+    hints = typing.get_type_hints(config)
+    for f in cli_fields(config):
+        meta = f.metadata
+        default = meta.get("cli_default", _field_default(f))
+        kwargs: dict[str, Any] = {
+            "help": _with_default(meta["help"], default),
+            "type": (parsers or {}).get(f.name) or _field_parser(config, f.name, hints[f.name]),
+        }
+        if "metavar" in meta:
+            kwargs["metavar"] = meta["metavar"]
+        if meta.get("positional"):
+            p.add_argument(f.name, **kwargs)
+            continue
+        if default is dataclasses.MISSING:
+            kwargs["required"] = True
+        else:
+            kwargs["default"] = default
+        flag = meta.get("flag", "--" + f.name.replace("_", "-"))
+        p.add_argument(flag, dest=f.name, **kwargs)
+
+
+def config_from_args(config: type[C], args: argparse.Namespace, **values: Any) -> C:
+    """``config`` from the parsed options of its command-line fields; ``values`` replace some."""
+    fields = {f.name: getattr(args, f.name) for f in cli_fields(config)}
+    return config(**{**fields, **values})
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
+
+
+def _with_default(text: str, default: Any) -> str:
+    if default is None or default is dataclasses.MISSING or default in ({}, [], ""):
+        return text
+    return f"{text} ({default})"
+
+
+def _field_parser(config: type, name: str, hint: Any) -> Callable[[str], Any]:
+    if isinstance(hint, types.UnionType):
+        kept = [t for t in typing.get_args(hint) if t is not type(None)]
+        hint = kept[0] if len(kept) == 1 else hint
+    parser = FIELD_PARSERS.get(typing.get_origin(hint) or hint)
+    if parser is None:
+        raise TypeError(f"{config.__name__}.{name}: no command-line parser for {hint}")
+    return parser
+
+
+# --- options shared by several commands ------------------------------------------------------
 
 
 def _add_llm_options(p: argparse.ArgumentParser, title: str) -> argparse._ArgumentGroup:
@@ -255,15 +243,6 @@ def _add_utility(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _l2_strength(text: str) -> float | None:
-    if text == "auto":
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or a number, got {text!r}") from None
-
-
 def _utility_overrides(args: argparse.Namespace) -> list[str]:
     """``--set`` overrides from ``--utility FILE`` (none without it)."""
     if args.utility is None:
@@ -273,29 +252,61 @@ def _utility_overrides(args: argparse.Namespace) -> list[str]:
     return utility_overrides(args.utility)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
-    try:
-        return int(COMMANDS[args.command](args))
-    except KeyboardInterrupt:
-        print("recloop: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
-    except Exception as exc:  # one line for the user; --debug for the traceback
-        if args.debug or not _is_user_error(exc):
-            raise
-        print(f"recloop: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+def _decider_from_cli(args: argparse.Namespace, decider: dict) -> dict | None:
+    """``decider`` with the --decider/--backend/--model/--base-url/--api-key-env choices."""
+    llm = {
+        "backend": args.backend,
+        "model": args.model,
+        "base_url": args.base_urls[0] if args.base_urls else None,
+        "base_urls": args.base_urls[1:] if args.base_urls else None,
+        "api_key_env": args.api_key_env,
+    }
+    llm = {k: v for k, v in llm.items() if v is not None}
+    if args.decider is None and not llm:
+        return None
+    out = {**decider, "llm": {**decider["llm"], **llm}}
+    if args.decider is not None:
+        out["kind"] = args.decider
+    return out
 
 
-def _is_user_error(exc: Exception) -> bool:
-    from simenv.llm import LLMError
-    from simenv.world import PolicyError
+def _timestamped(prefix: str) -> Path:
+    """The default output folder ``runs/<prefix>-<time>``."""
+    return Path("runs") / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
 
-    return isinstance(exc, ValueError | FileNotFoundError | PolicyError | LLMError)
+
+# --- recloop run -----------------------------------------------------------------------------
+
+
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scenario", help="built-in scenario name (see `recloop list`) or YAML path")
+    p.add_argument(
+        "--seed",
+        type=int,
+        action="append",
+        dest="seeds",
+        metavar="N",
+        help="seed to run (repeat for several); default: the scenario's seeds",
+    )
+    p.add_argument("--out", type=Path, help="run folder (default: runs/<scenario>-<time>)")
+    _add_set(p)
+    _add_utility(p)
+    p.add_argument(
+        "--policy",
+        action="append",
+        dest="policies",
+        metavar="NAME",
+        help="run these registered policies instead of the scenario's (repeatable); "
+        "sb3:PATH runs a model saved by `recloop train`",
+    )
+    p.add_argument(
+        "--download",
+        action="store_true",
+        help="download MovieLens-100k from GroupLens if the scenario needs it and it is missing",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    llm = _add_llm_options(p, "user model (decider.kind / decider.llm.*)")
+    llm.add_argument("--decider", choices=["utility", "llm"], help="user model")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -320,7 +331,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from simenv.data.movielens import load_movielens
 
         load_movielens(scenario.catalog.data_path, download=True)
-    out = args.out or Path("runs") / f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = args.out or _timestamped(scenario.name)
     result = run_scenario(scenario, out, progress=not args.no_progress)
     _print_summary(result.summary)
     print(f"\nrun folder: {out}")
@@ -328,24 +339,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.resumed_jobs:
         print(f"resumed:    {result.resumed_jobs} finished job(s) kept from an earlier run")
     return 0
-
-
-def _decider_from_cli(args: argparse.Namespace, decider: dict) -> dict | None:
-    """``decider`` with the --decider/--backend/--model/--base-url/--api-key-env choices."""
-    llm = {
-        "backend": args.backend,
-        "model": args.model,
-        "base_url": args.base_urls[0] if args.base_urls else None,
-        "base_urls": args.base_urls[1:] if args.base_urls else None,
-        "api_key_env": args.api_key_env,
-    }
-    llm = {k: v for k, v in llm.items() if v is not None}
-    if args.decider is None and not llm:
-        return None
-    out = {**decider, "llm": {**decider["llm"], **llm}}
-    if args.decider is not None:
-        out["kind"] = args.decider
-    return out
 
 
 def _policy_from_cli(spec: str) -> PolicyConfig:
@@ -373,6 +366,28 @@ def _print_summary(summary: dict) -> None:
     print("(mean over ticks and seeds)")
 
 
+RUN = Command(
+    help="run a scenario and write a run folder",
+    description="Run every policy of a scenario over its seeds; write config.yaml, "
+    "metrics.parquet, interactions.parquet, summary.json and plots/ to the run folder. "
+    "Running again with the same --out resumes: finished (policy, seed) jobs are kept.",
+    add_arguments=add_run_args,
+    execute=cmd_run,
+)
+
+
+# --- recloop list ----------------------------------------------------------------------------
+
+
+def add_list_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "what",
+        nargs="?",
+        choices=["scenarios", "policies", "metrics"],
+        help="only this kind (default: all)",
+    )
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     import policies
     import scenarios
@@ -398,8 +413,27 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from simenv.studies.train import TrainConfig, train
+LIST = Command(
+    help="list scenarios, policies and metrics", add_arguments=add_list_args, execute=cmd_list
+)
+
+
+# --- recloop train ---------------------------------------------------------------------------
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    from simenv.studies.train import TrainConfig
+
+    add_config_options(p, TrainConfig)
+    p.add_argument("--scenario", help="scenario name or YAML path passed to the env")
+    _add_set(p)
+    _add_utility(p)
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The `TrainConfig` of parsed `recloop train` arguments (--scenario, --set and --utility
+    go into ``env_kwargs``)."""
+    from simenv.studies.train import TrainConfig
 
     env_kwargs: dict[str, object] = dict(args.env_kwargs)
     if args.scenario:
@@ -407,22 +441,56 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = _utility_overrides(args) + list(args.overrides)
     if overrides:
         env_kwargs["overrides"] = overrides
-    out = args.out or Path("runs") / f"train-{time.strftime('%Y%m%d-%H%M%S')}"
-    config = TrainConfig(
-        algo=args.algo,
-        env_id=args.env_id,
-        steps=args.steps,
-        out=out,
-        seed=args.seed,
-        env_kwargs=env_kwargs,
-        eval_freq=args.eval_freq,
-        n_envs=args.n_envs,
-    )
+    out = args.out or _timestamped("train")
+    return config_from_args(TrainConfig, args, env_kwargs=env_kwargs, out=out)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from simenv.studies.train import train
+
+    config = train_config(args)
     model = train(config, progress=False)
     print(f"model:       {model}")
-    print(f"evaluations: {out / 'eval.csv'}")
-    print(f"tensorboard: tensorboard --logdir {out / 'tb'}")
+    print(f"evaluations: {config.out / 'eval.csv'}")
+    print(f"tensorboard: tensorboard --logdir {config.out / 'tb'}")
     return 0
+
+
+TRAIN = Command(
+    help="train an RL agent (stable-baselines3) on a recloop environment",
+    description="Train PPO, A2C or DQN on a registered environment; writes model.zip, "
+    "train.json, checkpoints/, TensorBoard logs (tb/) and eval.csv to --out. Every check "
+    "(algorithm, env id, action space) runs before training starts.",
+    add_arguments=add_train_args,
+    execute=cmd_train,
+)
+
+
+# --- recloop interview -----------------------------------------------------------------------
+
+
+def add_interview_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", type=Path, metavar="RUN", help="run folder written by `recloop run`")
+    p.add_argument("questions", nargs="+", metavar="QUESTION", help="question(s) to ask")
+    p.add_argument(
+        "--user", type=int, action="append", dest="users", required=True, metavar="N",
+        help="user id to interview (repeat for several)",
+    )  # fmt: skip
+    p.add_argument("--policy", help="policy label of the job (default: the first job)")
+    p.add_argument("--seed", type=int, help="seed of the job (default: the policy's first)")
+    p.add_argument(
+        "--max-tokens", type=int, default=80, metavar="T", help="answer length in tokens (80)"
+    )
+    p.add_argument(
+        "--memories", type=int, default=10, metavar="K",
+        help="memories per prompt, the most relevant to the question (10; 0 = all)",
+    )  # fmt: skip
+    p.add_argument("--show-prompt", action="store_true", help="print each prompt too")
+    p.add_argument(
+        "--raw", action="store_true",
+        help="print the model's text as generated (default: at most 3 distinct sentences)",
+    )  # fmt: skip
+    _add_llm_options(p, "LLM (default: the run's decider.llm, else embedded SmolLM2)")
 
 
 def cmd_interview(args: argparse.Namespace) -> int:
@@ -461,6 +529,46 @@ def cmd_interview(args: argparse.Namespace) -> int:
     return 0
 
 
+INTERVIEW = Command(
+    help="ask users of a finished run a question; the answer uses their memory",
+    description="Ask one or more users of a finished run one or more questions. Each prompt\n"
+    "holds the user's persona, memories (the most relevant to the question), emotion and\n"
+    "whether they left the app, as saved at the end of the job; all prompts are answered\n"
+    "in one batched call. The LLM is the run's decider.llm for LLM runs, else the embedded\n"
+    "SmolLM2-135M; --backend/--model/... override it. Decoding is greedy: same run,\n"
+    "question and backend, same answer.",
+    epilog='Example:\n  recloop interview runs/x --user 12 "Why did you stop watching?"\n'
+    '  recloop interview runs/x --policy mf --seed 1 --user 3 --user 12 "What do you like?"',
+    formatter_class=argparse.RawDescriptionHelpFormatter,
+    add_arguments=add_interview_args,
+    execute=cmd_interview,
+)
+
+
+# --- recloop calibrate -----------------------------------------------------------------------
+
+
+def add_calibrate_args(p: argparse.ArgumentParser) -> None:
+    from simenv.studies.calibrate import CalibrationConfig
+
+    p.add_argument("scenario", help="built-in scenario name or YAML path")
+    add_config_options(p, CalibrationConfig, parsers={"l2": _l2_strength})
+    p.add_argument("--out", type=Path, help="output folder (default: runs/calibrate-<time>)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_set(p)
+    _add_llm_options(p, "LLM personas (decider.llm.*)")
+    p.set_defaults(decider="llm")
+
+
+def _l2_strength(text: str) -> float | None:
+    if text == "auto":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number, got {text!r}") from None
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from scenarios import load, validate
     from simenv.studies import calibrate as cal
@@ -468,17 +576,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     scenario = load(args.scenario, list(args.overrides))
     decider = _decider_from_cli(args, scenario.decider.model_dump())
     scenario = validate({**scenario.model_dump(), "decider": decider}, source=args.scenario)
-    config = cal.CalibrationConfig(
-        states=args.states,
-        ticks=args.ticks,
-        seed=args.seed,
-        policy=args.policy,
-        explore=args.explore,
-        holdout=args.holdout,
-        l2=args.l2,
-    )
+    config = config_from_args(cal.CalibrationConfig, args)
     config.check()
-    out = args.out or Path("runs") / f"calibrate-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = args.out or _timestamped("calibrate")
     result = cal.run_calibration(scenario, out, config, progress=not args.no_progress)
     meta = result.meta
     print(f"\n{meta['scenario']} on {meta['backend']} ({meta['model']}), seed {result.seed}")
@@ -492,16 +592,67 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+CALIBRATE = Command(
+    help="fit the fast utility decider to the scenario's LLM personas (distillation)",
+    description="Distil the scenario's LLM personas (decider.llm) into the fast utility "
+    "decider.\n\n"
+    "1. run the scenario's world (fast decider, the scenario's first policy, a share of\n"
+    "   random novel items in every slate) and sample about --states user states;\n"
+    "2. ask the LLM for its choice probabilities over each slate and 'none' (one batched\n"
+    "   score call per session step; answers cached in the output folder);\n"
+    "3. fit the choice weights (taste, quality, popularity, novelty, boredom, social,\n"
+    "   repeat, position, no_choice, fatigue) by maximum likelihood, with an L2 pull\n"
+    "   toward the scenario's weights;\n"
+    "4. report cross-entropy, KL, top-1 agreement and total variation on held-out users\n"
+    "   for the fitted weights, the scenario's (default) weights and the uniform choice.\n\n"
+    "Writes calibration.json, utility.yaml and llm_stats.json. Apply the fit with\n"
+    "`recloop run SCENARIO --utility utility.yaml` or `recloop train ... --utility ...`.",
+    epilog="Example:\n  recloop calibrate filter_bubble_llm --states 200 --out runs/calib\n"
+    "  recloop run filter_bubble --utility runs/calib/utility.yaml",
+    formatter_class=argparse.RawDescriptionHelpFormatter,
+    add_arguments=add_calibrate_args,
+    execute=cmd_calibrate,
+)
+
+
+# --- recloop compare -------------------------------------------------------------------------
+
+
+def add_compare_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders (two or more)")
+    p.add_argument("--label", action="append", dest="labels", help="a name per run, in order")
+    p.add_argument("--out", help="output folder (default: runs/compare-<time>)")
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from simenv.studies.compare import compare_runs
 
-    out = Path(args.out) if args.out else Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = Path(args.out) if args.out else _timestamped("compare")
     files, table = compare_runs([Path(r) for r in args.runs], out, args.labels)
     wide = table.pivot_table(index=["metric", "policy"], columns="run", values="mean", sort=False)
     print("mean over ticks (and seeds):")
     print(wide.to_string(float_format=lambda v: f"{v:.3f}"))
     print(f"plots: {out / 'plots'}  table: {out / 'comparison.csv'}  ({len(files)} files)")
     return 0
+
+
+COMPARE = Command(
+    help="plot finished runs against each other",
+    description="Plot the metrics of finished runs on shared axes (a colour per policy, a "
+    "line style per run) and write comparison.csv (per run, policy and metric: mean over "
+    "ticks and last tick, over seeds). For example LLM personas at a small size against "
+    "parametric personas at a large size, as `make demo` does.",
+    add_arguments=add_compare_args,
+    execute=cmd_compare,
+)
+
+
+# --- recloop show ----------------------------------------------------------------------------
+
+
+def add_show_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scenario")
+    _add_set(p)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -512,10 +663,23 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "show": cmd_show, "train": cmd_train}
-COMMANDS["interview"] = cmd_interview
-COMMANDS["calibrate"] = cmd_calibrate
-COMMANDS["compare"] = cmd_compare
+SHOW = Command(
+    help="print a scenario as it resolves, defaults included",
+    add_arguments=add_show_args,
+    execute=cmd_show,
+)
+
+
+#: The subcommands, in the order `recloop --help` lists them.
+COMMANDS: dict[str, Command] = {
+    "run": RUN,
+    "list": LIST,
+    "train": TRAIN,
+    "interview": INTERVIEW,
+    "calibrate": CALIBRATE,
+    "compare": COMPARE,
+    "show": SHOW,
+}
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -11,7 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from simenv.cli import main
+from simenv.cli import COMMANDS, build_parser, cli_fields, config_from_args, main, train_config
+from simenv.studies.calibrate import CalibrationConfig
+from simenv.studies.train import TrainConfig
 
 SMALL = ["--set", "ticks=4", "--set", "population.size=80", "--set", "catalog.n_items=120",
          "--set", "seeds=[0]", "--no-progress"]  # fmt: skip
@@ -115,3 +118,96 @@ def test_console_script_help():
     out = subprocess.run([str(exe), "run", "--help"], capture_output=True, text=True, env=env)
     assert out.returncode == 0
     assert "--set" in out.stdout and "resumes" in out.stdout
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_every_help_works(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"] if command is None else [command, "--help"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: recloop {command or ''}".rstrip())
+    assert build_parser().format_help()  # every command's arguments at once
+
+
+# Per config field on the command line: arguments that set it and the value they give. A field
+# added to the config with a `help` must be added here, one without must be added to HIDDEN.
+TRAIN_ARGS = {
+    "algo": (["a2c"], "a2c"),
+    "env_id": (["--env", "recloop/Other-v0"], "recloop/Other-v0"),
+    "steps": (["--steps", "7"], 7),
+    "out": (["--out", "o"], Path("o")),
+    "seed": (["--seed", "3"], 3),
+    "env_kwargs": (["--env-kwargs", '{"max_steps": 8}'], {"max_steps": 8}),
+    "n_envs": (["--n-envs", "4"], 4),
+    "eval_freq": (["--eval-freq", "50"], 50),
+}
+CALIBRATE_ARGS = {
+    "states": (["--states", "20"], 20),
+    "ticks": (["--ticks", "3"], 3),
+    "seed": (["--seed", "5"], 5),
+    "policy": (["--policy", "mf"], "mf"),
+    "explore": (["--explore", "0.1"], 0.1),
+    "holdout": (["--holdout", "0.5"], 0.5),
+    "l2": (["--l2", "0.01"], 0.01),
+}
+HIDDEN = {
+    TrainConfig: {"algo_kwargs", "eval_episodes", "checkpoint_freq"},
+    CalibrationConfig: set(),
+}
+
+
+def _parse(*argv: str):
+    return build_parser().parse_args(list(argv))
+
+
+@pytest.mark.parametrize(
+    ("config", "fields", "minimal", "to_config"),
+    [
+        (TrainConfig, TRAIN_ARGS, ["train", "ppo", "--env", "recloop/KnownAnswer-v0"],
+         train_config),
+        (CalibrationConfig, CALIBRATE_ARGS, ["calibrate", "filter_bubble"],
+         lambda args: config_from_args(CalibrationConfig, args)),
+    ],
+)  # fmt: skip
+def test_config_fields_and_options_cannot_drift(config, fields, minimal, to_config, capsys):
+    names = {f.name for f in dataclasses.fields(config)}
+    assert {f.name for f in cli_fields(config)} == set(fields) == names - HIDDEN[config]
+    with pytest.raises(SystemExit):
+        main([minimal[0], "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    defaults = to_config(_parse(*minimal))
+    head = minimal if config is CalibrationConfig else minimal[:1]  # train: fields has algo
+    everything = to_config(_parse(*head, *(arg for argv, _ in fields.values() for arg in argv)))
+    for f in cli_fields(config):
+        assert " ".join(f.metadata["help"].split()) in shown, f.name
+        if f.default is not dataclasses.MISSING:
+            assert getattr(defaults, f.name) == f.default, f.name
+        if f.default_factory is not dataclasses.MISSING:
+            assert getattr(defaults, f.name) == f.default_factory(), f.name
+        assert getattr(everything, f.name) == fields[f.name][1], f.name
+
+
+def test_train_defaults_of_the_command_line(capsys):
+    config = train_config(_parse("train", "ppo", "--env", "recloop/KnownAnswer-v0"))
+    assert (config.steps, config.seed, config.n_envs, config.eval_freq) == (100_000, 0, 1, 2000)
+    assert config.env_kwargs == {} and config.out.parent == Path("runs")
+    assert config.out.name.startswith("train-")
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "training timesteps (100000)" in capsys.readouterr().out
+
+
+def test_scenario_and_set_go_into_the_env_kwargs():
+    args = _parse("train", "ppo", "--env", "recloop/Exploration-v0", "--scenario", "cold_start",
+                  "--set", "ticks=3", "--env-kwargs", '{"max_steps": 8}')  # fmt: skip
+    config = train_config(args)
+    assert config.env_kwargs == {"max_steps": 8, "scenario": "cold_start", "overrides": ["ticks=3"]}
+
+
+def test_a_command_imports_only_what_it_needs():
+    code = (
+        "import sys; from simenv.cli import main; main(['show', 'cold_start']); "
+        "assert 'simenv.studies.train' not in sys.modules, 'show imported the training stack'"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr

@@ -69,15 +69,39 @@ class Teacher(Protocol):
 
 @dataclass(frozen=True)
 class CalibrationConfig:
-    """How states are sampled and the weights fitted (the CLI flags of `recloop calibrate`)."""
+    """How states are sampled and the weights fitted: the options of `recloop calibrate`, which
+    `simenv.cli.add_config_options` builds from the ``help`` and ``metavar`` of each field."""
 
-    states: int = 200
-    ticks: int | None = None  # default: the scenario's ticks
-    seed: int | None = None  # default: the scenario's first seed
-    policy: str | None = None  # default: the scenario's first policy
-    explore: float = 0.4
-    holdout: float = 0.25
-    l2: float | None = None  # None: chosen from L2_GRID by cross-validation over users
+    states: int = field(default=200, metadata={"help": "user states to sample"})
+    ticks: int | None = field(
+        default=None, metadata={"help": "ticks to simulate (default: the scenario's)"}
+    )
+    seed: int | None = field(
+        default=None, metadata={"help": "world seed (default: the scenario's first)"}
+    )
+    policy: str | None = field(
+        default=None,
+        metadata={"help": "policy filling the slates (default: the scenario's first)"},
+    )
+    explore: float = field(
+        default=0.4,
+        metadata={
+            "help": "share of each slate replaced by random novel items, for variety",
+            "metavar": "SHARE",
+        },
+    )
+    holdout: float = field(
+        default=0.25,
+        metadata={"help": "share of the users held out for evaluation", "metavar": "SHARE"},
+    )
+    # None: chosen from L2_GRID by cross-validation over users
+    l2: float | None = field(
+        default=None,
+        metadata={
+            "help": "L2 pull toward the scenario's weights (auto: chosen by cross-validation)",
+            "metavar": "auto|X",
+        },
+    )
 
     def check(self) -> None:
         if self.states < 2:

@@ -35,15 +35,36 @@ class TrainingError(ValueError):
 
 @dataclass
 class TrainConfig:
-    algo: str
-    env_id: str
-    steps: int
-    out: Path
-    seed: int = 0
-    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """What to train and how; the fields with a ``help`` are the options of `recloop train`
+    (`simenv.cli.add_config_options` reads the metadata keys it documents)."""
+
+    algo: str = field(
+        metadata={"help": f"{', '.join(ALGORITHMS[:-1])} or {ALGORITHMS[-1]}", "positional": True}
+    )
+    env_id: str = field(
+        metadata={"flag": "--env", "help": "registered env id, e.g. recloop/Exploration-v0"}
+    )
+    steps: int = field(metadata={"help": "training timesteps", "cli_default": 100_000})
+    out: Path = field(
+        metadata={"help": "output folder (default: runs/train-<time>)", "cli_default": None}
+    )
+    seed: int = field(default=0, metadata={"help": "seed of the model and the environments"})
+    env_kwargs: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={
+            "help": 'extra env arguments, e.g. \'{"retriever": "content", "max_steps": 8}\'',
+            "metavar": "JSON",
+        },
+    )
     algo_kwargs: dict[str, Any] = field(default_factory=dict)
-    n_envs: int = 1
-    eval_freq: int = 2000
+    n_envs: int = field(
+        default=1,
+        metadata={
+            "help": "concurrent sessions; recloop envs run them on one world, one decider call "
+            "a step"
+        },
+    )
+    eval_freq: int = field(default=2000, metadata={"help": "steps between evaluations"})
     eval_episodes: int = 5
     checkpoint_freq: int = 10000
 
