@@ -31,14 +31,14 @@ naming the backend (``on_error="fail"``) or hands the affected users to the fall
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from agents import prompts as P
 from agents.deciders import BaseDecider, DecisionContext, Decisions, UtilityDecider
 from agents.memory import MemoryKind
-from simenv.llm.base import LLMError
+from simenv.llm.base import LLMBackend, LLMError
 
 if TYPE_CHECKING:
     from simenv.llm.embed import ItemEmbeddings
@@ -46,31 +46,15 @@ if TYPE_CHECKING:
 ON_ERROR = ("fail", "utility_fallback")
 
 
-class Backend(Protocol):
-    """An `LLMBackend` or any wrapper around one (read-only name and model)."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def model(self) -> str: ...
-
-    def score(
-        self, prompts: Sequence[str], options: Sequence[Sequence[str]]
-    ) -> list[np.ndarray]: ...
-
-    def generate(
-        self, prompts: Sequence[str], max_tokens: int, json_schema: dict[str, Any] | None = None
-    ) -> list[str]: ...
-
-
 class LLMDecider(BaseDecider):
-    """A `Decider` asking an `LLMBackend` (see the module docstring)."""
+    """A `Decider` asking an `LLMBackend` or any wrapper around one (see the module docstring);
+    prompts are in the backend's chat format (``backend.chat_prompt``)."""
 
     name = "llm"
 
     def __init__(
         self,
-        backend: Backend,
+        backend: LLMBackend,
         *,
         fallback: UtilityDecider | None = None,
         on_error: str = "fail",
@@ -93,7 +77,7 @@ class LLMDecider(BaseDecider):
         self.reflections: dict[tuple[int, int], str] = {}
         self.fallbacks_total = 0
         self._fallbacks = 0
-        self._chat = getattr(backend, "chat_prompt", None) or P.chat_format
+        self._chat = backend.chat_prompt
 
     def __repr__(self) -> str:
         return f"LLMDecider({self.backend!r}, on_error={self.on_error!r})"

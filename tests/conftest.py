@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import pytest
+from fake_openai import Answer, FakeOpenAI
 
 REPO = Path(__file__).resolve().parents[1]
 ML_FILES = ("u.data", "u.item", "u.user", "u.genre")
@@ -58,3 +60,18 @@ def tb(embedded_model: Path) -> Any:
     from simenv.llm.transformers_backend import TransformersBackend
 
     return TransformersBackend(batch_size=8)
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[Callable[..., FakeOpenAI]]:
+    """``fake_openai(answer, **kw)`` starts a `FakeOpenAI` server (tests/fake_openai.py); every
+    server started is stopped after the test."""
+    servers: list[FakeOpenAI] = []
+
+    def start(answer: Answer, **kw: Any) -> FakeOpenAI:
+        servers.append(FakeOpenAI(answer, **kw).start())
+        return servers[-1]
+
+    yield start
+    for srv in servers:
+        srv.stop()

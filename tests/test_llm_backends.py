@@ -2,29 +2,32 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import pickle
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from fake_openai import FakeOpenAI
 
-from simenv.llm import LLMError, check_json, check_labels, make_backend
+from agents import prompts as P
+from simenv.llm import LLMBackend, LLMError, check_json, check_labels, make_backend
+from simenv.llm.chat import chatml
 from simenv.llm.fake import FakeBackend
 from simenv.llm.wrappers import (
     BudgetedBackend,
     BudgetExceeded,
     CachedBackend,
     RetryingBackend,
+    layers,
     stats_dict,
     write_stats,
 )
@@ -89,6 +92,20 @@ def test_fake_backend_deterministic_and_keywords() -> None:
 
 
 # ---------------------------------------------------------------------------- wrappers
+
+
+def test_wrappers_implement_the_protocol_explicitly(tmp_path: Path) -> None:
+    fake = FakeBackend(model="fake-7")
+    stack = RetryingBackend(BudgetedBackend(CachedBackend(fake, tmp_path / "c.sqlite")))
+    assert all(isinstance(layer, LLMBackend) for layer in layers(stack))
+    assert (stack.name, stack.model) == ("fake", "fake-7")
+    chat = stack.chat_prompt("You are Ann.", "Pick one.")
+    assert (
+        chat == fake.chat_prompt("You are Ann.", "Pick one.") == chatml("You are Ann.", "Pick one.")
+    )
+    assert chat == P.chat_format("You are Ann.", "Pick one.")  # what the fake runs always sent
+    assert stack.stats is not fake.stats
+    assert not hasattr(stack, "attempts")  # only protocol members pass through a wrapper
 
 
 def test_cached_backend_hits_and_persistence(tmp_path: Path) -> None:
@@ -175,77 +192,25 @@ def test_write_stats_all_layers(tmp_path: Path) -> None:
 SECRET = "sk-test-Zq8NOTAREALKEY42"
 
 
-class _FakeOpenAI(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, fail_first: int = 0, delay: float = 0.0) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.fail_first = fail_first
-        self.delay = delay
-        self.requests: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/v1"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _FakeOpenAI
-    timeout = 5
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        with self.server.lock:
-            self.server.requests.append(
-                {"path": self.path, "auth": self.headers.get("Authorization"), "body": body}
-            )
-            n = len(self.server.requests)
-        if self.server.delay:
-            time.sleep(self.server.delay)
-        if n <= self.server.fail_first:
-            self.send_response(500)
-            self.end_headers()
-            self.wfile.write(b"boom")
-            return
-        if body.get("logprobs"):
-            top = {"1": math.log(0.6), " 2": math.log(0.3), "Hello": math.log(0.1)}
-            choice = {
-                "text": "1",
-                "logprobs": {"tokens": ["1"], "token_logprobs": [top["1"]], "top_logprobs": [top]},
-            }
-        elif "structured_outputs" in body:
-            choice = {"text": '{"mood": "fine"}'}
-        else:
-            choice = {"text": f"echo {body['prompt'][-5:]}"}
-        payload = {"choices": [choice], "usage": {"prompt_tokens": 7, "completion_tokens": 1}}
-        data = json.dumps(payload).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+def _answer(body: dict[str, Any]) -> dict[str, Any]:
+    """Label logprobs for scoring, a JSON object for a schema, else an echo of the prompt."""
+    if body.get("logprobs"):
+        top = {"1": math.log(0.6), " 2": math.log(0.3), "Hello": math.log(0.1)}
+        choice: dict[str, Any] = {
+            "text": "1",
+            "logprobs": {"tokens": ["1"], "token_logprobs": [top["1"]], "top_logprobs": [top]},
+        }
+    elif "structured_outputs" in body:
+        choice = {"text": '{"mood": "fine"}'}
+    else:
+        choice = {"text": f"echo {body['prompt'][-5:]}"}
+    return {"choices": [choice], "usage": {"prompt_tokens": 7, "completion_tokens": 1}}
 
 
 @pytest.fixture
-def serve() -> Iterator[Any]:
-    servers: list[_FakeOpenAI] = []
-
-    def start(**kw: Any) -> _FakeOpenAI:
-        srv = _FakeOpenAI(**kw)
-        threading.Thread(
-            target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-        servers.append(srv)
-        return srv
-
-    yield start
-    for srv in servers:
-        srv.shutdown()
-        srv.server_close()
+def serve(fake_openai: Callable[..., FakeOpenAI]) -> Callable[..., FakeOpenAI]:
+    """``serve(**kw)``: a fake OpenAI server answering `_answer` (kw: fail_first, delay)."""
+    return functools.partial(fake_openai, _answer)
 
 
 def _dead_url() -> str:
@@ -255,7 +220,9 @@ def _dead_url() -> str:
     return f"http://127.0.0.1:{port}/v1"
 
 
-def test_openai_score_generate_and_key(serve: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_openai_score_generate_and_key(
+    serve: Callable[..., FakeOpenAI], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RECLOOP_TEST_KEY", SECRET)
     srv = serve()
     b = make_backend("openai", base_url=srv.url, model="m", api_key_env="RECLOOP_TEST_KEY")
@@ -272,16 +239,17 @@ def test_openai_score_generate_and_key(serve: Any, monkeypatch: pytest.MonkeyPat
     assert req[-1]["body"]["temperature"] == 0
     assert SECRET not in repr(b) and SECRET.encode() not in pickle.dumps(b)
     assert SECRET not in json.dumps(stats_dict(b))
+    assert isinstance(b, LLMBackend) and b.chat_prompt(None, "hi") == chatml(None, "hi")
 
 
-def test_openai_round_robin(serve: Any) -> None:
+def test_openai_round_robin(serve: Callable[..., FakeOpenAI]) -> None:
     a, c = serve(), serve()
     b = make_backend("openai", base_urls=[a.url, c.url], model="m", max_concurrency=1)
     b.generate([f"p{i}" for i in range(6)], 3)
     assert len(a.requests) == 3 and len(c.requests) == 3
 
 
-def test_openai_retries_after_500(serve: Any) -> None:
+def test_openai_retries_after_500(serve: Callable[..., FakeOpenAI]) -> None:
     srv = serve(fail_first=2)
     b = make_backend("openai", base_url=srv.url, model="m", retries=3, backoff=0.01)
     assert b.generate(["hello"], 5) == ["echo hello"]
@@ -293,7 +261,9 @@ def test_openai_retries_after_500(serve: Any) -> None:
     assert srv2.url in str(e.value) and b2.stats.failures == 1
 
 
-def test_openai_timeout_and_dead_endpoint(serve: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_openai_timeout_and_dead_endpoint(
+    serve: Callable[..., FakeOpenAI], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RECLOOP_TEST_KEY", SECRET)
     slow = serve(delay=1.0)
     b = make_backend(
@@ -381,6 +351,7 @@ def test_transformers_score_matches_brute_force(tb: Any) -> None:
 
 
 def test_transformers_labels_checked(tb: Any) -> None:
+    assert isinstance(tb, LLMBackend)
     p = tb.chat_prompt(None, "Pick a number.")
     assert p.endswith("assistant\n")
     with pytest.raises(ValueError, match="same token"):

@@ -6,15 +6,14 @@ import json
 import math
 import os
 import re
-import threading
-from collections.abc import Iterator, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from fake_openai import FakeOpenAI
 
 import policies
 from agents import prompts as P
@@ -321,64 +320,23 @@ def test_call_budget_from_the_scenario(tmp_path: Path) -> None:
 SECRET = "sk-test-SECRET123"
 
 
-class _FakeOpenAI(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.auth: set[str | None] = set()
-        self.lock = threading.Lock()
-        self.requests = 0
-        self.down_after: int | None = None  # answer 503 after this many requests
-
-    def is_down(self) -> bool:
-        with self.lock:
-            self.requests += 1
-            return self.down_after is not None and self.requests > self.down_after
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/v1"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _FakeOpenAI
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        with self.server.lock:
-            self.server.auth.add(self.headers.get("Authorization"))
-        if self.server.is_down():
-            self.send_response(503)
-            self.end_headers()
-            return
-        if body.get("logprobs"):
-            top = {"A": math.log(0.5), "stay": math.log(0.3), "4": math.log(0.2)}
-            choice: dict[str, Any] = {"text": "A", "logprobs": {"top_logprobs": [top]}}
-        else:
-            choice = {"text": "I like films."}
-        data = json.dumps({"choices": [choice], "usage": {"prompt_tokens": 9}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+def _answer(body: dict[str, Any]) -> dict[str, Any]:
+    """Logprobs over one label of each question when scoring, else a sentence."""
+    if body.get("logprobs"):
+        top = {"A": math.log(0.5), "stay": math.log(0.3), "4": math.log(0.2)}
+        choice: dict[str, Any] = {"text": "A", "logprobs": {"top_logprobs": [top]}}
+    else:
+        choice = {"text": "I like films."}
+    return {"choices": [choice], "usage": {"prompt_tokens": 9}}
 
 
 @pytest.fixture
-def openai_server() -> Iterator[_FakeOpenAI]:
-    srv = _FakeOpenAI()
-    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+def openai_server(fake_openai: Callable[..., FakeOpenAI]) -> FakeOpenAI:
+    return fake_openai(_answer)
 
 
 def test_api_key_never_written(
-    openai_server: _FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+    openai_server: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
     pytest.importorskip("httpx")
     from simenv.cli import main
@@ -393,7 +351,8 @@ def test_api_key_never_written(
         args += ["--set", kv]
     args += ["--out", str(out), "--no-progress"]
     assert main(args) == 0
-    assert openai_server.auth == {f"Bearer {SECRET}"}  # the key was used ...
+    auth = {r["auth"] for r in openai_server.requests}
+    assert auth == {f"Bearer {SECRET}"}  # the key was used ...
     files = [p for p in out.rglob("*") if p.is_file()]
     assert len(files) > 8 and any(p.name == "llm_stats.json" for p in files)
     for p in files:  # ... and written nowhere
@@ -419,7 +378,7 @@ def _prompts_sent(folder: Path) -> int:
 
 
 def test_run_resumes_after_server_goes_down(
-    openai_server: _FakeOpenAI, tmp_path: Path, capsys: Any
+    openai_server: FakeOpenAI, tmp_path: Path, capsys: Any
 ) -> None:
     """A server that stops answering mid-run stops it with an error naming the backend; the
     same command later finishes it: the finished job is kept, the answers already received come
@@ -430,10 +389,10 @@ def test_run_resumes_after_server_goes_down(
     ref = tmp_path / "ref"
     assert main(_llm_run_args(openai_server.url, ref)) == 0
     first_job = _prompts_sent(ref / "parts" / "random-seed0")
-    total = openai_server.requests
+    total = len(openai_server.requests)
     assert 0 < first_job < total
 
-    openai_server.requests = 0
+    openai_server.requests.clear()
     openai_server.down_after = first_job + (total - first_job) // 2  # dies during the 2nd job
     out = tmp_path / "run"
     assert main(_llm_run_args(openai_server.url, out)) == 2
@@ -442,11 +401,12 @@ def test_run_resumes_after_server_goes_down(
     assert (out / "parts" / "random-seed0" / "done").exists()
     assert not (out / "parts" / "mf-seed0" / "done").exists()
 
-    openai_server.requests, openai_server.down_after = 0, None  # the server is back
+    openai_server.requests.clear()
+    openai_server.down_after = None  # the server is back
     assert main(_llm_run_args(openai_server.url, out)) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["run"]["resumed_jobs"] == 1
-    assert openai_server.requests < total - first_job  # answered prompts were not asked again
+    assert len(openai_server.requests) < total - first_job  # answered prompts were not asked again
     layers = json.loads((out / "llm_stats.json").read_text())["layers"]
     assert next(x for x in layers if x["layer"] == "CachedBackend")["stats"]["cache_hits"] > 0
     pd.testing.assert_frame_equal(

@@ -9,6 +9,14 @@ interviews gather the requests of all agents into one call per tick and phase.
   must differ from the others' (`check_labels`).
 - ``generate(prompts, max_tokens, json_schema=None)``: decoded texts (reflections, interviews);
   greedy, so deterministic for a given backend and model.
+- ``chat_prompt(system, user)``: the prompt text for one chat turn in the model's own chat
+  format, ending with the assistant turn's opening; callers put the stable text (persona) in
+  ``system`` so prompts share a prefix.
+- ``name``, ``model``, ``stats``: the backend kind, the model it runs and its `BackendStats`.
+
+Backends (`simenv.llm.transformers_backend`, `.vllm_backend`, `.openai_backend`, `.fake`) and
+the wrappers around them (`simenv.llm.wrappers`) all implement `LLMBackend`; chat formats
+shared by several backends are in `simenv.llm.chat`.
 
 Caching, retries, time-outs, budgets and statistics are wrappers around any backend
 (`simenv.llm.wrappers`), never code inside agents.
@@ -29,6 +37,8 @@ class LLMError(RuntimeError):
 
 @dataclass
 class BackendStats:
+    """What went through one backend or wrapper layer (written to ``llm_stats.json``)."""
+
     calls: int = 0
     prompts: int = 0
     prompt_tokens: int = 0
@@ -40,6 +50,23 @@ class BackendStats:
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def add_call(
+        self,
+        prompts: int,
+        *,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        cached_prompt_tokens: int = 0,
+        seconds: float = 0.0,
+    ) -> None:
+        """Count one call of ``prompts`` prompts and what it used."""
+        self.calls += 1
+        self.prompts += prompts
+        self.prompt_tokens += prompt_tokens
+        self.completion_tokens += completion_tokens
+        self.cached_prompt_tokens += cached_prompt_tokens
+        self.seconds += seconds
+
     def as_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in self.__dict__.items() if k != "extra"}
         d.update(self.extra)
@@ -48,9 +75,20 @@ class BackendStats:
 
 @runtime_checkable
 class LLMBackend(Protocol):
-    name: str
-    model: str
-    stats: BackendStats
+    """A language model as recloop uses it: every backend and every wrapper implements this
+    (see the module docstring). ``name``, ``model`` and ``stats`` are read-only here, so plain
+    attributes and properties (a wrapper's ``name`` is its inner backend's) both qualify."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def stats(self) -> BackendStats: ...
+
+    def chat_prompt(self, system: str | None, user: str) -> str: ...
 
     def score(
         self, prompts: Sequence[str], options: Sequence[Sequence[str]]

@@ -6,6 +6,7 @@ Use it to test agents, wrappers and failure paths without loading weights:
   labels whose *option text* contains one of ``keywords`` are boosted by ``keyword_boost``. An
   option text is the prompt line that starts with the label (``"2. Alien"``, ``"2) Alien"`` or
   ``"2: Alien"``), so "prefers the item whose text mentions sci-fi" is scriptable.
+- ``chat_prompt``: ChatML (`simenv.llm.chat.chatml`).
 - ``generate``: ``"[fake] <hash>"`` texts, or (with ``json_schema``) a JSON object holding every
   required key (strings ``"fake"``, integers 3, numbers 0.5, booleans false, arrays []).
 - failure injection: ``fail_first=N`` raises `LLMError` on the first N calls; ``fail_every=K``
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from simenv.llm.base import BackendStats, LLMError, check_labels
+from simenv.llm.chat import chatml
 
 
 def _unit(*parts: str) -> float:
@@ -74,10 +76,14 @@ class FakeBackend:
             raise LLMError(f"fake backend: injected failure on call {self.attempts}")
 
     def _count(self, prompts: Sequence[str], completion_tokens: int = 0) -> None:
-        self.stats.calls += 1
-        self.stats.prompts += len(prompts)
-        self.stats.prompt_tokens += sum(len(p.split()) + 1 for p in prompts)
-        self.stats.completion_tokens += completion_tokens
+        self.stats.add_call(
+            len(prompts),
+            prompt_tokens=sum(len(p.split()) + 1 for p in prompts),
+            completion_tokens=completion_tokens,
+        )
+
+    def chat_prompt(self, system: str | None, user: str) -> str:
+        return chatml(system, user)
 
     def option_text(self, prompt: str, label: str) -> str:
         m = re.search(rf"^\s*{re.escape(label)}\s*[.):]\s*(.*)$", prompt, flags=re.MULTILINE)

@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from simenv.llm.base import BackendStats, LLMError, check_json, check_labels
+from simenv.llm.chat import apply_chat_template, chatml
 
 T = TypeVar("T")
 _SCHEMA_PARAMS = ("structured_outputs", "guided_json", "response_format", None)
@@ -114,19 +115,13 @@ class OpenAIBackend:
     def chat_prompt(self, system: str | None, user: str) -> str:
         """Chat prompt ending with the assistant turn's opening: the chat template of
         ``tokenizer`` (a local HF folder) when given, else ChatML (SmolLM2, Qwen)."""
-        if self.tokenizer:
-            if self._tok is None:
-                from transformers import AutoTokenizer
+        if not self.tokenizer:
+            return chatml(system, user)
+        if self._tok is None:
+            from transformers import AutoTokenizer
 
-                self._tok = AutoTokenizer.from_pretrained(self.tokenizer)
-            msgs = [{"role": "user", "content": user}]
-            if system:
-                msgs.insert(0, {"role": "system", "content": system})
-            return str(
-                self._tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-            )
-        sys_part = f"<|im_start|>system\n{system}<|im_end|>\n" if system else ""
-        return f"{sys_part}<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
+            self._tok = AutoTokenizer.from_pretrained(self.tokenizer)
+        return apply_chat_template(self._tok, system, user)
 
     # ------------------------------------------------------------------ HTTP
     def _headers(self) -> dict[str, str]:
@@ -179,15 +174,15 @@ class OpenAIBackend:
                 raise
 
     def _account(self, n: int, responses: list[Any], t0: float) -> None:
-        self.stats.calls += 1
-        self.stats.prompts += n
-        for r in responses:
-            usage = r.get("usage") or {}
-            self.stats.prompt_tokens += int(usage.get("prompt_tokens") or 0)
-            self.stats.completion_tokens += int(usage.get("completion_tokens") or 0)
-            details = usage.get("prompt_tokens_details") or {}
-            self.stats.cached_prompt_tokens += int(details.get("cached_tokens") or 0)
-        self.stats.seconds += time.perf_counter() - t0
+        usages = [r.get("usage") or {} for r in responses]
+        details = [u.get("prompt_tokens_details") or {} for u in usages]
+        self.stats.add_call(
+            n,
+            prompt_tokens=sum(int(u.get("prompt_tokens") or 0) for u in usages),
+            completion_tokens=sum(int(u.get("completion_tokens") or 0) for u in usages),
+            cached_prompt_tokens=sum(int(d.get("cached_tokens") or 0) for d in details),
+            seconds=time.perf_counter() - t0,
+        )
 
     # ------------------------------------------------------------------ protocol
     def score(self, prompts: Sequence[str], options: Sequence[Sequence[str]]) -> list[np.ndarray]:

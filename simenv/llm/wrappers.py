@@ -1,8 +1,10 @@
 """Wrappers around any `LLMBackend`: cache, budget, retries, statistics. They implement the same
 protocol, so they compose: ``RetryingBackend(BudgetedBackend(CachedBackend(inner, path)))``.
 
-Each wrapper has its own `BackendStats` (what passed through that layer) and ``inner``;
-`layers` walks the chain and `write_stats` writes every layer's statistics as JSON.
+Each wrapper is a `Wrapper`: it has its own `BackendStats` (what passed through that layer) and
+``inner``, and hands ``name``, ``model`` and ``chat_prompt`` to ``inner`` explicitly (nothing
+else of the inner backend is reachable through it). `layers` walks the chain and `write_stats`
+writes every layer's statistics as JSON.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -25,6 +27,7 @@ __all__ = [
     "BudgetedBackend",
     "CachedBackend",
     "RetryingBackend",
+    "Wrapper",
     "layers",
     "stats_dict",
     "write_stats",
@@ -35,7 +38,13 @@ class BudgetExceeded(LLMError):
     """A call would exceed the budget of a `BudgetedBackend`; nothing was sent."""
 
 
-class _Wrapper:
+T = TypeVar("T")
+
+
+class Wrapper:
+    """Base of the wrappers: an `LLMBackend` around ``inner`` with its own ``stats``; name, model
+    and chat format are the inner backend's. Subclasses implement `score` and `generate`."""
+
     inner: LLMBackend
     stats: BackendStats
 
@@ -47,11 +56,8 @@ class _Wrapper:
     def model(self) -> str:
         return self.inner.model
 
-    def __getattr__(self, attr: str) -> Any:
-        # backend helpers such as chat_prompt() stay reachable through the wrappers
-        if attr == "inner":
-            raise AttributeError(attr)
-        return getattr(self.inner, attr)
+    def chat_prompt(self, system: str | None, user: str) -> str:
+        return self.inner.chat_prompt(system, user)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.inner!r})"
@@ -62,7 +68,7 @@ def _key(*parts: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-class CachedBackend(_Wrapper):
+class CachedBackend(Wrapper):
     """Disk cache (one sqlite3 file) keyed by backend name, model, call kind, prompt and the
     options / max_tokens / schema. Only the prompts that miss go to ``inner`` (one batched call).
     ``stats.cache_hits`` counts prompts served from disk. Failed calls are not cached."""
@@ -139,7 +145,7 @@ class CachedBackend(_Wrapper):
         return [str(t) for t in self._cached("generate", prompts, [extra] * len(prompts), call)]
 
 
-class BudgetedBackend(_Wrapper):
+class BudgetedBackend(Wrapper):
     """Refuses (`BudgetExceeded`) a call that would pass ``max_calls`` calls or
     ``max_prompt_tokens`` prompt tokens (as counted by the innermost backend, so cache hits are
     free), before sending it.
@@ -173,7 +179,7 @@ class BudgetedBackend(_Wrapper):
                     f"({self._tokens} used, about {est} more)"
                 )
 
-    def _run(self, prompts: Sequence[str], fn: Callable[[], Any]) -> Any:
+    def _run(self, prompts: Sequence[str], fn: Callable[[], T]) -> T:
         self._check(prompts)
         innermost = list(layers(self.inner))[-1]  # cache hits do not reach it
         before = innermost.stats.prompt_tokens
@@ -189,15 +195,15 @@ class BudgetedBackend(_Wrapper):
             self.stats.seconds += time.perf_counter() - t0
 
     def score(self, prompts: Sequence[str], options: Sequence[Sequence[str]]) -> list[np.ndarray]:
-        return self._run(prompts, lambda: self.inner.score(prompts, options))  # type: ignore[no-any-return]
+        return self._run(prompts, lambda: self.inner.score(prompts, options))
 
     def generate(
         self, prompts: Sequence[str], max_tokens: int, json_schema: dict[str, Any] | None = None
     ) -> list[str]:
-        return self._run(prompts, lambda: self.inner.generate(prompts, max_tokens, json_schema))  # type: ignore[no-any-return]
+        return self._run(prompts, lambda: self.inner.generate(prompts, max_tokens, json_schema))
 
 
-class RetryingBackend(_Wrapper):
+class RetryingBackend(Wrapper):
     """Retries a failing call (`LLMError`, but never `BudgetExceeded`) up to ``retries`` times
     with exponential backoff (``backoff * 2**attempt`` seconds). After the last failure:
     ``on_error="fail"`` re-raises; ``"fallback"`` returns uniform probabilities from `score`
@@ -225,7 +231,7 @@ class RetryingBackend(_Wrapper):
         self.stats = BackendStats()
         self.stats.extra["fallbacks"] = 0
 
-    def _run(self, n: int, fn: Callable[[], Any], fallback: Callable[[], Any]) -> Any:
+    def _run(self, n: int, fn: Callable[[], T], fallback: Callable[[], T]) -> T:
         t0 = time.perf_counter()
         self.stats.calls += 1
         self.stats.prompts += n
@@ -260,45 +266,42 @@ class RetryingBackend(_Wrapper):
         def uniform() -> list[np.ndarray]:
             return [np.full(len(o), 1.0 / len(o)) for o in options]
 
-        return self._run(len(prompts), call, uniform)  # type: ignore[no-any-return]
+        return self._run(len(prompts), call, uniform)
 
     def generate(
         self, prompts: Sequence[str], max_tokens: int, json_schema: dict[str, Any] | None = None
     ) -> list[str]:
-        return self._run(  # type: ignore[no-any-return]
+        return self._run(
             len(prompts),
             lambda: self.inner.generate(prompts, max_tokens, json_schema),
             lambda: [self.fallback_text] * len(prompts),
         )
 
 
-def layers(backend: Any) -> Iterator[Any]:
+def layers(backend: LLMBackend) -> Iterator[LLMBackend]:
     """The backend and every backend it wraps, outermost first."""
-    seen = 0
-    while backend is not None and seen < 32:
+    yield backend
+    while isinstance(backend, Wrapper):
+        backend = backend.inner
         yield backend
-        backend = backend.__dict__.get("inner") if hasattr(backend, "__dict__") else None
-        seen += 1
 
 
-def stats_dict(backend: Any) -> dict[str, Any]:
+def stats_dict(backend: LLMBackend) -> dict[str, Any]:
     """Statistics of every layer (no prompts, no keys): ``{"layers": [{"layer", "name",
     "model", "stats"}...]}``; the innermost layer's numbers are what the model did."""
-    out = []
-    for layer in layers(backend):
-        st = getattr(layer, "stats", None)
-        out.append(
-            {
-                "layer": type(layer).__name__,
-                "name": str(getattr(layer, "name", "")),
-                "model": str(getattr(layer, "model", "")),
-                "stats": st.as_dict() if isinstance(st, BackendStats) else {},
-            }
-        )
+    out = [
+        {
+            "layer": type(layer).__name__,
+            "name": str(layer.name),
+            "model": str(layer.model),
+            "stats": layer.stats.as_dict(),
+        }
+        for layer in layers(backend)
+    ]
     return {"layers": out}
 
 
-def write_stats(backend: Any, path: str | Path) -> Path:
+def write_stats(backend: LLMBackend, path: str | Path) -> Path:
     """Write `stats_dict` as JSON to ``path`` and return the path."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)

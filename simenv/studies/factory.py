@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from agents.deciders import Decider, UtilityDecider
-from agents.llm_decider import Backend, LLMDecider
+from agents.llm_decider import LLMDecider
 from scenarios.schema import LLMConfig, Scenario
 from simenv.llm import LLMBackend, make_backend
 from simenv.llm.embed import ItemEmbeddings, TextEmbedder
@@ -52,20 +52,20 @@ def backend_kwargs(cfg: LLMConfig) -> dict[str, Any]:
     return {}
 
 
-def make_backend_for(cfg: LLMConfig, run_dir: Path | None) -> Backend:
+def make_backend_for(cfg: LLMConfig, run_dir: Path | None) -> LLMBackend:
     from simenv.llm.transformers_backend import cache_root
     from simenv.llm.wrappers import BudgetedBackend, CachedBackend, RetryingBackend
 
     inner = make_backend(cfg.backend, **backend_kwargs(cfg))
-    wrapped: Backend = RetryingBackend(inner, retries=cfg.retries, backoff=0.5)
+    wrapped: LLMBackend = RetryingBackend(inner, retries=cfg.retries, backoff=0.5)
     if cfg.max_calls is not None or cfg.max_prompt_tokens is not None:
         # outside the retries (a refused call is not retried), inside the cache (hits are free)
-        wrapped = BudgetedBackend(cast(LLMBackend, wrapped), cfg.max_calls, cfg.max_prompt_tokens)
+        wrapped = BudgetedBackend(wrapped, cfg.max_calls, cfg.max_prompt_tokens)
     if not cfg.cache:
         return wrapped
     # the cache sits outside the retries: only validated answers are stored
     path = RunFolder(run_dir).llm_cache if run_dir is not None else cache_root() / LLM_CACHE
-    return CachedBackend(cast(LLMBackend, wrapped), path)
+    return CachedBackend(wrapped, path)
 
 
 def make_embedder(cfg: LLMConfig) -> TextEmbedder | None:
@@ -80,7 +80,7 @@ def make_embedder(cfg: LLMConfig) -> TextEmbedder | None:
 def make_decider(
     scenario: Scenario,
     run_dir: Path | None = None,
-    backend: Backend | None = None,
+    backend: LLMBackend | None = None,
     embedder: TextEmbedder | Literal["config"] | None = "config",
 ) -> Decider:
     """The decider of ``scenario``: `UtilityDecider`, or an `LLMDecider` on ``backend`` (built
@@ -103,7 +103,7 @@ def make_decider(
 
 def decider_factory(run_dir: Path | None) -> Callable[[Scenario], Decider]:
     """``Scenario -> Decider`` for `run_scenario`: one backend shared by all jobs of the run."""
-    backends: dict[str, Backend] = {}
+    backends: dict[str, LLMBackend] = {}
     embedders: dict[str, TextEmbedder | None] = {}
 
     def factory(scenario: Scenario) -> Decider:

@@ -50,8 +50,8 @@ from simenv.studies.run_folder import (
 )
 
 if TYPE_CHECKING:
-    from agents.llm_decider import Backend
     from scenarios.schema import LLMConfig, Scenario
+    from simenv.llm import LLMBackend
     from simenv.llm.embed import TextEmbedder
     from simenv.world import World
 
@@ -493,7 +493,7 @@ def interview(
     *,
     policy: str | None = None,
     seed: int | None = None,
-    backend: Backend | None = None,
+    backend: LLMBackend | None = None,
     config: LLMConfig | None = None,
     max_tokens: int = DEFAULT_MAX_TOKENS,
     memories: int = DEFAULT_MEMORIES,
@@ -524,12 +524,11 @@ def interview(
         from simenv.studies.factory import make_embedder
 
         embedder = make_embedder(cfg)
-    chat = getattr(backend, "chat_prompt", None) or P.chat_format
     rows = build_prompts(
         state,
         users,
         questions,
-        chat=chat,
+        chat=backend.chat_prompt,
         memories=memories,
         embedder=embedder if not isinstance(embedder, str) else None,
     )

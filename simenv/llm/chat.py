@@ -1,0 +1,100 @@
+"""Chat prompts and option-label tokens, written once for the backends that share them.
+
+- `chatml`: the ChatML format (SmolLM2, Qwen), for backends that hold no tokenizer (`FakeBackend`,
+  `OpenAIBackend` without ``tokenizer``).
+- `apply_chat_template`: a Hugging Face tokenizer's own chat template.
+- `HFTokenizerPrompts`: the ``chat_prompt``, ``label_token(s)`` and prompt encoding of a backend
+  that holds a Hugging Face tokenizer (`TransformersBackend`, `VLLMBackend`), so both see the
+  same prompts, label tokens and token ids.
+
+Label rule: a label is matched as the text the model would generate right after the prompt. If
+the prompt is empty or ends with whitespace (a chat prompt ends with ``"assistant\\n"``) the label
+is appended as is; otherwise with one leading space (``"Answer:"`` + ``" 1"``). The label's token
+is the first token of that continuation when ``prompt + continuation`` is tokenised (computed on
+the prompt's last characters, cached). The labels of one prompt must have distinct tokens
+(`check_labels`); note that some tokenizers (SmolLM2's included) split ``" 1"`` into ``" "`` +
+``"1"``, so digit labels need a prompt ending in a space or newline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from typing import Any
+
+from simenv.llm.base import BackendStats, check_labels
+
+_TAIL_CHARS = 48  # prompt characters used to find a label's first token (BPE merges are local)
+
+
+def chatml(system: str | None, user: str) -> str:
+    """(system, user) in ChatML, ending with the assistant turn's opening."""
+    sys_part = f"<|im_start|>system\n{system}<|im_end|>\n" if system else ""
+    return f"{sys_part}<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
+
+
+def apply_chat_template(tokenizer: Any, system: str | None, user: str) -> str:
+    """``tokenizer``'s chat template applied to (system, user), ending with the assistant turn's
+    opening (``add_generation_prompt=True``)."""
+    messages = [{"role": "user", "content": user}]
+    if system:
+        messages.insert(0, {"role": "system", "content": system})
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return str(text)
+
+
+class HFTokenizerPrompts:
+    """Prompts and labels on a Hugging Face tokenizer (see the module docstring).
+
+    A backend inheriting this calls `_use_tokenizer` once in ``__init__`` and keeps its
+    `BackendStats` in ``stats`` (`_encode` counts cut prompts in ``stats.extra["truncated"]``).
+    """
+
+    _tok: Any
+    _first_token: Callable[[str, str], int]
+    stats: BackendStats
+
+    def _use_tokenizer(self, tokenizer: Any, cache_size: int = 65536) -> None:
+        self._tok = tokenizer
+        self._first_token = lru_cache(maxsize=cache_size)(self._first_token_uncached)
+
+    def chat_prompt(self, system: str | None, user: str) -> str:
+        """The tokenizer's chat template applied to (system, user), ending with the assistant
+        turn's opening. Put the stable text (persona) in ``system`` so prompts share a prefix."""
+        return apply_chat_template(self._tok, system, user)
+
+    def label_token(self, prompt: str, label: str) -> int:
+        """Id of the first token the model would emit for ``label`` after ``prompt``."""
+        tail = prompt[-_TAIL_CHARS:]
+        sep = "" if not tail or tail[-1].isspace() else " "
+        return int(self._first_token(tail, sep + label))
+
+    def _first_token_uncached(self, tail: str, continuation: str) -> int:
+        enc = self._tok.encode
+        head = enc(tail, add_special_tokens=False) if tail else []
+        full = enc(tail + continuation, add_special_tokens=False)
+        if full[: len(head)] == head and len(full) > len(head):
+            return int(full[len(head)])
+        # the boundary merged across prompt and label: fall back to the label on its own
+        return int(enc(continuation, add_special_tokens=False)[0])
+
+    def label_tokens(self, prompt: str, labels: Sequence[str]) -> list[int]:
+        """Validated first-token ids of ``labels`` after ``prompt`` (raises ValueError)."""
+        check_labels(labels)
+        ids = [self.label_token(prompt, lab) for lab in labels]
+        check_labels(labels, [self._tok.decode([i]) for i in ids])
+        return ids
+
+    def _encode(self, prompts: Sequence[str], limit: int) -> list[list[int]]:
+        """Token ids of ``prompts`` (special tokens added), each cut from the left to ``limit``
+        tokens (the end holds the question); raises ValueError for an empty prompt."""
+        out = []
+        for p in prompts:
+            ids = list(self._tok.encode(p, add_special_tokens=True))
+            if len(ids) > limit:
+                ids = ids[-limit:]
+                self.stats.extra["truncated"] += 1
+            if not ids:
+                raise ValueError("empty prompt")
+            out.append(ids)
+        return out
