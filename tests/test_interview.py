@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -23,6 +24,7 @@ from simenv.llm import LLMError
 from simenv.llm.fake import FakeBackend
 from simenv.studies import interview as iv
 from simenv.studies.runner import run_scenario
+from simenv.users import UserState
 from simenv.world import World
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
@@ -51,7 +53,7 @@ def _world(decider: Any = None, seed: int = 0, ticks: int = 3, **over: Any) -> W
     return world
 
 
-def _saved(world: World, folder: Path) -> iv.UserState:
+def _saved(world: World, folder: Path) -> iv.SavedJob:
     iv.save_user_state(world, folder)
     return iv.load_user_state(folder, "popularity", 0)
 
@@ -67,18 +69,19 @@ def test_saved_state_is_the_final_world_state(tmp_path: Path) -> None:
     d = LLMDecider(FakeBackend(), reflection_every=1, memory_top=3)
     world = _world(d, ticks=4)
     state = _saved(world, tmp_path)
+    # the world's own UserState comes back, every array equal and of the same dtype
+    for f in dataclasses.fields(UserState):
+        saved, live = getattr(state.users, f.name), getattr(world.users, f.name)
+        if isinstance(live, np.ndarray):
+            np.testing.assert_array_equal(saved, live)
+            assert saved.dtype == live.dtype, f.name
+        else:
+            for g in dataclasses.fields(live) if dataclasses.is_dataclass(live) else ():
+                np.testing.assert_array_equal(getattr(saved, g.name), getattr(live, g.name))
     for name in ("kind", "item", "tick", "rating", "valence", "importance", "ptr"):
         np.testing.assert_array_equal(
-            getattr(state.memory, name), getattr(world.users.memory, name)
+            getattr(state.users.memory, name), getattr(world.users.memory, name)
         )
-    for name in ("satisfaction", "fatigue", "boredom", "curiosity"):
-        np.testing.assert_array_equal(
-            getattr(state.emotion, name), getattr(world.users.emotion, name)
-        )
-    np.testing.assert_array_equal(state.persona.taste, world.users.persona.taste)
-    np.testing.assert_array_equal(state.persona.liked, world.users.persona.liked)
-    np.testing.assert_array_equal(state.taste, world.users.taste)
-    np.testing.assert_array_equal(state.present, world.users.present)
     assert state.tick == world.tick == 4 and state.decider == "llm"
     assert state.reflections and state.reflections == {
         k: v
@@ -180,8 +183,8 @@ def test_memories_are_retrieved_by_relevance_to_the_question(tmp_path: Path) -> 
     state.item_titles = {t: f"Show number {t}" for t in range(d)}
     mem = MemoryStore(1, d)
     mem.record(np.zeros(d, np.int64), MemoryKind.CONSUMED, np.arange(d), 2, rating=np.full(d, 4))
-    state.memory = mem
-    state.present = state.present[:1]
+    state.users.memory = mem
+    state.users.present = state.users.present[:1]
     for t in range(d):
         topic = state.topic_names[t]
         slots = iv.retrieve(state, [0], [f"Do you still like {topic.upper()} things?"], top=1)
@@ -204,7 +207,7 @@ def test_minilm_relevance_of_memories_to_the_question(tmp_path: Path) -> None:
     state.item_descriptions = {i: d for i, (_, d) in enumerate(texts)}
     mem = MemoryStore(1, 4)
     mem.record(np.zeros(4, np.int64), MemoryKind.CONSUMED, np.arange(4), 2, rating=np.full(4, 4))
-    state.memory, state.present = mem, state.present[:1]
+    state.users.memory, state.users.present = mem, state.users.present[:1]
     qs = ["Do you like space travel?", "What do you cook?", "Which sport do you follow?"]
     slots = iv.retrieve(state, [0, 0, 0], qs, top=1, embedder=MiniLMEmbedder())
     assert mem.item[0, slots[:, 0]].tolist() == [0, 1, 2]
@@ -255,8 +258,10 @@ def test_runner_saves_every_job_and_resume_keeps_working(run4: Path, tmp_path: P
     world = World(sc, policies.make("popularity"), seed=1)
     world.run()
     _, state = iv.load_job(out, "popularity", 1)
-    np.testing.assert_array_equal(state.memory.item, world.users.memory.item)
-    np.testing.assert_array_equal(state.emotion.satisfaction, world.users.emotion.satisfaction)
+    np.testing.assert_array_equal(state.users.memory.item, world.users.memory.item)
+    np.testing.assert_array_equal(
+        state.users.emotion.satisfaction, world.users.emotion.satisfaction
+    )
     # resuming: a finished job is kept (state untouched), an unfinished one is run again
     kept = (out / "parts/popularity-seed0/users.npz").stat().st_mtime_ns
     (out / "parts/mmr_mf_-seed1/done").unlink()

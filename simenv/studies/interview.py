@@ -3,15 +3,16 @@
 Saving (`save_user_state`, called by the runner at the end of each job) writes the final state
 of every user into the job's part folder:
 
-- ``users.npz`` (compressed): memory records (kind, item, tick, rating, valence, importance,
-  ring pointer), emotion (satisfaction, fatigue, boredom, curiosity), persona traits, the drifted
-  taste, ``present`` (False = left the platform), the last tick's session length per user, and
-  the topic features of every item the state refers to;
+- ``users.npz`` (compressed): every array of the world's `simenv.users.UserState` (persona,
+  drifted and initial taste, emotion, presence, memory records with their ring pointer, the
+  recent-items and inbox rings, genre history, the last tick's session length), flattened by
+  `user_arrays`, and the topic features of every item the state refers to;
 - ``users.json``: topic names, the titles and descriptions of those items (only those: the file
   is bounded by users × memory slots, not by the catalog's growth) and, for LLM runs, the
   reflection texts keyed by (user, memory slot).
 
-Interviewing (`interview`) loads one job of a run folder (default: the first job with saved
+Loading rebuilds the same `UserState` (`users_from_arrays`) inside a `SavedJob`. Interviewing
+(`interview`) loads one job of a run folder (default: the first job with saved
 state; ``policy`` / ``seed`` select), writes one prompt per (user, question) from
 `agents.prompts` (the persona as the decisions saw it, memories retrieved by relevance to the
 question, emotion in words, presence on the app, the quoted question) and answers all of them
@@ -26,6 +27,7 @@ quotes (no match: memories rank by recency and importance alone).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Sequence
@@ -48,6 +50,7 @@ from simenv.studies.run_folder import (
     atomic_write,
     write_text,
 )
+from simenv.users import UserState
 
 if TYPE_CHECKING:
     from scenarios.schema import LLMConfig, Scenario
@@ -55,13 +58,13 @@ if TYPE_CHECKING:
     from simenv.llm.embed import TextEmbedder
     from simenv.world import World
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 DEFAULT_MEMORIES = 10
 DEFAULT_MAX_TOKENS = 80
 
-_PERSONA_FIELDS = ("activity", "conformity", "diversity", "curiosity", "rating_bias")
-_EMOTION_FIELDS = ("satisfaction", "fatigue", "boredom", "curiosity")
 _MEMORY_FIELDS = ("kind", "item", "tick", "rating", "valence", "importance", "ptr")
+# int64 ids and pointers are stored as int32 (the file stays small); loading casts them back
+_NARROW = {"recent", "inbox", "recent_ptr", "inbox_ptr", "session_length", "liked", "disliked"}
 
 
 class InterviewError(ValueError):
@@ -71,34 +74,69 @@ class InterviewError(ValueError):
 # -------------------------------------------------------------------------------- saving
 
 
+def _stored(name: str, value: np.ndarray) -> np.ndarray:
+    return value.astype(np.int32) if name in _NARROW or name in ("item", "ptr") else value
+
+
+def user_arrays(users: UserState) -> dict[str, np.ndarray]:
+    """Every array of ``users`` under a flat name: ``user_*``, ``persona_*``, ``emotion_*``,
+    ``memory_*`` (the fields of `UserState`, `PersonaTable`, `EmotionState`, `MemoryStore`)."""
+    out: dict[str, np.ndarray] = {}
+    for f in dataclasses.fields(UserState):
+        value = getattr(users, f.name)
+        if isinstance(value, np.ndarray):
+            out[f"user_{f.name}"] = _stored(f.name, value)
+    for part, obj in (("persona", users.persona), ("emotion", users.emotion)):
+        for f in dataclasses.fields(obj):
+            out[f"{part}_{f.name}"] = _stored(f.name, getattr(obj, f.name))
+    for name in _MEMORY_FIELDS:
+        out[f"memory_{name}"] = _stored(name, getattr(users.memory, name))
+    return out
+
+
+def users_from_arrays(a: dict[str, np.ndarray]) -> UserState:
+    """The `UserState` that `user_arrays` flattened."""
+
+    def part(prefix: str, cls: type) -> dict[str, np.ndarray]:
+        return {f.name: _loaded(f.name, a[f"{prefix}_{f.name}"]) for f in dataclasses.fields(cls)}
+
+    kind = a["memory_kind"]
+    memory = MemoryStore(kind.shape[0], kind.shape[1])
+    for name in _MEMORY_FIELDS:
+        setattr(memory, name, a[f"memory_{name}"].astype(getattr(memory, name).dtype))
+    arrays = {
+        f.name: _loaded(f.name, a[f"user_{f.name}"])
+        for f in dataclasses.fields(UserState)
+        if f"user_{f.name}" in a
+    }
+    return UserState(
+        persona=PersonaTable(**part("persona", PersonaTable)),
+        emotion=EmotionState(**part("emotion", EmotionState)),
+        memory=memory,
+        **arrays,
+    )
+
+
+def _loaded(name: str, value: np.ndarray) -> np.ndarray:
+    return value.astype(np.int64) if name in _NARROW else value
+
+
 def save_user_state(world: World, folder: Path) -> tuple[Path, Path]:
     """Write the final user state of ``world`` into ``folder`` (see the module docstring)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     users = world.users
-    mem, pt, emo = users.memory, users.persona, users.emotion
+    mem, pt = users.memory, users.persona
     n_items = world.items.size
     refs = np.concatenate([mem.item.ravel(), pt.liked.ravel(), pt.disliked.ravel()])
     item_ids = np.unique(refs[(refs >= 0) & (refs < n_items)]).astype(np.int64)
     arrays: dict[str, np.ndarray] = {
         "version": np.asarray(STATE_VERSION),
         "tick": np.asarray(world.tick),
-        "present": users.present,
-        "session_length": users.session_length.astype(np.int32),  # slates seen in the last tick
-        "taste": users.taste,
-        "persona_taste": pt.taste,
-        "persona_liked": pt.liked.astype(np.int32),
-        "persona_disliked": pt.disliked.astype(np.int32),
         "item_ids": item_ids,
         "item_features": world.items.features[item_ids],
+        **user_arrays(users),
     }
-    for name in _MEMORY_FIELDS:
-        value = getattr(mem, name)
-        arrays[f"memory_{name}"] = value.astype(np.int32) if name in ("item", "ptr") else value
-    for name in _EMOTION_FIELDS:
-        arrays[f"emotion_{name}"] = getattr(emo, name)
-    for name in _PERSONA_FIELDS:
-        arrays[f"persona_{name}"] = getattr(pt, name)
     reflections = world.decider.reflection_texts()
     meta = {
         "version": STATE_VERSION,
@@ -130,19 +168,15 @@ def save_user_state(world: World, folder: Path) -> tuple[Path, Path]:
 
 
 @dataclass
-class UserState:
-    """The final state of every user of one job, as saved by `save_user_state`."""
+class SavedJob:
+    """One finished job's users (the world's `UserState` as saved by `save_user_state`) and
+    the texts and features of the items their state refers to."""
 
     policy: str
     seed: int
     folder: Path
     tick: int
-    memory: MemoryStore
-    emotion: EmotionState
-    persona: PersonaTable
-    taste: np.ndarray  # (n, d) drifted taste at the end of the run
-    present: np.ndarray  # (n,) bool; False = left the platform
-    session_length: np.ndarray  # (n,) slates seen in the last tick
+    users: UserState
     topic_names: list[str]
     item_features: np.ndarray  # (max referenced id + 1, d), zero rows for unreferenced items
     item_titles: dict[int, str]
@@ -152,13 +186,13 @@ class UserState:
 
     @property
     def n_users(self) -> int:
-        return int(self.present.shape[0])
+        return self.users.n
 
     def title(self, item: int) -> str:
         return self.item_titles.get(item, f"item {item}")
 
 
-def load_user_state(folder: Path, policy: str = "", seed: int = 0) -> UserState:
+def load_user_state(folder: Path, policy: str = "", seed: int = 0) -> SavedJob:
     """Read ``users.npz`` / ``users.json`` of one part folder."""
     folder = Path(folder)
     with np.load(folder / USERS_NPZ) as z:
@@ -169,33 +203,16 @@ def load_user_state(folder: Path, policy: str = "", seed: int = 0) -> UserState:
             f"{folder}: user state version {int(a['version'])} is not {STATE_VERSION}; "
             "run the scenario again into a new --out"
         )
-    kind = a["memory_kind"]
-    mem = MemoryStore(kind.shape[0], kind.shape[1])
-    for name in _MEMORY_FIELDS:
-        current = getattr(mem, name)
-        setattr(mem, name, a[f"memory_{name}"].astype(current.dtype))
-    emotion = EmotionState(**{f: a[f"emotion_{f}"] for f in _EMOTION_FIELDS})
-    persona = PersonaTable(
-        taste=a["persona_taste"],
-        liked=a["persona_liked"].astype(np.int64),
-        disliked=a["persona_disliked"].astype(np.int64),
-        **{f: a[f"persona_{f}"] for f in _PERSONA_FIELDS},
-    )
     ids = a["item_ids"].astype(np.int64)
     feats = a["item_features"]
     dense = np.zeros((int(ids.max()) + 1 if ids.size else 1, feats.shape[1]), dtype=np.float32)
     dense[ids] = feats
-    return UserState(
+    return SavedJob(
         policy=policy,
         seed=seed,
         folder=folder,
         tick=int(a["tick"]),
-        memory=mem,
-        emotion=emotion,
-        persona=persona,
-        taste=a["taste"],
-        present=a["present"].astype(bool),
-        session_length=a["session_length"],
+        users=users_from_arrays(a),
         topic_names=list(meta["topic_names"]),
         item_features=dense,
         item_titles=dict(zip(ids.tolist(), meta["item_titles"], strict=True)),
@@ -265,7 +282,7 @@ def select_job(
 
 def load_job(
     run: Path, policy: str | None = None, seed: int | None = None
-) -> tuple[Scenario, UserState]:
+) -> tuple[Scenario, SavedJob]:
     """The scenario of ``run`` and the user state of the selected job."""
     scenario = load_scenario(run)
     label, s, part = select_job(run, scenario, policy, seed)
@@ -275,7 +292,7 @@ def load_job(
 # -------------------------------------------------------------------------------- prompts
 
 
-def check_users(state: UserState, users: Sequence[int]) -> list[int]:
+def check_users(state: SavedJob, users: Sequence[int]) -> list[int]:
     out = [int(u) for u in users]
     if not out:
         raise InterviewError("no user given (--user N)")
@@ -288,16 +305,16 @@ def check_users(state: UserState, users: Sequence[int]) -> list[int]:
     return out
 
 
-def persona_prompt(state: UserState, user: int, max_text: int = P.MAX_TEXT) -> str:
+def persona_prompt(state: SavedJob, user: int, max_text: int = P.MAX_TEXT) -> str:
     """The persona in words, exactly as `LLMDecider.system_prompts` writes it."""
 
     def titles(items: Sequence[int]) -> list[str]:
         return [state.item_titles[i] for i in items if i in state.item_titles]
 
-    return P.persona_of(state.persona, user, state.topic_names, titles, max_text)
+    return P.persona_of(state.users.persona, user, state.topic_names, titles, max_text)
 
 
-def topic_query(state: UserState, question: str) -> np.ndarray:
+def topic_query(state: SavedJob, question: str) -> np.ndarray:
     """(d,) query in topic space: topics named in the question + items whose title it names."""
     text = " ".join(question.lower().split())
     d = state.item_features.shape[1]
@@ -313,14 +330,14 @@ def topic_query(state: UserState, question: str) -> np.ndarray:
 
 
 def retrieve(
-    state: UserState,
+    state: SavedJob,
     users: Sequence[int],
     questions: Sequence[str],
     top: int,
     embedder: TextEmbedder | None = None,
 ) -> np.ndarray:
     """(n, k) memory slots per (user, question) row, best first, -1 padded; ``top`` 0 = all."""
-    mem = state.memory
+    mem = state.users.memory
     users_a = np.asarray(users, dtype=np.int64)
     k = mem.capacity if top <= 0 else min(top, mem.capacity)
     if embedder is None:
@@ -344,11 +361,11 @@ def retrieve(
 
 
 def memory_lines(
-    state: UserState, user: int, slots: Sequence[int], max_text: int = P.MAX_TEXT
+    state: SavedJob, user: int, slots: Sequence[int], max_text: int = P.MAX_TEXT
 ) -> list[str]:
     """The memories in ``slots`` of one user in words, in the order they were written (the ring
     pointer gives it; the decisions' prompts order by day, then by slot)."""
-    mem = state.memory
+    mem = state.users.memory
     ptr, cap = int(mem.ptr[user]), mem.capacity
     chosen = sorted(
         (int(s) for s in slots if s >= 0), key=lambda s: (int(mem.tick[user, s]), (s - ptr) % cap)
@@ -369,9 +386,9 @@ def memory_lines(
     return lines
 
 
-def situation(state: UserState, user: int, max_text: int = P.MAX_TEXT) -> str:
+def situation(state: SavedJob, user: int, max_text: int = P.MAX_TEXT) -> str:
     """Presence on the app (with the remembered days) and, when it changed, the current taste."""
-    mem = state.memory
+    mem = state.users.memory
     kinds, ticks = mem.kind[user], mem.tick[user]
 
     def last(kind: MemoryKind) -> int | None:
@@ -380,11 +397,11 @@ def situation(state: UserState, user: int, max_text: int = P.MAX_TEXT) -> str:
 
     left, back = last(MemoryKind.LEFT), last(MemoryKind.RETURNED)
     returned = back if back is not None and (left is None or back >= left) else None
-    text = P.presence_text(bool(state.present[user]), left, returned)
-    before = [int(i) for i in np.argsort(-state.persona.taste[user], kind="stable")[:3]]
-    now = [int(i) for i in np.argsort(-state.taste[user], kind="stable")[:3]]
+    text = P.presence_text(bool(state.users.present[user]), left, returned)
+    before = [int(i) for i in np.argsort(-state.users.persona.taste[user], kind="stable")[:3]]
+    now = [int(i) for i in np.argsort(-state.users.taste[user], kind="stable")[:3]]
     if set(before) != set(now):
-        lately = P.taste_now_text(state.taste[user], state.topic_names, max_text)
+        lately = P.taste_now_text(state.users.taste[user], state.topic_names, max_text)
         text = f"{text} {lately}" if lately else text
     return text
 
@@ -421,7 +438,7 @@ def tidy_answer(text: str, max_sentences: int = 3) -> str:
 
 
 def build_prompts(
-    state: UserState,
+    state: SavedJob,
     users: Sequence[int],
     questions: Sequence[str],
     *,
@@ -446,7 +463,7 @@ def build_prompts(
     for r, (u, q) in enumerate(rows):
         body = P.interview_user(
             P.memories_text(memory_lines(state, u, slots[r].tolist(), max_text)),
-            state.emotion.describe(u),
+            state.users.emotion.describe(u),
             situation(state, u, max_text),
             state.tick,
             q,
@@ -498,14 +515,14 @@ def interview(
     max_tokens: int = DEFAULT_MAX_TOKENS,
     memories: int = DEFAULT_MEMORIES,
     embedder: TextEmbedder | str | None = "config",
-    state: UserState | None = None,
+    state: SavedJob | None = None,
 ) -> list[Answer]:
     """Ask every user every question (one batched ``generate`` call); answers in that order.
 
     ``backend``: an `LLMBackend` (default: built from ``config``, default `interview_config`,
     cached in the run folder's ``llm_cache.sqlite`` when the config caches). ``embedder``:
     ``"config"`` = from the config's ``embeddings`` setting; None = topic features.
-    ``state``: the job's `UserState` when already loaded (`load_job`), else loaded here.
+    ``state``: the job's `SavedJob` when already loaded (`load_job`), else loaded here.
     """
     if max_tokens < 1:
         raise InterviewError(f"--max-tokens must be at least 1, got {max_tokens}")
