@@ -63,8 +63,11 @@ class TickBuffer:
         self.rating.append(fb.rating)
 
     def all_slates(self, k: int) -> np.ndarray:
-        """(R, k) every slate served this tick, in serving order."""
-        return np.concatenate(self.slates) if self.slates else np.zeros((0, k), dtype=np.int64)
+        """(R, k) every slate served this tick, in serving order (joined once per tick)."""
+        if len(self.slates) != 1:
+            joined = np.concatenate(self.slates) if self.slates else np.zeros((0, k), np.int64)
+            self.slates[:] = [joined]
+        return self.slates[0]
 
     def exposures(self, k: int, n_items: int) -> np.ndarray:
         """(n_items,) impressions of each item this tick."""
@@ -326,7 +329,10 @@ class World(mesa.Model):
     # 7. end of the tick: creators react, measure ----------------------------------
 
     def _creators_phase(self) -> None:
-        """Creators note what their items got this tick and react to it."""
+        """Creators note what their items got this tick and react to it (nothing to do when
+        creators are off and none is driven from outside)."""
+        if not (self.scenario.creators.enabled or self.creators.driven.any()):
+            return
         k, cap = self.spec.k, self.items.capacity
         cr.record_tick(
             self.creators,
