@@ -130,13 +130,10 @@ def folder_lock(folder: Path) -> Iterator[None]:
         os.close(fd)  # closing the descriptor drops the lock
 
 
-@dataclass(frozen=True)
-class Part:
-    """The folder of one (policy, seed) job."""
+class _ResultFiles:
+    """The result files a run folder and each of its parts both hold."""
 
     path: Path
-    label: str
-    seed: int
 
     @property
     def metrics(self) -> Path:
@@ -147,16 +144,25 @@ class Part:
         return self.path / INTERACTIONS
 
     @property
+    def llm_stats(self) -> Path:
+        return self.path / LLM_STATS
+
+
+@dataclass(frozen=True)
+class Part(_ResultFiles):
+    """The folder of one (policy, seed) job."""
+
+    path: Path
+    label: str
+    seed: int
+
+    @property
     def users_npz(self) -> Path:
         return self.path / USERS_NPZ
 
     @property
     def users_json(self) -> Path:
         return self.path / USERS_JSON
-
-    @property
-    def llm_stats(self) -> Path:
-        return self.path / LLM_STATS
 
     def is_done(self) -> bool:
         return (self.path / DONE).exists()
@@ -169,7 +175,7 @@ class Part:
 
 
 @dataclass(frozen=True)
-class RunFolder:
+class RunFolder(_ResultFiles):
     """A run folder at ``path`` (see the module docstring for its layout)."""
 
     path: Path
@@ -182,24 +188,12 @@ class RunFolder:
         return self.path / CONFIG
 
     @property
-    def metrics(self) -> Path:
-        return self.path / METRICS
-
-    @property
-    def interactions(self) -> Path:
-        return self.path / INTERACTIONS
-
-    @property
     def summary(self) -> Path:
         return self.path / SUMMARY
 
     @property
     def plots(self) -> Path:
         return self.path / PLOTS
-
-    @property
-    def llm_stats(self) -> Path:
-        return self.path / LLM_STATS
 
     @property
     def llm_cache(self) -> Path:
