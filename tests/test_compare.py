@@ -64,3 +64,30 @@ def test_compare_bad_input(
         assert main(["compare", *extra, "--out", str(tmp_path / "o")]) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
+
+
+def test_importing_plots_leaves_the_matplotlib_backend_alone(tmp_path: Path) -> None:
+    """A notebook user's backend is theirs: recloop never calls matplotlib.use."""
+    import subprocess
+    import sys
+
+    code = (
+        "import matplotlib; matplotlib.use('svg'); "
+        "import simenv.studies.plots, simenv.studies.runner; "
+        "print(matplotlib.get_backend())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "svg"
+
+
+def test_time_axes_have_whole_ticks(tmp_path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    from simenv.studies.plots import _draw
+
+    frame = pd.DataFrame({"policy": "p", "seed": 0, "tick": [0, 1], "ctr": [0.1, 0.2]})
+    ax = Figure().subplots()
+    _draw(ax, frame, "ctr")
+    ax.figure.canvas.draw()
+    ticks = [t for t in ax.get_xticks() if 0 <= t <= 1]
+    assert ticks and all(float(t).is_integer() for t in ticks)

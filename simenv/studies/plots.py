@@ -1,4 +1,8 @@
-"""Figures of a run: one line per policy over ticks, mean over seeds with a 95% band."""
+"""Figures of a run: one line per policy over ticks, mean over seeds with a 95% band.
+
+Figures are `matplotlib.figure.Figure` objects saved straight to files: nothing here touches
+pyplot's global state or the backend, so importing this module in a notebook changes nothing.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from scenarios.schema import Scenario
 from simenv import metrics as registry
@@ -39,7 +42,7 @@ def plot_compare(runs: dict[str, pd.DataFrame], names: list[str], folder: Path) 
     styles = dict(zip(runs, ["-", "--", ":", "-."] * (1 + len(runs) // 4), strict=False))
     title = " vs ".join(runs)
 
-    def draw(ax: plt.Axes, name: str) -> None:
+    def draw(ax: Axes, name: str) -> None:
         for run, metrics in runs.items():
             if name in metrics.columns:
                 _draw(ax, metrics, name, colours=colours, style=styles[run], run=run)
@@ -58,7 +61,7 @@ def plot_compare(runs: dict[str, pd.DataFrame], names: list[str], folder: Path) 
 def _write_figures(
     folder: Path,
     names: list[str],
-    draw: Callable[[plt.Axes, str], None],
+    draw: Callable[[Axes, str], None],
     titles: tuple[str, str],
     size: tuple[float, float],
     panel: tuple[float, float],
@@ -70,20 +73,19 @@ def _write_figures(
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for name in names:
-        fig, ax = plt.subplots(figsize=size)
+        fig = Figure(figsize=size)
+        ax = fig.subplots()
         draw(ax, name)
         ax.legend(**legend)
         fig.suptitle(titles[0], fontsize=10)
         fig.tight_layout()
         written.append(folder / f"{name}.png")
         fig.savefig(written[-1], dpi=110)
-        plt.close(fig)
     if names:
         cols = min(2, len(names))
         rows = int(np.ceil(len(names) / cols))
-        fig, axes = plt.subplots(
-            rows, cols, figsize=(panel[0] * cols, panel[1] * rows), squeeze=False
-        )
+        fig = Figure(figsize=(panel[0] * cols, panel[1] * rows))
+        axes = fig.subplots(rows, cols, squeeze=False)
         for ax, name in zip(axes.ravel(), names, strict=False):
             draw(ax, name)
         for ax in axes.ravel()[len(names) :]:
@@ -93,12 +95,11 @@ def _write_figures(
         fig.tight_layout()
         written.append(folder / "overview.png")
         fig.savefig(written[-1], dpi=110)
-        plt.close(fig)
     return written
 
 
 def _draw(
-    ax: plt.Axes,
+    ax: Axes,
     metrics: pd.DataFrame,
     name: str,
     colours: dict[str, str] | None = None,
@@ -120,6 +121,7 @@ def _draw(
                 alpha=0.15,
             )
     ax.set_xlabel("tick")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # ticks are whole days
     ax.set_ylabel(name)
     ax.set_title(_title(name), fontsize=9)
     ax.grid(alpha=0.3)
