@@ -172,7 +172,9 @@ def sample_personas(
     of that Dirichlet draw; activity ~ Beta(activity_ab); conformity ~ Beta(conformity_ab);
     curiosity: 0.7 · Beta(curiosity_ab) + 0.3 · diversity; rating_bias ~ N(0, rating_bias_scale).
     If ``item_features`` (n_items, n_topics) is given, liked / disliked are the ``n_examples``
-    items with the highest / lowest taste · features (cosine); otherwise all -1.
+    items with the highest / lowest taste · features (cosine); otherwise all -1. Users are
+    scored in chunks of at most ``chunk_size`` rows and `EXAMPLE_CHUNK_SCORES` scores, so the
+    memory this takes does not grow with the catalog.
     """
     if n < 0 or n_topics < 1:
         raise ValueError(f"need n >= 0 and n_topics >= 1, got {n}, {n_topics}")
@@ -200,10 +202,11 @@ def sample_personas(
         feats = _l2_rows(feats).astype(np.float32)
         k = min(n_examples, feats.shape[0])
         t32 = taste.astype(np.float32)
-        for start in range(0, n, chunk_size):
-            s = t32[start : start + chunk_size] @ feats.T
-            liked[start : start + chunk_size, :k] = _top_k(s, k)
-            disliked[start : start + chunk_size, :k] = _top_k(-s, k)
+        rows = example_chunk_rows(feats.shape[0], chunk_size)
+        for start in range(0, n, rows):
+            s = t32[start : start + rows] @ feats.T
+            liked[start : start + rows, :k] = _top_k(s, k)
+            disliked[start : start + rows, :k] = _top_k(-s, k)
 
     return PersonaTable.from_arrays(
         activity=activity,
@@ -215,6 +218,17 @@ def sample_personas(
         liked=liked,
         disliked=disliked,
     )
+
+
+#: Scores (users × items) computed at once when picking example items: the chunk's rows shrink
+#: as the catalog grows, so its memory stays bounded (~20 bytes per score with `_top_k`'s
+#: temporaries: about 80 MiB) whatever the catalog size.
+EXAMPLE_CHUNK_SCORES = 1 << 22
+
+
+def example_chunk_rows(n_items: int, chunk_size: int = 4096) -> int:
+    """Users per chunk when scoring ``n_items`` items for example items (at least one)."""
+    return max(1, min(chunk_size, EXAMPLE_CHUNK_SCORES // max(n_items, 1)))
 
 
 # --------------------------------------------------------------------------------------------

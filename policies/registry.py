@@ -110,7 +110,8 @@ def make(name: str, **kwargs: Any) -> Recommender:
     """Build policy ``name`` with the given hyper-parameters.
 
     Raises :class:`UnknownPolicyError` (a ``ValueError``) for an unknown name and
-    ``ValueError`` naming the offending keyword for unknown or missing parameters. The policy
+    ``ValueError`` naming the offending keyword for unknown or missing parameters, or naming
+    the policy and its parameters when the constructor refuses their values. The policy
     still needs ``reset(spec, rng)`` before its first ``recommend``.
     """
     cls = get_class(name)
@@ -129,7 +130,13 @@ def make(name: str, **kwargs: Any) -> Recommender:
         sig.bind(**kwargs)
     except TypeError as exc:
         raise ValueError(f"policy {name!r}: {exc}; parameters: {listing}") from None
-    policy = cls(**kwargs)
+    try:
+        policy = cls(**kwargs)
+    except (TypeError, ValueError) as exc:  # a parameter of the wrong type or out of range
+        named = isinstance(exc, UnknownPolicyError) or str(exc).startswith("policy '")
+        if not kwargs or named:  # no parameters of ours, or the message names its policy
+            raise
+        raise ValueError(f"policy {name!r} with {kwargs}: {exc}") from exc
     if getattr(policy, "name", None) != name:
         policy.name = name  # a class registered lazily, or under several names
     if not isinstance(policy, Recommender):

@@ -84,11 +84,12 @@ def format_validation_error(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
         loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
         got = err.get("input")
-        shown = "" if err["type"] in {"missing", "extra_forbidden"} else f" (got {got!r:.60})"
+        quiet = err["type"] in {"missing", "extra_forbidden"} or not err["loc"]
+        shown = "" if quiet else f" (got {got!r:.60})"
         parts.append(f"field '{loc}': {msg}{shown}")
     return "; ".join(parts)
 
@@ -103,9 +104,12 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     except yaml.YAMLError as exc:
         raise ScenarioError(f"--set {key}: value is not valid YAML: {text!r}") from exc
     path = key.strip().split(".")
+    if not all(path):
+        raise ScenarioError(f"--set {key.strip()}: empty name in the dotted key")
     node: Any = raw
     for i, part in enumerate(path[:-1]):
         node = _child(node, part, path[: i + 1], next_is_index=path[i + 1].isdigit())
+    _container(node, path)
     last = path[-1]
     if isinstance(node, list):
         node[_index(node, last, path)] = value
@@ -114,17 +118,32 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
 
 
 def _child(node: Any, part: str, trail: list[str], *, next_is_index: bool) -> Any:
+    _container(node, trail)
     if isinstance(node, list):
         return node[_index(node, part, trail)]
-    if not isinstance(node, dict):
-        raise ScenarioError(f"--set {'.'.join(trail)}: '{trail[-2]}' is not a mapping")
     if node.get(part) is None:
         node[part] = [] if next_is_index else {}
     return node[part]
 
 
+def _container(node: Any, trail: list[str]) -> None:
+    """``node``, reached by ``trail[:-1]``, must be a mapping or a list to set ``trail[-1]``."""
+    if isinstance(node, dict | list):
+        return
+    parent = ".".join(trail[:-1])
+    raise ScenarioError(
+        f"--set {'.'.join(trail)}: '{parent}' is a value ({type(node).__name__} {node!r:.40}), "
+        f"not a mapping or a list; set '{parent}' itself (e.g. --set {parent}=...)"
+    )
+
+
 def _index(node: list[Any], part: str, trail: list[str]) -> int:
-    if not part.isdigit() or int(part) >= len(node):
+    if not part.isdigit():
+        raise ScenarioError(
+            f"--set {'.'.join(trail)}: '{'.'.join(trail[:-1])}' is a list; expected an index "
+            f"0..{len(node) - 1}, got '{part}'"
+        )
+    if int(part) >= len(node):
         raise ScenarioError(
             f"--set {'.'.join(trail)}: index '{part}' is out of range (list of {len(node)})"
         )

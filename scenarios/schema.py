@@ -13,6 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from agents.deciders import UtilityParams
 from agents.emotion import EmotionParams
 
+#: Users in MovieLens-100k (``population.source: movielens`` samples from them).
+MOVIELENS_USERS = 943
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -164,13 +167,30 @@ class Scenario(_Strict):
         if repeated:
             named = ", ".join(map(str, repeated))
             raise ValueError(f"seeds must differ ({named} given more than once)")
+        negative = [s for s in seeds if s < 0]
+        if negative:
+            raise ValueError(f"seeds must be 0 or more, got {negative[0]}")
         return seeds
 
     @model_validator(mode="after")
     def _check_sizes(self) -> Scenario:
         labels = [p.display for p in self.policies]
         if len(set(labels)) != len(labels):
-            raise ValueError(f"policy labels must be unique, got {labels}")
+            raise ValueError(
+                f"policy labels must be unique, got {labels}: give each policy its own label "
+                "(label: in the scenario, NAME@LABEL with --policy)"
+            )
+        if self.population.source == "movielens":
+            if self.catalog.source != "movielens":
+                raise ValueError(
+                    "population.source 'movielens' needs catalog.source 'movielens' (personas "
+                    "are derived from ratings of MovieLens items)"
+                )
+            if self.population.size > MOVIELENS_USERS:
+                raise ValueError(
+                    f"population.size ({self.population.size}) is larger than the "
+                    f"{MOVIELENS_USERS} MovieLens-100k users"
+                )
         if self.catalog.source == "synthetic" and self.session.slate_size > self.catalog.n_items:
             raise ValueError(
                 f"session.slate_size ({self.session.slate_size}) is larger than the catalog "

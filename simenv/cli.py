@@ -1,6 +1,7 @@
 """The `recloop` command line.
 
     recloop run SCENARIO [--seed N] [--out DIR] [--set dotted.key=value ...]
+                [--policy NAME[:key=value,...][@LABEL] ...]
     recloop list [scenarios|policies|metrics]
     recloop show SCENARIO [--set ...]
     recloop train ALGO --env ID [--steps N] [--out DIR] [--scenario S] [--set ...]
@@ -14,7 +15,10 @@ The options that a typed config describes (`TrainConfig`, `CalibrationConfig`) a
 its dataclass fields by `add_config_options` and read back by `config_from_args`, so the
 config, the command line and ``--help`` cannot drift apart.
 
-Bad input (unknown names, invalid fields, missing data) prints one line and exits with code 2;
+Bad input prints exactly one line, ``recloop: error: ...``, on stderr and exits with code 2,
+having written nothing: a usage error (an unknown option, a value of the wrong type:
+`ArgumentParser.error`) as much as an unknown name, an invalid field, missing data, an output
+folder that cannot be written or a world too large for the memory (`_is_user_error`).
 ``--debug`` shows the traceback instead.
 """
 
@@ -22,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
+import re
 import sys
 import time
 import types
@@ -43,6 +49,19 @@ EXIT_BAD_INPUT = 2
 C = TypeVar("C")
 
 
+class UsageError(ValueError):
+    """The command line does not parse: an unknown option, a missing argument, a bad value."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with recloop's error format: one line (`UsageError`, printed by `main`) that
+    points to the command's ``--help``, instead of the usage block. Subparsers are of this
+    class too (argparse makes them of the parent's class)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
 @dataclass(frozen=True)
 class Command:
     """One subcommand: its texts in ``--help``, how it adds its arguments, how it runs."""
@@ -61,7 +80,9 @@ def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentPars
     Every command is listed either way; `main` adds only the arguments of the command it runs,
     so that `recloop show` does not import the training stack to describe `recloop train`.
     """
-    parser = argparse.ArgumentParser(
+    from simenv import __version__
+
+    parser = ArgumentParser(
         prog="recloop",
         description=(
             "Simulate recommendation ecosystems: user agents with memory and emotion, item "
@@ -72,10 +93,13 @@ def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentPars
         "  recloop run filter_bubble_llm                  # LLM personas, embedded model\n"
         '  recloop interview runs/x --user 12 "Why did you stop watching?"\n'
         "  recloop compare runs/a runs/b\n"
-        "  recloop list policies\n  recloop show cold_start",
+        "  recloop list policies\n  recloop show cold_start\n"
+        "  recloop run boredom --policy explore:share=0.25@explore-25 --policy popularity\n\n"
+        "Bad input prints one line `recloop: error: ...` and exits with code 2.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"recloop {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     wanted = set(COMMANDS if commands is None else commands)
     for name, command in COMMANDS.items():
@@ -94,7 +118,10 @@ def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentPars
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(_command_named(argv))
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        return _bad_input(exc)
     if args.command is None:
         parser.print_help()
         return 0
@@ -106,8 +133,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # one line for the user; --debug for the traceback
         if args.debug or not _is_user_error(exc):
             raise
-        print(f"recloop: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _bad_input(exc)
+
+
+def _bad_input(exc: Exception) -> int:
+    """Print ``exc`` as the one line ``recloop: error: ...``; the exit code of bad input."""
+    text = _os_error_text(exc) if isinstance(exc, OSError) else str(exc)
+    print(f"recloop: error: {' '.join(text.split())}", file=sys.stderr)
+    return EXIT_BAD_INPUT
 
 
 def _command_named(argv: Sequence[str]) -> list[str]:
@@ -115,22 +148,65 @@ def _command_named(argv: Sequence[str]) -> list[str]:
     return [arg for arg in argv if not arg.startswith("-")][:1]
 
 
+#: What the file system refuses because of where the user pointed us (not a bug of ours).
+USER_OS_ERRORS = {
+    errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR,
+    errno.EEXIST, errno.EISDIR, errno.ENAMETOOLONG, errno.ENOENT,
+}  # fmt: skip
+
+
 def _is_user_error(exc: Exception) -> bool:
+    """Bad input, printed as one line: invalid values and names (``ValueError``: scenario,
+    policy, metric, output-folder, size errors...), missing files, a policy's unusable slates,
+    a dead LLM, and what the file system refuses (`USER_OS_ERRORS`)."""
     from simenv.llm import LLMError
     from simenv.world import PolicyError
 
+    if isinstance(exc, OSError) and exc.errno in USER_OS_ERRORS:
+        return True
     return isinstance(exc, ValueError | FileNotFoundError | PolicyError | LLMError)
 
 
+def _os_error_text(exc: OSError) -> str:
+    if exc.strerror is None:
+        return str(exc)
+    where = "" if exc.filename is None else f": {exc.filename}"
+    return f"{exc.strerror}{where}"
+
+
 # --- options built from a typed config ------------------------------------------------------
+
+
+def path_arg(text: str) -> Path:
+    """A path on the command line; an empty one is an error (``Path("")`` would be ``.``)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return Path(text)
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """A JSON object on the command line (``'{"max_steps": 8}'``)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(
+            f"not valid JSON ({exc.msg} at character {exc.pos}): {text!r}; expected an object "
+            """such as '{"max_steps": 8}'"""
+        ) from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(
+            f"expected a JSON object such as '{{\"max_steps\": 8}}', got {text!r}"
+        )
+    return value
+
 
 #: How a config field's type is read from the command line (``X | None`` reads as ``X``).
 FIELD_PARSERS: dict[type, Callable[[str], Any]] = {
     int: int,
     float: float,
     str: str,
-    Path: Path,
-    dict: json.loads,
+    Path: path_arg,
+    dict: json_object,
 }
 
 
@@ -236,7 +312,7 @@ def _add_set(p: argparse.ArgumentParser) -> None:
 def _add_utility(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--utility",
-        type=Path,
+        type=path_arg,
         metavar="FILE",
         help="apply the decider.* fields of a utility.yaml written by `recloop calibrate` "
         "(before any --set)",
@@ -288,21 +364,25 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="seed to run (repeat for several); default: the scenario's seeds",
     )
-    p.add_argument("--out", type=Path, help="run folder (default: runs/<scenario>-<time>)")
+    p.add_argument("--out", type=path_arg, help="run folder (default: runs/<scenario>-<time>)")
     _add_set(p)
     _add_utility(p)
     p.add_argument(
         "--policy",
         action="append",
         dest="policies",
-        metavar="NAME",
-        help="run these registered policies instead of the scenario's (repeatable); "
-        "sb3:PATH runs a model saved by `recloop train`",
+        metavar="NAME[:K=V,...][@LABEL]",
+        help="run these registered policies instead of the scenario's (repeatable): a name, "
+        "then parameters after ':' (key=value, comma-separated, values are YAML scalars) and a "
+        "label after '@', e.g. --policy explore:share=0.25@explore-25 --policy mf:factors=8; "
+        "sb3:PATH runs a model saved by `recloop train`. The scenario's policies are replaced, "
+        "so --set policies.* cannot be combined with it",
     )
     p.add_argument(
         "--download",
         action="store_true",
-        help="download MovieLens-100k from GroupLens if the scenario needs it and it is missing",
+        help="download MovieLens-100k from GroupLens (or $RECLOOP_MOVIELENS_URL) if the scenario "
+        "needs it and it is missing",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     llm = _add_llm_options(p, "user model (decider.kind / decider.llm.*)")
@@ -311,15 +391,18 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from scenarios import load
-    from simenv.studies.runner import run_scenario
+    from simenv.studies.run_folder import check_output_folder
+    from simenv.studies.runner import check_scenario, run_scenario
 
     overrides = _utility_overrides(args) + list(args.overrides)
+    if args.policies:
+        _check_no_policy_overrides(args.overrides)
     scenario = load(args.scenario, overrides)
     updates: dict[str, object] = {}
     if args.seeds:
         updates["seeds"] = args.seeds
     if args.policies:
-        updates["policies"] = [_policy_from_cli(spec) for spec in args.policies]
+        updates["policies"] = [policy_from_cli(spec) for spec in args.policies]
     decider = _decider_from_cli(args, scenario.decider.model_dump())
     if decider is not None:
         updates["decider"] = decider
@@ -327,28 +410,98 @@ def cmd_run(args: argparse.Namespace) -> int:
         from scenarios import validate
 
         scenario = validate({**scenario.model_dump(), **updates}, source=args.scenario)
+    out = args.out or _timestamped(scenario.name)
     if args.download and "movielens" in (scenario.catalog.source, scenario.population.source):
+        check_output_folder(out)  # a run that would be refused downloads nothing
+        check_scenario(scenario)
         from simenv.data.movielens import load_movielens
 
         load_movielens(scenario.catalog.data_path, download=True)
-    out = args.out or _timestamped(scenario.name)
     result = run_scenario(scenario, out, progress=not args.no_progress)
     _print_summary(result.summary)
     print(f"\nrun folder: {out}")
-    print(f"plots:      {out / 'plots'} (overview.png)")
+    print(f"plots:      {_plots_line(result.plots)}")
     if result.resumed_jobs:
         print(f"resumed:    {result.resumed_jobs} finished job(s) kept from an earlier run")
     return 0
 
 
-def _policy_from_cli(spec: str) -> PolicyConfig:
-    """``NAME`` or ``sb3:PATH`` (a model saved by `recloop train`)."""
-    name, sep, path = spec.partition(":")
-    if sep and name == "sb3":
-        return PolicyConfig(
-            name="sb3", label=f"sb3:{Path(path).parent.name}", params={"path": path}
-        )
-    return PolicyConfig(name=spec)
+POLICY_SYNTAX = "NAME[:key=value,...][@LABEL], e.g. explore:share=0.25@explore-25"
+#: A number in exponent notation without a dot (``1e-2``), which YAML 1.1 leaves a string.
+EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def policy_from_cli(spec: str) -> PolicyConfig:
+    """A policy of ``--policy NAME[:key=value,...][@LABEL]``.
+
+    Values are YAML scalars (``0.25``, ``1e-2``, ``true``, ``mf``). ``sb3:PATH`` (a model
+    saved by `recloop train`, labelled ``sb3:<its folder>``) is short for ``sb3:path=PATH``.
+    The label is what follows the last ``@`` (for ``sb3``, unless that holds a ``/``: then it
+    is the path's).
+    """
+    body, at, label = spec.rpartition("@")
+    if not at or (body.startswith("sb3:") and "/" in label):
+        body, label = spec, ""
+    elif not label.strip():
+        raise ValueError(f"--policy {spec!r}: empty label after '@' ({POLICY_SYNTAX})")
+    name, sep, rest = body.partition(":")
+    if not name.strip():
+        raise ValueError(f"--policy {spec!r}: no policy name ({POLICY_SYNTAX})")
+    if name == "sb3" and sep and "=" not in rest:
+        params: dict[str, Any] = {"path": rest}
+    else:
+        params = _policy_params(spec, rest) if sep else {}
+    if name == "sb3" and not label and "path" in params:
+        label = f"sb3:{Path(str(params['path'])).parent.name}"
+    return PolicyConfig(name=name, label=label or None, params=params)
+
+
+def _policy_params(spec: str, text: str) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for pair in text.split(","):
+        key, eq, value = pair.partition("=")
+        key = key.strip()
+        if not eq or not key.isidentifier():
+            raise ValueError(
+                f"--policy {spec!r}: expected key=value, got {pair!r} ({POLICY_SYNTAX})"
+            )
+        if key in params:
+            raise ValueError(f"--policy {spec!r}: parameter '{key}' given twice")
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ValueError(f"--policy {spec!r}: '{key}' is not a YAML value: {value!r}") from None
+        if parsed is None:
+            raise ValueError(f"--policy {spec!r}: '{key}' has no value")
+        if isinstance(parsed, str) and EXPONENT.fullmatch(parsed.strip()):
+            parsed = float(parsed)  # YAML 1.1 reads 1e-2 as a string
+        if isinstance(parsed, dict | list):
+            raise ValueError(
+                f"--policy {spec!r}: '{key}' must be a single value (a number, true/false or a "
+                "word); put structured parameters in a scenario file's policies"
+            )
+        params[key] = parsed
+    return params
+
+
+def _check_no_policy_overrides(overrides: Sequence[str]) -> None:
+    """``--set policies...`` with ``--policy``: the list it would change is replaced."""
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        if key.split(".")[0] == "policies":
+            raise ValueError(
+                f"--set {item} does not apply: --policy replaces the scenario's policies; give "
+                f"parameters and labels in --policy ({POLICY_SYNTAX})"
+            )
+
+
+def _plots_line(files: Sequence[Path]) -> str:
+    """Where the run's figures are (only files that exist), or why there are none."""
+    written = [f for f in files if f.is_file()]
+    if not written:
+        return "none (no metric named in the scenario's plots was recorded)"
+    names = sorted((f.name for f in written), key=lambda n: (n != "overview.png", n))
+    return f"{written[0].parent} ({', '.join(names)})"
 
 
 def _print_summary(summary: dict) -> None:
@@ -470,7 +623,7 @@ TRAIN = Command(
 
 
 def add_interview_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run", type=Path, metavar="RUN", help="run folder written by `recloop run`")
+    p.add_argument("run", type=path_arg, metavar="RUN", help="run folder written by `recloop run`")
     p.add_argument("questions", nargs="+", metavar="QUESTION", help="question(s) to ask")
     p.add_argument(
         "--user", type=int, action="append", dest="users", required=True, metavar="N",
@@ -504,6 +657,9 @@ def cmd_interview(args: argparse.Namespace) -> int:
         model=args.model,
         base_urls=args.base_urls,
         api_key_env=args.api_key_env,
+    )
+    iv.check_request(
+        args.questions, max_tokens=args.max_tokens, memories=args.memories, config=config
     )
     print(
         f"interviewing {state.policy} seed {state.seed} with the {config.backend} backend "
@@ -553,7 +709,7 @@ def add_calibrate_args(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("scenario", help="built-in scenario name or YAML path")
     add_config_options(p, CalibrationConfig, parsers={"l2": _l2_strength})
-    p.add_argument("--out", type=Path, help="output folder (default: runs/calibrate-<time>)")
+    p.add_argument("--out", type=path_arg, help="output folder (default: runs/calibrate-<time>)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_set(p)
     _add_llm_options(p, "LLM personas (decider.llm.*)")
@@ -619,16 +775,26 @@ CALIBRATE = Command(
 
 
 def add_compare_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders (two or more)")
-    p.add_argument("--label", action="append", dest="labels", help="a name per run, in order")
-    p.add_argument("--out", help="output folder (default: runs/compare-<time>)")
+    p.add_argument(
+        "runs", nargs="+", type=path_arg, metavar="RUN", help="run folders (two or more)"
+    )
+    p.add_argument(
+        "--label", action="append", dest="labels", type=_label, help="a name per run, in order"
+    )
+    p.add_argument("--out", type=path_arg, help="output folder (default: runs/compare-<time>)")
+
+
+def _label(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a name, got an empty string")
+    return text
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from simenv.studies.compare import compare_runs
 
-    out = Path(args.out) if args.out else _timestamped("compare")
-    files, table = compare_runs([Path(r) for r in args.runs], out, args.labels)
+    out = args.out or _timestamped("compare")
+    files, table = compare_runs(args.runs, out, args.labels)
     wide = table.pivot_table(index=["metric", "policy"], columns="run", values="mean", sort=False)
     print("mean over ticks (and seeds):")
     print(wide.to_string(float_format=lambda v: f"{v:.3f}"))

@@ -40,7 +40,12 @@ from simenv.log import InteractionLog
 from simenv.metrics.context import MetricContext
 from simenv.population import Population, build_population
 from simenv.rng import RngTree
+from simenv.sizing import check_fits, item_capacity
 from simenv.users import UserState
+
+#: Columns of `World.metrics_frame` besides ``tick`` and the registered metrics: the world's
+#: own counts and the built-in deciders' `tick_counters`. A scenario's ``plots`` may name them.
+EXTRA_COLUMNS = ("items_available", "creators_active", "llm_fallbacks")
 
 
 class PolicyError(RuntimeError):
@@ -91,6 +96,7 @@ class World(mesa.Model):
         decider: Decider | None = None,
         population: Population | None = None,
     ) -> None:
+        check_fits(scenario)  # one clear error before allocating a world that cannot fit
         self.rngs = RngTree(seed)
         super().__init__(rng=self.rngs["mesa"])
         self.scenario = scenario
@@ -127,13 +133,9 @@ class World(mesa.Model):
     def _init_items(self, cat: Catalog) -> None:
         """The item store (capacity for every publication of the run), the initial catalog
         and the creators."""
-        cfg = self.scenario.creators
         n_creators = cat.n_creators
-        extra = 0
-        if cfg.enabled:
-            mean = n_creators * cfg.publish_rate * self.scenario.ticks
-            extra = int(np.ceil(mean + 6 * np.sqrt(mean + 1) + 16))
-        self.items = ItemStore(len(cat) + extra, cat.topic_names)
+        capacity = item_capacity(len(cat), n_creators, self.scenario.creators, self.scenario.ticks)
+        self.items = ItemStore(capacity, cat.topic_names)
         self._add_items(cat)
         topics = cat.creator_topics
         if topics is None:

@@ -11,8 +11,17 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
-from simenv.cli import COMMANDS, build_parser, cli_fields, config_from_args, main, train_config
+from simenv.cli import (
+    COMMANDS,
+    build_parser,
+    cli_fields,
+    config_from_args,
+    main,
+    policy_from_cli,
+    train_config,
+)
 from simenv.studies.calibrate import CalibrationConfig
 from simenv.studies.train import TrainConfig
 
@@ -211,3 +220,123 @@ def test_a_command_imports_only_what_it_needs():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+# --- --policy NAME[:key=value,...][@LABEL] ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "name", "label", "params"),
+    [
+        ("popularity", "popularity", None, {}),
+        ("explore:share=0.25", "explore", None, {"share": 0.25}),
+        ("explore:share=0.5@explore-50", "explore", "explore-50", {"share": 0.5}),
+        ("explore@fixed", "explore", "fixed", {}),
+        ("explore:share=0.1,base=mf", "explore", None, {"share": 0.1, "base": "mf"}),
+        ("ucb:c=2,reward=rating@ucb rated", "ucb", "ucb rated", {"c": 2, "reward": "rating"}),
+        ("epsilon_greedy:epsilon=1e-2", "epsilon_greedy", None, {"epsilon": 0.01}),
+        ("thompson:decay=1", "thompson", None, {"decay": 1}),
+        ("mf:factors=8, lr=0.05", "mf", None, {"factors": 8, "lr": 0.05}),
+        ("sb3:runs/x/model.zip", "sb3", "sb3:x", {"path": "runs/x/model.zip"}),
+        ("sb3:runs/a@b/model.zip", "sb3", "sb3:a@b", {"path": "runs/a@b/model.zip"}),
+        ("sb3:runs/x/model.zip@ppo", "sb3", "ppo", {"path": "runs/x/model.zip"}),
+        ("sb3:path=m/model.zip,deterministic=false", "sb3", "sb3:m",
+         {"path": "m/model.zip", "deterministic": False}),
+    ],
+)  # fmt: skip
+def test_policy_syntax(spec, name, label, params):
+    cfg = policy_from_cli(spec)
+    assert (cfg.name, cfg.label, cfg.params) == (name, label, params)
+
+
+def test_policy_parameters_reach_the_run(tmp_path):
+    """The README's fixed-exploration baseline: the share is in the run's configuration."""
+    out = tmp_path / "run"
+    args = ["run", "boredom", "--out", str(out), *SMALL, "--policy", "explore:share=0.25",
+            "--policy", "explore:share=0.5@explore-50"]  # fmt: skip
+    assert main(args) == 0
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert [(p["name"], p["label"], p["params"]) for p in config["policies"]] == [
+        ("explore", None, {"share": 0.25}),
+        ("explore", "explore-50", {"share": 0.5}),
+    ]
+    assert sorted(pd.read_parquet(out / "metrics.parquet")["policy"].unique()) == [
+        "explore",
+        "explore-50",
+    ]
+
+
+def test_set_policies_with_policy_is_refused(tmp_path, capsys):
+    args = ["run", "boredom", "--out", str(tmp_path / "r"), "--policy", "explore",
+            "--set", "policies.0.params={share: 0.25}"]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "--set policies.0.params={share: 0.25} does not apply" in err
+    assert "explore:share=0.25" in err  # the way that works
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_readme_set_example_names_a_real_parameter(capsys):
+    """README: `--set policies.3.params={c: 0.5}` sets ucb's exploration bonus."""
+    import policies
+    from scenarios import load
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "--set policies.3.params={c: 0.5}" in readme
+    scenario = load("filter_bubble", ["policies.3.params={c: 0.5}"])
+    cfg = scenario.policies[3]
+    assert cfg.name == "ucb" and policies.make(cfg.name, **cfg.params).c == 0.5
+    assert "recloop run boredom --policy explore:share=0.25" in readme
+
+
+def test_policy_help_explains_the_syntax(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "NAME[:K=V,...][@LABEL]" in text and "explore:share=0.25@explore-25" in text
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "--policy explore:share=0.25@explore-25" in capsys.readouterr().out
+
+
+# --- the format of errors, --version, the plots line -----------------------------------------
+
+
+def test_usage_errors_are_one_line_without_the_usage_block(capsys):
+    assert main(["run", "filter_bubble", "--seed", "abc"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "recloop: error: argument --seed: invalid int value: 'abc' (see recloop run --help)\n"
+    )
+
+
+def test_version_is_the_package_version(capsys):
+    import importlib.metadata
+    import tomllib
+
+    import simenv
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"recloop {simenv.__version__}\n"
+    assert importlib.metadata.version("recloop") == simenv.__version__
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
+    dynamic = project["tool"]["setuptools"]["dynamic"]["version"]
+    assert dynamic == {"attr": "simenv.__version__"}  # one source: simenv/__init__.py
+
+
+def test_plots_line_names_only_the_files_written(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["run", "filter_bubble", "--out", str(out), "--policy", "random", *SMALL]
+    assert main([*args, "--set", "plots=[ctr, mean_rating]"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("plots:"))
+    assert line == f"plots:      {out / 'plots'} (overview.png, ctr.png, mean_rating.png)"
+    other = tmp_path / "other"
+    none = ["run", "filter_bubble", "--out", str(other), "--policy", "random", *SMALL,
+            "--set", "metrics=[ctr]", "--set", "plots=[mean_rating]"]  # fmt: skip
+    assert main(none) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("plots:"))
+    assert line.startswith("plots:      none (no metric named in the scenario's plots")
+    assert not list((other / "plots").glob("*.png"))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import socket
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -155,6 +156,7 @@ def test_path_resolution_env_then_cache(tmp_path: Path, monkeypatch: pytest.Monk
 def test_download_from_fake_zip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = _patch_urlopen(monkeypatch, _fake_zip())
     monkeypatch.delenv("RECLOOP_DATA", raising=False)
+    monkeypatch.delenv(mlmod.URL_ENV_VAR, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     ml = load_movielens(download=True)
     assert calls == [mlmod.ML100K_URL]
@@ -181,6 +183,34 @@ def test_download_to_explicit_path_and_bad_archive(
     with pytest.raises(DatasetNotFoundError, match=r"u\.data"):
         load_movielens(tmp_path / "y", download=True)
     assert not (tmp_path / "y" / "readme.txt").exists()
+
+
+def test_download_without_network_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A closed port on 127.0.0.1 (never the internet): the error names the URL, the reason
+    and how to place the files by hand, and nothing is created."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/ml-100k.zip"
+    monkeypatch.setenv(mlmod.URL_ENV_VAR, url)
+    assert mlmod.download_url() == url
+    target = tmp_path / "data" / "ml"
+    with pytest.raises(DatasetNotFoundError) as err:
+        load_movielens(target, download=True)
+    msg = str(err.value)
+    assert f"could not download MovieLens-100k from {url}:" in msg
+    assert "refused" in msg.lower() and "\n" not in msg
+    assert mlmod.ML100K_URL in msg and str(target) in msg and "RECLOOP_DATA" in msg
+    assert not (tmp_path / "data").exists()
+
+
+def test_download_of_something_else_than_a_zip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _patch_urlopen(monkeypatch, b"<html>moved</html>")
+    with pytest.raises(DatasetNotFoundError, match="did not return a zip archive"):
+        mlmod.download_movielens(tmp_path / "ml", url="http://mirror.invalid/ml.zip")
 
 
 # ------------------------------------------------------------------------------- real dataset

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agents import persona
 from agents.persona import PersonaTable, personas_from_ratings, sample_personas
 
 TRAITS = ("activity", "conformity", "diversity", "curiosity")
@@ -66,6 +67,20 @@ def test_sample_personas_examples_from_items() -> None:
     np.testing.assert_allclose(best[:, 0], cos.max(axis=1), atol=1e-5)
     np.testing.assert_allclose(worst[:, 0], cos.min(axis=1), atol=1e-5)
     assert (np.diff(best, axis=1) <= 1e-6).all()
+
+
+def test_example_items_are_scored_in_bounded_chunks(monkeypatch) -> None:
+    """The chunk of (users × items) scores shrinks as the catalog grows (memory does not grow
+    with it), and the chunking never changes the example items."""
+    assert persona.example_chunk_rows(10) == 4096
+    assert persona.example_chunk_rows(10**6) == persona.EXAMPLE_CHUNK_SCORES // 10**6
+    assert persona.example_chunk_rows(10**9) == 1
+    feats = np.random.default_rng(2).dirichlet(np.full(6, 0.5), size=800)
+    whole = sample_personas(500, 6, np.random.default_rng(3), item_features=feats)
+    monkeypatch.setattr(persona, "EXAMPLE_CHUNK_SCORES", 2000)  # 2 users per chunk
+    chunked = sample_personas(500, 6, np.random.default_rng(3), item_features=feats)
+    np.testing.assert_array_equal(whole.liked, chunked.liked)
+    np.testing.assert_array_equal(whole.disliked, chunked.disliked)
 
 
 def test_sample_personas_100k_shapes() -> None:

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import tempfile
+import urllib.error
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -25,6 +26,9 @@ from simenv.catalog import Catalog
 
 ML100K_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
 ENV_VAR = "RECLOOP_DATA"
+#: Where ``download=True`` fetches the zip from instead of `ML100K_URL` (a mirror; the tests
+#: point it at a closed local port).
+URL_ENV_VAR = "RECLOOP_MOVIELENS_URL"
 REQUIRED_FILES = ("u.data", "u.item", "u.user", "u.genre")
 N_GENRES = 19
 
@@ -76,18 +80,34 @@ def missing_files(path: Path) -> list[str]:
     return [name for name in REQUIRED_FILES if not (path / name).is_file()]
 
 
+def download_url() -> str:
+    """``$RECLOOP_MOVIELENS_URL`` if set, else GroupLens' `ML100K_URL`."""
+    return os.environ.get(URL_ENV_VAR) or ML100K_URL
+
+
 def download_movielens(
-    dest: str | os.PathLike[str] | None = None, *, url: str = ML100K_URL, timeout: float = 120.0
+    dest: str | os.PathLike[str] | None = None,
+    *,
+    url: str | None = None,
+    timeout: float = 120.0,
 ) -> Path:
-    """Fetch the ml-100k zip and extract its files flat into ``dest`` (default: the data path)."""
+    """Fetch the ml-100k zip (``url``, default `download_url`) and extract its files flat into
+    ``dest`` (default: the data path). A failed download is a `DatasetNotFoundError` naming the
+    URL, the reason and how to place the files by hand."""
+    url = url or download_url()
     target = Path(dest).expanduser() if dest is not None else default_data_path()
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        payload = response.read()
+    payload = _fetch(url, target, timeout)
     target.parent.mkdir(parents=True, exist_ok=True)
     # Extract into a sibling temp folder, then move the files in: no half-written dataset.
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         tmp_dir = Path(tmp)
-        with zipfile.ZipFile(io.BytesIO(payload)) as zf:
+        try:
+            archive = zipfile.ZipFile(io.BytesIO(payload))
+        except zipfile.BadZipFile:
+            raise DatasetNotFoundError(
+                f"{url} did not return a zip archive; {_by_hand(target)}"
+            ) from None
+        with archive as zf:
             for info in zf.infolist():
                 name = Path(info.filename).name  # flatten; never trust paths in the archive
                 if info.is_dir() or not name or name.startswith("."):
@@ -103,6 +123,24 @@ def download_movielens(
         for f in tmp_dir.iterdir():
             os.replace(f, target / f.name)
     return target
+
+
+def _fetch(url: str, target: Path, timeout: float) -> bytes:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return bytes(response.read())
+    except (urllib.error.URLError, OSError) as exc:  # no network, refused, timed out, HTTP 404
+        reason = getattr(exc, "reason", None) or exc
+        raise DatasetNotFoundError(
+            f"could not download MovieLens-100k from {url}: {reason}; {_by_hand(target)}"
+        ) from exc
+
+
+def _by_hand(target: Path) -> str:
+    return (
+        f"download ml-100k.zip yourself ({ML100K_URL}), unzip it and put u.data, u.item, "
+        f"u.user and u.genre in {target}, or set {ENV_VAR} to the folder holding them"
+    )
 
 
 def movielens_folder(path: str | os.PathLike[str] | None = None, *, download: bool = False) -> Path:

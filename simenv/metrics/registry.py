@@ -17,6 +17,7 @@ and add its hand-computed value to ``tests/test_metrics.py`` (a test walks the w
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -115,13 +116,17 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get(name: str) -> Metric:
-    """The metric called ``name``; :class:`UnknownMetricError` listing known names otherwise."""
+def get(name: str, where: str | None = None) -> Metric:
+    """The metric called ``name``; :class:`UnknownMetricError` naming the closest known name
+    and listing all of them otherwise (``where``: the field that named it, for the message)."""
     try:
         return _REGISTRY[name]
     except KeyError:
+        close = difflib.get_close_matches(str(name), available(), n=1)
+        place = f" in {where}" if where else ""
+        guess = f"; did you mean {close[0]!r}?" if close else ""
         raise UnknownMetricError(
-            f"unknown metric {name!r}; available metrics: {', '.join(available())}"
+            f"unknown metric {name!r}{place}{guess} (available metrics: {', '.join(available())})"
         ) from None
 
 

@@ -52,7 +52,7 @@ from agents.deciders import (
     utility_features,
 )
 from scenarios import Scenario, validate
-from simenv.studies.run_folder import LLM_STATS, write_json
+from simenv.studies.run_folder import LLM_STATS, check_output_folder, write_json
 from simenv.world import World
 
 MODELS = ("fitted", "default", "uniform")
@@ -496,7 +496,9 @@ def run_calibration(
 
     config = config or CalibrationConfig()
     config.check()
-    out = Path(out)
+    name, params = _policy_spec(scenario, config.policy)
+    policies.make(name, **params)  # an unknown policy fails before any model loads
+    out = check_output_folder(Path(out), into_run=False)
     out.mkdir(parents=True, exist_ok=True)
     if teacher is None:
         teacher = cast(Teacher, llm_teacher(scenario, out))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from simenv.studies.run_folder import CONFIG, METRICS, RunFolder
+from simenv.studies.run_folder import CONFIG, METRICS, RunFolder, check_output_folder
 
 
 def load_run(folder: Path) -> tuple[pd.DataFrame, list[str]]:
@@ -38,6 +38,7 @@ def compare_runs(
     """Plots and ``comparison.csv`` of ``folders`` in ``out``; returns the files and the table."""
     if len(folders) < 2:
         raise ValueError("compare needs at least two run folders")
+    out = check_output_folder(Path(out), into_run=False)  # comparing never changes a run
     names = list(labels) if labels else [run_label(f) for f in folders]
     if len(names) != len(folders):
         raise ValueError(f"{len(names)} labels for {len(folders)} runs: give one --label per run")
@@ -53,12 +54,6 @@ def compare_runs(
         raise ValueError("the runs have no plotted metric in common")
     from simenv.studies.plots import plot_compare
 
-    out = Path(out)
-    if RunFolder(out).is_run():
-        raise ValueError(
-            f"{out} is a run folder: comparing into it would replace its plots; "
-            "choose another --out"
-        )
     files = plot_compare(runs, shared, out / "plots")
     table = comparison_table(runs, shared)
     table.to_csv(out / "comparison.csv", index=False)

@@ -454,8 +454,7 @@ def build_prompts(
     """
     users = check_users(state, users)
     questions = [str(q) for q in questions]
-    if not questions or any(not q.strip() for q in questions):
-        raise InterviewError("the question is empty")
+    check_request(questions, memories=memories)
     chat = chat or P.chat_format
     rows = [(u, q) for u in users for q in questions]
     slots = retrieve(state, [u for u, _ in rows], [q for _, q in rows], memories, embedder)
@@ -473,6 +472,27 @@ def build_prompts(
 
 
 # -------------------------------------------------------------------------------- backend
+
+
+def check_request(
+    questions: Sequence[str],
+    *,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    memories: int = DEFAULT_MEMORIES,
+    config: LLMConfig | None = None,
+) -> None:
+    """Refuse an empty question, ``max_tokens`` < 1, ``memories`` < 0, or (given ``config``)
+    a backend configuration that cannot work, before any model is loaded."""
+    if not questions or any(not str(q).strip() for q in questions):
+        raise InterviewError("the question is empty")
+    if max_tokens < 1:
+        raise InterviewError(f"--max-tokens must be at least 1, got {max_tokens}")
+    if memories < 0:
+        raise InterviewError(f"--memories must be 0 (all) or more, got {memories}")
+    if config is not None:
+        from simenv.studies.factory import backend_kwargs
+
+        backend_kwargs(config)  # e.g. the openai backend without a model or an endpoint
 
 
 def interview_config(
@@ -524,10 +544,9 @@ def interview(
     ``"config"`` = from the config's ``embeddings`` setting; None = topic features.
     ``state``: the job's `SavedJob` when already loaded (`load_job`), else loaded here.
     """
-    if max_tokens < 1:
-        raise InterviewError(f"--max-tokens must be at least 1, got {max_tokens}")
     if isinstance(questions, str):
         questions = [questions]
+    check_request(questions, max_tokens=max_tokens, memories=memories)
     if state is None or config is None:
         scenario, state = load_job(Path(run), policy, seed)
         config = config or interview_config(scenario)

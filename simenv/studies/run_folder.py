@@ -104,6 +104,61 @@ def write_parquet(path: Path, frame: pd.DataFrame) -> Path:
     return atomic_write(path, lambda tmp: frame.to_parquet(tmp))
 
 
+def part_name(label: str) -> str:
+    """The part folder name of a policy label (characters other than letters, digits, ``-_.``
+    become ``_``)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
+
+
+def check_part_names(scenario: Scenario) -> None:
+    """Refuse policy labels that would share a part folder (``a/b`` and ``a_b``): the second
+    job would be taken for the first one, finished."""
+    seen: dict[str, str] = {}
+    for cfg in scenario.policies:
+        name = part_name(cfg.display)
+        if name in seen:
+            raise RunFolderError(
+                f"policy labels {seen[name]!r} and {cfg.display!r} would share the part folder "
+                f"'{PARTS}/{name}-seed<N>'; rename one of them"
+            )
+        seen[name] = cfg.display
+
+
+class OutputFolderError(ValueError):
+    """An output folder that cannot be made or written, or that must not be written into."""
+
+
+def check_output_folder(path: Path, *, into_run: bool = True) -> Path:
+    """Refuse, before anything is written, an output folder (``--out``) that names a file,
+    lies under a file, cannot be written, or, with ``into_run`` false, is a run folder (which
+    a command other than `recloop run` would change). Returns ``path``."""
+    path = Path(path)
+    if str(path) == "":
+        raise OutputFolderError("--out is empty: name a folder")
+    if path.exists() and not path.is_dir():
+        raise OutputFolderError(f"--out {path} is a file, not a folder; choose another --out")
+    existing = path.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputFolderError(
+            f"--out {path}: {existing} is a file, so no folder can be made under it; choose "
+            "another --out"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        whose = "it" if existing == path.absolute() else f"{existing}"
+        raise OutputFolderError(
+            f"--out {path}: {whose} is not writable by this user (or is on a read-only file "
+            "system); choose another --out"
+        )
+    if not into_run and RunFolder(path).is_run():
+        raise OutputFolderError(
+            f"--out {path} is a run folder: writing into it would change that run; choose "
+            "another --out"
+        )
+    return path
+
+
 class FolderLockedError(RunFolderError):
     """Another process is writing the run folder."""
 
@@ -244,8 +299,7 @@ class RunFolder(_ResultFiles):
     # ---------------------------------------------------------------- the jobs
 
     def part(self, cfg: PolicyConfig, seed: int) -> Part:
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in cfg.display)
-        return Part(self.path / PARTS / f"{safe}-seed{seed}", cfg.display, seed)
+        return Part(self.path / PARTS / f"{part_name(cfg.display)}-seed{seed}", cfg.display, seed)
 
     def parts(self, scenario: Scenario) -> list[Part]:
         """Every (policy, seed) job of ``scenario``, in the order the runner runs them."""

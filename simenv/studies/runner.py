@@ -9,6 +9,7 @@ the parts.
 
 from __future__ import annotations
 
+import difflib
 import json
 import platform
 import time
@@ -25,15 +26,18 @@ import policies
 from agents.deciders import Decider
 from scenarios.schema import PolicyConfig, Scenario
 from simenv import metrics as metrics_registry
+from simenv.sizing import check_fits
 from simenv.studies.provenance import provenance
 from simenv.studies.run_folder import (
     Part,
     RunFolder,
     atomic_write,
+    check_output_folder,
+    check_part_names,
     write_parquet,
     write_text,
 )
-from simenv.world import World
+from simenv.world import EXTRA_COLUMNS, World
 
 DeciderFactory = Callable[[Scenario], Decider]
 
@@ -44,6 +48,7 @@ class RunResult:
     metrics: pd.DataFrame
     summary: dict[str, object]
     resumed_jobs: int
+    plots: list[Path]  # the figures written (none when no plotted metric was recorded)
 
 
 def run_scenario(
@@ -53,7 +58,7 @@ def run_scenario(
     progress: bool = True,
     decider_factory: DeciderFactory | None = None,
 ) -> RunResult:
-    out = Path(out)
+    out = check_output_folder(Path(out))
     folder = RunFolder(out)
     check_scenario(scenario)  # everything is checked before anything is written
     made_with = provenance(scenario)  # fails on missing data or model files
@@ -63,11 +68,33 @@ def run_scenario(
 
 
 def check_scenario(scenario: Scenario) -> None:
-    """Fail on unknown policies, policy parameters or metrics before any simulation starts."""
+    """Fail on unknown policies, policy parameters, metrics or plots, an LLM backend
+    configuration that cannot work, or a world too large for the memory available, before any
+    simulation starts (and before anything is written)."""
     for cfg in scenario.policies:
         policies.make(cfg.name, **cfg.params)
     for name in scenario.metrics or []:
-        metrics_registry.get(name)
+        metrics_registry.get(name, where="metrics")
+    check_plots(scenario)
+    check_part_names(scenario)
+    if scenario.decider.kind == "llm":
+        from simenv.studies.factory import backend_kwargs
+
+        backend_kwargs(scenario.decider.llm)
+    check_fits(scenario)
+
+
+def check_plots(scenario: Scenario) -> None:
+    """Every name in ``plots`` is a registered metric or one of the world's `EXTRA_COLUMNS`
+    (recorded by this run or not: the run plots those it records)."""
+    known = [*metrics_registry.available(), *EXTRA_COLUMNS]
+    for name in scenario.plots:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            guess = f"; did you mean {close[0]!r}?" if close else ""
+            raise metrics_registry.UnknownMetricError(
+                f"unknown metric {name!r} in plots{guess} (known: {', '.join(sorted(known))})"
+            )
 
 
 def _run(
@@ -108,8 +135,8 @@ def _run(
     write_text(folder.summary, json.dumps(summary, indent=2, allow_nan=False))
     from simenv.studies.plots import plot_run
 
-    plot_run(metrics, scenario, folder.plots)
-    return RunResult(out=folder.path, metrics=metrics, summary=summary, resumed_jobs=resumed)
+    plots = plot_run(metrics, scenario, folder.plots)
+    return RunResult(folder.path, metrics, summary, resumed_jobs=resumed, plots=plots)
 
 
 def _run_job(

@@ -23,6 +23,7 @@ from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback
 
 from simenv.envs.sb3_policy import load_algorithm
+from simenv.studies.run_folder import check_output_folder
 
 ALGORITHMS = ("ppo", "a2c", "dqn")
 #: Arguments of the batched VecEnv (n_envs > 1) that single envs do not take.
@@ -79,6 +80,7 @@ def check(config: TrainConfig) -> gym.Env:
         raise TrainingError(f"--steps must be positive, got {config.steps}")
     if config.n_envs < 1:
         raise TrainingError(f"--n-envs must be at least 1, got {config.n_envs}")
+    check_output_folder(Path(config.out), into_run=False)
     import simenv  # noqa: F401  (registers the recloop ids)
 
     if config.env_id not in gym.registry:

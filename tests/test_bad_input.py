@@ -1,0 +1,648 @@
+"""Bad input on the command line: every case prints exactly one line ``recloop: error: ...`` on
+stderr, exits with code 2, prints no traceback, changes nothing outside ``--out`` and nothing
+inside an existing run folder.
+
+The cases run in-process through `simenv.cli.main` (fast); a handful also run as a real
+``python -m simenv.cli`` process, to prove the format end to end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from simenv.cli import main
+from simenv.studies.run_folder import OutputFolderError, check_output_folder
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--set", "ticks=2", "--set", "population.size=30", "--set", "catalog.n_items=60",
+        "--no-progress"]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Case:
+    """argv with placeholders: {run}, {run2} (finished run folders), {tmp} (the test's folder),
+    {file} (a regular file in it), {bad_yaml}, {list_yaml}, {typo_yaml} (scenario files)."""
+
+    argv: tuple[str, ...]
+    message: str  # a part of the one line
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def case(message: str, *argv: str, **env: str) -> Case:
+    return Case(argv, message, env)
+
+
+RUN = ("run", "filter_bubble", "--out", "{tmp}/out", *TINY)
+# fmt: off
+CASES: dict[str, Case] = {
+    # --- the command line itself (argparse, in recloop's format)
+    "unknown-command": case("invalid choice: 'nosuch'", "nosuch"),
+    "unknown-option": case("unrecognized arguments: --nosuch", "--nosuch"),
+    "run-no-scenario": case("required: scenario (see recloop run --help)", "run"),
+    "run-seed-not-int": case("argument --seed: invalid int value: 'abc'", *RUN, "--seed", "abc"),
+    "run-unknown-backend": case("invalid choice: 'nosuch'", *RUN, "--backend", "nosuch"),
+    "run-unknown-decider": case("invalid choice: 'robot'", *RUN, "--decider", "robot"),
+    "run-empty-out": case("argument --out: expected a path", "run", "filter_bubble", "--out", ""),
+    "run-unknown-flag": case("unrecognized arguments: --fast", *RUN, "--fast"),
+    # --- run: the scenario and --set
+    "run-unknown-scenario": case("unknown scenario 'nope'", "run", "nope", "--out", "{tmp}/o"),
+    "run-missing-file": case("scenario file not found", "run", "{tmp}/missing.yaml"),
+    "run-malformed-yaml": case("not valid YAML", "run", "{bad_yaml}", "--out", "{tmp}/o"),
+    "run-yaml-not-mapping": case("expected a mapping", "run", "{list_yaml}", "--out", "{tmp}/o"),
+    "run-yaml-unknown-field": case("unknown field", "run", "{typo_yaml}", "--out", "{tmp}/o"),
+    "set-into-int": case("--set ticks.foo: 'ticks' is a value", *RUN, "--set", "ticks.foo=1"),
+    "set-into-str": case("--set name.0: 'name' is a value", *RUN, "--set", "name.0=x"),
+    "set-no-equals": case("--set expects dotted.key=value", *RUN, "--set", "oops"),
+    "set-empty-key": case("--set expects dotted.key=value", *RUN, "--set", "=1"),
+    "set-empty-part": case("empty name in the dotted key", *RUN, "--set", "a..b=1"),
+    "set-wrong-type": case("field 'ticks'", *RUN, "--set", "ticks=many"),
+    "set-bad-yaml": case("value is not valid YAML", *RUN, "--set", "ticks=[1"),
+    "set-zero-ticks": case("field 'ticks'", *RUN, "--set", "ticks=0"),
+    "set-negative-size": case("field 'population.size'", *RUN, "--set", "population.size=-5"),
+    "set-unknown-field": case("unknown field", *RUN, "--set", "population.sise=5"),
+    "set-index-out-of-range": case("out of range", *RUN, "--set", "policies.9.name=x"),
+    "set-index-not-a-number": case("expected an index", *RUN, "--set", "policies.a=1"),
+    "set-no-seeds": case("field 'seeds'", *RUN, "--set", "seeds=[]"),
+    "set-repeated-seeds": case("seeds must differ", *RUN, "--set", "seeds=[0,0]"),
+    "seed-twice": case("seeds must differ", *RUN, "--seed", "0", "--seed", "0"),
+    "seed-negative": case("seeds must be 0 or more", *RUN, "--seed", "-1"),
+    "slate-larger-than-catalog": case("slate_size", *RUN, "--set", "session.slate_size=5000"),
+    "unknown-plot": case(
+        "unknown metric 'ctx' in plots; did you mean 'ctr'", *RUN, "--set", "plots=[ctx]"
+    ),
+    "unknown-metric": case("unknown metric 'nope'", *RUN, "--set", "metrics=[ctr, nope]"),
+    "unknown-graph": case("field 'social.graph'", *RUN, "--set", "social.graph=foo"),
+    "bad-api-key-env": case("api_key_env", *RUN, "--set", "decider.llm.api_key_env=1bad"),
+    "ml-population-synthetic-catalog": case(
+        "needs catalog.source 'movielens'", *RUN, "--set", "population.source=movielens"
+    ),
+    "ml-population-too-large": case(
+        "larger than the 943",
+        "run",
+        "popularity_bias",
+        "--out",
+        "{tmp}/o",
+        "--set",
+        "population.size=5000",
+    ),
+    # --- run: sizes that cannot fit
+    "size-1e12-users": case("needs about", *RUN, "--set", "population.size=1000000000000"),
+    "size-1e8-users": case("this machine has", *RUN, "--set", "population.size=100000000"),
+    "size-1e10-items": case("items needs about", *RUN, "--set", "catalog.n_items=10000000000"),
+    "size-huge-memory": case("needs about", *RUN, "--set", "session.memory=1000000000"),
+    # --- run: policies
+    "unknown-policy": case("unknown policy 'nope'", *RUN, "--policy", "nope"),
+    "empty-policy": case("no policy name", *RUN, "--policy", ""),
+    "policy-param-no-value": case("expected key=value", *RUN, "--policy", "explore:share"),
+    "policy-param-empty": case("'share' has no value", *RUN, "--policy", "explore:share="),
+    "policy-param-out-of-range": case(
+        "share must be in [0, 1]", *RUN, "--policy", "explore:share=2"
+    ),
+    "policy-unknown-param": case("has no parameter 'nope'", *RUN, "--policy", "explore:nope=1"),
+    "policy-param-twice": case("given twice", *RUN, "--policy", "explore:share=0.1,share=0.2"),
+    "policy-empty-label": case("empty label", *RUN, "--policy", "explore@"),
+    "policy-and-set-policies": case(
+        "does not apply: --policy replaces",
+        *RUN,
+        "--policy",
+        "explore",
+        "--set",
+        "policies.0.params={share: 0.25}",
+    ),
+    "policy-duplicate-labels": case(
+        "policy labels must be unique",
+        *RUN,
+        "--policy",
+        "explore:share=0.1",
+        "--policy",
+        "explore:share=0.2",
+    ),
+    "policy-labels-same-folder": case(
+        "would share the part folder", *RUN, "--policy", "random@a b", "--policy", "popularity@a_b"
+    ),
+    "policy-wrong-param-type": case("policy 'mf'", *RUN, "--policy", "mf:factors=many"),
+    "sb3-model-missing": case("model file not found", *RUN, "--policy", "sb3:{tmp}/m/model.zip"),
+    "utility-missing": case("--utility: file not found", *RUN, "--utility", "{tmp}/u.yaml"),
+    "utility-not-a-fit": case(
+        "expected a mapping decider", *RUN, "--utility", "{run}/config.yaml"
+    ),
+    "openai-without-url": case(
+        "base_url is required", *RUN, "--decider", "llm", "--backend", "openai"
+    ),
+    "openai-without-model": case(
+        "model is required",
+        *RUN,
+        "--decider",
+        "llm",
+        "--backend",
+        "openai",
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+    ),
+    # --- run: --out and data
+    "out-is-a-file": case("is a file, not a folder", "run", "filter_bubble", "--out", "{file}"),
+    "out-under-a-file": case(
+        "is a file, so no folder can be made under it",
+        "run",
+        "filter_bubble",
+        "--out",
+        "{file}/sub",
+    ),
+    "out-is-another-run": case(
+        "different configuration",
+        "run",
+        "filter_bubble",
+        "--out",
+        "{run}",
+        *TINY[:-1],
+        "--set",
+        "ticks=3",
+        "--no-progress",
+    ),
+    "movielens-missing": case(
+        "MovieLens-100k not found",
+        "run",
+        "popularity_bias",
+        "--out",
+        "{tmp}/o",
+        RECLOOP_DATA="{tmp}/ml",
+    ),
+    "movielens-download-offline": case(
+        "could not download MovieLens-100k from http://127.0.0.1",
+        "run",
+        "popularity_bias",
+        "--download",
+        "--out",
+        "{tmp}/o",
+        RECLOOP_DATA="{tmp}/ml",
+        RECLOOP_MOVIELENS_URL="{closed_url}",
+    ),
+    # --- show, list
+    "show-unknown": case("unknown scenario 'nope'", "show", "nope"),
+    "show-set-into-int": case("'ticks' is a value", "show", "filter_bubble", "--set", "ticks.x=1"),
+    "show-missing-argument": case("required: scenario", "show"),
+    "show-out-of-range": case("field 'ticks'", "show", "filter_bubble", "--set", "ticks=-1"),
+    "list-unknown": case("invalid choice: 'nope'", "list", "nope"),
+    "list-extra-argument": case("unrecognized arguments: extra", "list", "scenarios", "extra"),
+    # --- train (every check runs before any training)
+    "train-missing-env": case("required: --env", "train", "ppo"),
+    "train-unknown-algo": case(
+        "unknown algorithm 'nope'",
+        "train",
+        "nope",
+        "--env",
+        "recloop/Session-v0",
+        "--out",
+        "{tmp}/t",
+    ),
+    "train-unknown-env": case(
+        "unknown env 'nope/X-v0'", "train", "ppo", "--env", "nope/X-v0", "--out", "{tmp}/t"
+    ),
+    "train-zero-steps": case(
+        "--steps must be positive",
+        "train",
+        "ppo",
+        "--env",
+        "recloop/Session-v0",
+        "--steps",
+        "0",
+        "--out",
+        "{tmp}/t",
+    ),
+    "train-zero-envs": case(
+        "--n-envs must be at least 1",
+        "train",
+        "ppo",
+        "--env",
+        "recloop/Session-v0",
+        "--n-envs",
+        "0",
+        "--out",
+        "{tmp}/t",
+    ),
+    "train-env-kwargs-not-json": case(
+        "argument --env-kwargs: not valid JSON",
+        "train",
+        "ppo",
+        "--env",
+        "recloop/Session-v0",
+        "--env-kwargs",
+        "{bad",
+    ),
+    "train-env-kwargs-not-object": case(
+        "expected a JSON object",
+        "train",
+        "ppo",
+        "--env",
+        "recloop/Session-v0",
+        "--env-kwargs",
+        "[1]",
+    ),
+    "train-env-kwargs-unknown": case(
+        "rejected its arguments",
+        "train",
+        "ppo",
+        "--env",
+        "recloop/Session-v0",
+        "--env-kwargs",
+        '{"nope": 1}',
+        "--out",
+        "{tmp}/t",
+    ),
+    "train-unknown-scenario": case(
+        "unknown scenario 'nope'",
+        "train",
+        "ppo",
+        "--env",
+        "recloop/Session-v0",
+        "--scenario",
+        "nope",
+        "--out",
+        "{tmp}/t",
+    ),
+    "train-set-into-int": case(
+        "'ticks' is a value",
+        "train",
+        "ppo",
+        "--env",
+        "recloop/Session-v0",
+        "--set",
+        "ticks.x=1",
+        "--out",
+        "{tmp}/t",
+    ),
+    "train-dqn-multidiscrete": case(
+        "dqn needs a Discrete action space",
+        "train",
+        "dqn",
+        "--env",
+        "recloop/Session-v0",
+        "--out",
+        "{tmp}/t",
+    ),
+    "train-out-is-a-file": case(
+        "is a file, not a folder", "train", "ppo", "--env", "recloop/Session-v0", "--out", "{file}"
+    ),
+    "train-out-is-a-run": case(
+        "is a run folder", "train", "ppo", "--env", "recloop/Session-v0", "--out", "{run}"
+    ),
+    "train-seed-not-int": case(
+        "argument --seed: invalid int value",
+        "train",
+        "ppo",
+        "--env",
+        "recloop/Session-v0",
+        "--seed",
+        "x",
+    ),
+    # --- interview (every check runs before a model loads)
+    "interview-no-user": case("required: --user", "interview", "{run}", "why?"),
+    "interview-no-question": case("required: QUESTION", "interview", "{run}", "--user", "0"),
+    "interview-no-run": case("does not exist", "interview", "{tmp}/nope", "--user", "0", "q"),
+    "interview-not-a-run": case("is not a run folder", "interview", "{tmp}", "--user", "0", "q"),
+    "interview-file": case("is not a run folder", "interview", "{file}", "--user", "0", "q"),
+    "interview-unknown-user": case(
+        "user 999 does not exist", "interview", "{run}", "--user", "999", "q"
+    ),
+    "interview-negative-user": case(
+        "user -1 does not exist", "interview", "{run}", "--user", "-1", "q"
+    ),
+    "interview-user-not-int": case(
+        "invalid int value: 'x'", "interview", "{run}", "--user", "x", "q"
+    ),
+    "interview-unknown-policy": case(
+        "policy 'nope' is not in this run",
+        "interview",
+        "{run}",
+        "--user",
+        "0",
+        "--policy",
+        "nope",
+        "q",
+    ),
+    "interview-unknown-seed": case(
+        "seed 7 is not in this run", "interview", "{run}", "--user", "0", "--seed", "7", "q"
+    ),
+    "interview-empty-question": case(
+        "the question is empty", "interview", "{run}", "--user", "0", " "
+    ),
+    "interview-zero-tokens": case(
+        "--max-tokens must be at least 1",
+        "interview",
+        "{run}",
+        "--user",
+        "0",
+        "--max-tokens",
+        "0",
+        "q",
+    ),
+    "interview-negative-memories": case(
+        "--memories must be 0 (all) or more",
+        "interview",
+        "{run}",
+        "--user",
+        "0",
+        "--memories",
+        "-1",
+        "q",
+    ),
+    "interview-openai-without-url": case(
+        "base_url is required", "interview", "{run}", "--user", "0", "--backend", "openai", "q"
+    ),
+    # --- calibrate (every check runs before the LLM is asked)
+    "calibrate-unknown-scenario": case("unknown scenario 'nope'", "calibrate", "nope"),
+    "calibrate-zero-states": case(
+        "--states must be at least 2",
+        "calibrate",
+        "filter_bubble",
+        "--states",
+        "0",
+        "--out",
+        "{tmp}/c",
+    ),
+    "calibrate-zero-ticks": case(
+        "--ticks must be positive", "calibrate", "filter_bubble", "--ticks", "0", "--out", "{tmp}/c"
+    ),
+    "calibrate-explore-share": case(
+        "--explore must be a share",
+        "calibrate",
+        "filter_bubble",
+        "--explore",
+        "2",
+        "--out",
+        "{tmp}/c",
+    ),
+    "calibrate-holdout-share": case(
+        "--holdout must be a share",
+        "calibrate",
+        "filter_bubble",
+        "--holdout",
+        "1.5",
+        "--out",
+        "{tmp}/c",
+    ),
+    "calibrate-l2-word": case(
+        "argument --l2: expected 'auto' or a number", "calibrate", "filter_bubble", "--l2", "x"
+    ),
+    "calibrate-l2-negative": case(
+        "--l2 must be 'auto'", "calibrate", "filter_bubble", "--l2", "-1", "--out", "{tmp}/c"
+    ),
+    "calibrate-unknown-policy": case(
+        "unknown policy 'nope'",
+        "calibrate",
+        "filter_bubble",
+        "--policy",
+        "nope",
+        "--backend",
+        "fake",
+        "--out",
+        "{tmp}/c",
+    ),
+    "calibrate-set-into-int": case(
+        "'ticks' is a value", "calibrate", "filter_bubble", "--set", "ticks.a=1", "--out", "{tmp}/c"
+    ),
+    "calibrate-out-is-a-file": case(
+        "is a file, not a folder",
+        "calibrate",
+        "filter_bubble",
+        "--backend",
+        "fake",
+        "--out",
+        "{file}",
+    ),
+    "calibrate-out-is-a-run": case(
+        "is a run folder", "calibrate", "filter_bubble", "--backend", "fake", "--out", "{run}"
+    ),
+    "calibrate-unknown-backend": case(
+        "invalid choice: 'nosuch'", "calibrate", "filter_bubble", "--backend", "nosuch"
+    ),
+    # --- compare
+    "compare-one-run": case("at least two run folders", "compare", "{run}", "--out", "{tmp}/c"),
+    "compare-same-run": case(
+        "run labels must differ", "compare", "{run}", "{run}", "--out", "{tmp}/c"
+    ),
+    "compare-too-few-labels": case(
+        "1 labels for 2 runs", "compare", "{run}", "{run2}", "--label", "a", "--out", "{tmp}/c"
+    ),
+    "compare-same-labels": case(
+        "run labels must differ",
+        "compare",
+        "{run}",
+        "{run2}",
+        "--label",
+        "a",
+        "--label",
+        "a",
+        "--out",
+        "{tmp}/c",
+    ),
+    "compare-empty-label": case(
+        "argument --label: expected a name",
+        "compare",
+        "{run}",
+        "{run2}",
+        "--label",
+        "",
+        "--label",
+        "b",
+    ),
+    "compare-missing-run": case(
+        "is not a finished run folder", "compare", "{run}", "{tmp}/nope", "--out", "{tmp}/c"
+    ),
+    "compare-file-as-run": case(
+        "is not a finished run folder", "compare", "{run}", "{file}", "--out", "{tmp}/c"
+    ),
+    "compare-into-a-run": case("is a run folder", "compare", "{run}", "{run2}", "--out", "{run}"),
+    "compare-out-is-a-file": case(
+        "is a file, not a folder", "compare", "{run}", "{run2}", "--out", "{file}"
+    ),
+    "compare-out-under-a-file": case(
+        "so no folder can be made under it", "compare", "{run}", "{run2}", "--out", "{file}/x"
+    ),
+    "compare-empty-out": case(
+        "argument --out: expected a path", "compare", "{run}", "{run2}", "--out", ""
+    ),
+}
+
+
+def test_at_least_60_cases_over_every_subcommand():
+    assert len(CASES) >= 60
+    from simenv.cli import COMMANDS
+
+    used = {c.argv[0] for c in CASES.values()}
+    assert set(COMMANDS) <= used, f"no bad-input case for {set(COMMANDS) - used}"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """Two finished tiny run folders, made once for the module."""
+    root = tmp_path_factory.mktemp("runs")
+    folders = {"run": root / "a", "run2": root / "b"}
+    for name, folder in folders.items():
+        policies = ["--policy", "random"] + (["--policy", "popularity"] if name == "run" else [])
+        argv = ["run", "filter_bubble", "--out", str(folder), *TINY, *policies]
+        assert main([*argv, "--set", "seeds=[0,1]"]) == 0
+    return folders
+
+
+def _closed_url() -> str:
+    """A URL on 127.0.0.1 where nothing listens (a port bound and released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/ml-100k.zip"
+
+
+@pytest.fixture
+def places(tmp_path, runs, monkeypatch) -> dict[str, str]:
+    """The placeholders of the cases; the test runs in ``tmp_path`` (default outputs land
+    there, so the snapshot sees them)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("not a folder\n")
+    (tmp_path / "bad.yaml").write_text("name: x\nticks: [1, 2\n")
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    (tmp_path / "typo.yaml").write_text("name: x\ntickz: 3\n")
+    return {
+        "tmp": str(tmp_path),
+        "file": str(tmp_path / "afile"),
+        "bad_yaml": str(tmp_path / "bad.yaml"),
+        "list_yaml": str(tmp_path / "list.yaml"),
+        "typo_yaml": str(tmp_path / "typo.yaml"),
+        "closed_url": _closed_url(),
+        **{k: str(v) for k, v in runs.items()},
+    }
+
+
+def snapshot(root: Path, skip: Path | None = None) -> dict[str, str]:
+    """Every file and folder under ``root`` (except ``skip``) with a digest of its bytes."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        if skip is not None and (path == skip or skip in path.parents):
+            continue
+        rel = str(path.relative_to(root))
+        out[rel] = "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def _out_of(argv: list[str]) -> Path | None:
+    return Path(argv[argv.index("--out") + 1]) if "--out" in argv else None
+
+
+def _expand(c: Case, places: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    def fill(text: str) -> str:
+        for key, value in places.items():
+            text = text.replace("{" + key + "}", value)
+        return text
+
+    return [fill(a) for a in c.argv], {k: fill(v) for k, v in c.env.items()}
+
+
+def check_one_line(err: str, message: str) -> None:
+    assert "Traceback" not in err, err
+    assert err.startswith("recloop: error: "), err
+    assert err.count("\n") == 1 and err.endswith("\n"), err
+    assert message in err, err
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input(name, places, runs, tmp_path, capsys, monkeypatch):
+    argv, env = _expand(CASES[name], places)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    out = _out_of(argv)
+    skip = out if out is not None and tmp_path in out.parents else None
+    before = snapshot(tmp_path, skip)
+    runs_before = {k: snapshot(v) for k, v in runs.items()}
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert code == 2, captured
+    check_one_line(captured.err, CASES[name].message)
+    assert snapshot(tmp_path, skip) == before, "changed something outside --out"
+    assert {k: snapshot(v) for k, v in runs.items()} == runs_before, "changed a run folder"
+
+
+SUBPROCESS_CASES = [
+    "run-seed-not-int",
+    "set-into-int",
+    "out-under-a-file",
+    "size-1e12-users",
+    "policy-and-set-policies",
+    "movielens-download-offline",
+    "train-env-kwargs-not-json",
+    "compare-into-a-run",
+]
+
+
+@pytest.mark.parametrize("name", SUBPROCESS_CASES)
+def test_bad_input_in_a_real_process(name, places, runs, tmp_path):
+    argv, env = _expand(CASES[name], places)
+    before = {k: snapshot(v) for k, v in runs.items()}
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), "MPLBACKEND": "Agg", **env}
+    done = subprocess.run(
+        [sys.executable, "-m", "simenv.cli", *argv],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert done.returncode == 2, done.stderr
+    check_one_line(done.stderr, CASES[name].message)
+    assert {k: snapshot(v) for k, v in runs.items()} == before
+
+
+def test_debug_still_shows_the_traceback_of_a_usage_error_free_case(places):
+    with pytest.raises(ValueError, match="'ticks' is a value"):
+        main(["--debug", "show", "filter_bubble", "--set", "ticks.x=1"])
+
+
+# --- output folders ------------------------------------------------------------------------
+
+
+def test_output_folder_checks(tmp_path, runs):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert check_output_folder(tmp_path / "new" / "deeper") == tmp_path / "new" / "deeper"
+    assert not (tmp_path / "new").exists()  # checking creates nothing
+    with pytest.raises(OutputFolderError, match="is a file, not a folder"):
+        check_output_folder(afile)
+    with pytest.raises(OutputFolderError, match="so no folder can be made under it"):
+        check_output_folder(afile / "a" / "b")
+    assert check_output_folder(runs["run"]) == runs["run"]  # `recloop run` resumes there
+    with pytest.raises(OutputFolderError, match="is a run folder"):
+        check_output_folder(runs["run"], into_run=False)
+
+
+def test_an_unwritable_output_folder_is_one_line(tmp_path, capsys):
+    """As root, permission bits do not stop us: /proc/sys is not writable even for root."""
+    if os.geteuid() == 0:
+        target = Path("/proc/sys/recloop-test")
+        if not Path("/proc/sys").is_dir() or os.access("/proc/sys", os.W_OK):
+            pytest.skip("no folder that root cannot write on this machine")
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        target = locked / "out"
+    assert main(["run", "filter_bubble", "--out", str(target), *TINY]) == 2
+    check_one_line(capsys.readouterr().err, "is not writable")
+
+
+def test_the_file_system_refusing_late_is_one_line_too(tmp_path, capsys, monkeypatch):
+    """What the checks cannot see (a disk that fills up, a folder that turns read-only
+    under us) still gives one line, not a traceback."""
+    import simenv.studies.run_folder as rf
+
+    def refuse(folder):
+        raise PermissionError(13, "Permission denied", str(folder))
+
+    monkeypatch.setattr(rf, "folder_lock", refuse)
+    assert main(["run", "filter_bubble", "--out", str(tmp_path / "o"), *TINY]) == 2
+    check_one_line(capsys.readouterr().err, f"Permission denied: {tmp_path / 'o'}")
