@@ -47,6 +47,7 @@ from agents.deciders import (
     CHOICE_WEIGHTS,
     BaseDecider,
     DecisionContext,
+    UtilityDecider,
     UtilityParams,
     choice_weights,
     utility_features,
@@ -178,7 +179,8 @@ def sample_states(
     seed = scenario.seeds[0] if config.seed is None else config.seed
     name, params = _policy_spec(scenario, config.policy)
     policy = policies.make(name, **params)
-    world = World(scenario, policy, seed=seed)
+    # the fast decider plays the users (whatever decider.kind says); the teacher is asked
+    world = World(scenario, policy, seed=seed, decider=UtilityDecider(scenario.decider.utility))
     rng = world.rngs["env"]
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]] = []
     dropped = collected = 0
