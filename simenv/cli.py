@@ -589,6 +589,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     print(cal.format_table(result))
     fitted = ", ".join(f"{n}={getattr(result.params, n):.3g}" for n in result.fit.identified)
     print(f"\nfitted: {fitted}")
+    print(f"states: {result.sampling.summary()}")
     if result.dropped:
         print(f"dropped: {result.dropped} state(s) without a usable LLM answer")
     print(f"\nresults: {out / 'calibration.json'}")
