@@ -71,8 +71,11 @@ class Decider(Protocol):
     - `decide`: one answer per user for the slates of ``ctx``;
     - `tick_counters`: extra metric columns counted since the last call (once per tick);
     - `reflection_texts`: texts of the reflection memory records, by (user, memory slot);
+    - `finish`: the job's last tick is over (the runner calls it before writing the job's
+      results); a decider may refuse the job by raising (the LLM decider raises `LLMError`
+      when too many of its decisions fell back to the utility model);
     - `stats`: statistics to keep with the job's results (the LLM backend's calls, tokens,
-      cache hits...); empty when there are none.
+      cache hits, decisions and fallbacks...); empty when there are none.
 
     `BaseDecider` gives every hook but `decide` a default that does nothing.
     """
@@ -86,6 +89,8 @@ class Decider(Protocol):
     def tick_counters(self) -> dict[str, float]: ...
 
     def reflection_texts(self) -> dict[tuple[int, int], str]: ...
+
+    def finish(self) -> None: ...
 
     def stats(self) -> dict[str, Any]: ...
 
@@ -106,6 +111,9 @@ class BaseDecider:
 
     def reflection_texts(self) -> dict[tuple[int, int], str]:
         return {}
+
+    def finish(self) -> None:
+        return None
 
     def stats(self) -> dict[str, Any]:
         return {}

@@ -26,6 +26,16 @@ Failures: an `LLMError` from the backend (after the retries of `RetryingBackend`
 answer (probabilities not finite / wrong shape / not summing to 1), either raises an `LLMError`
 naming the backend (``on_error="fail"``) or hands the affected users to the fallback
 `UtilityDecider` (``on_error="utility_fallback"``), counted in ``tick_counters()["llm_fallbacks"]``.
+
+Fallback share: the decider counts its decisions (one per user and slate) and those that fell
+back, and keeps the last failure's message (redacted); `stats` reports them. With
+``max_fallback_share`` set, the job stops with an `LLMError` naming the backend, the share, the
+limit and the last failure when the share of decisions that fell back passes the limit. The
+rule (`check_fallback_share`): after every `decide`, once the job has made at least
+``SHARE_CHECK_BATCHES`` (4) times as many decisions as its largest batch, so that one failed
+call (which affects one batch) can never carry the share past 25% by itself; and at the end of
+the job (`finish`), whatever its size. A server that is dead from the start thus stops a run
+within its first few slates, while a single transient failure in a large run does not.
 """
 
 from __future__ import annotations
@@ -39,11 +49,15 @@ from agents import prompts as P
 from agents.deciders import BaseDecider, DecisionContext, Decisions, UtilityDecider
 from agents.memory import MemoryKind
 from simenv.llm.base import LLMBackend, LLMError
+from simenv.llm.redact import redact
 
 if TYPE_CHECKING:
     from simenv.llm.embed import ItemEmbeddings
 
 ON_ERROR = ("fail", "utility_fallback")
+#: The fallback share is checked during a job once it has made this many times as many
+#: decisions as its largest batch (see the module docstring).
+SHARE_CHECK_BATCHES = 4
 
 
 class LLMDecider(BaseDecider):
@@ -63,9 +77,12 @@ class LLMDecider(BaseDecider):
         reflection_tokens: int = 32,
         max_text: int = P.MAX_TEXT,
         embeddings: ItemEmbeddings | None = None,
+        max_fallback_share: float | None = None,
     ) -> None:
         if on_error not in ON_ERROR:
             raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+        if max_fallback_share is not None and not 0.0 <= max_fallback_share <= 1.0:
+            raise ValueError(f"max_fallback_share must be in [0, 1], got {max_fallback_share}")
         self.backend = backend
         self.fallback = fallback or UtilityDecider()
         self.on_error = on_error
@@ -75,7 +92,11 @@ class LLMDecider(BaseDecider):
         self.max_text = max_text
         self.embeddings = embeddings
         self.reflections: dict[tuple[int, int], str] = {}
-        self.fallbacks_total = 0
+        self.max_fallback_share = max_fallback_share
+        self.decisions = 0  # one per user and slate decided
+        self.fallbacks_total = 0  # of those, decided by the fallback
+        self.last_error: str | None = None  # the last failure's message, redacted
+        self._largest_batch = 0
         self._fallbacks = 0
         self._chat = backend.chat_prompt
 
@@ -227,7 +248,38 @@ class LLMDecider(BaseDecider):
             ended = np.where(bad, fb.ended_session, ended)
             self._fallbacks += int(bad.sum())
             self.fallbacks_total += int(bad.sum())
+        self.decisions += n
+        self._largest_batch = max(self._largest_batch, n)
+        if self.decisions >= SHARE_CHECK_BATCHES * self._largest_batch:
+            self.check_fallback_share()
         return Decisions(chosen_pos=chosen_pos, rating=rating, ended_session=ended.astype(bool))
+
+    # ------------------------------------------------------------------ fallback share
+    def fallback_share(self) -> float:
+        """The share of this decider's decisions that fell back (0 before any decision)."""
+        return self.fallbacks_total / self.decisions if self.decisions else 0.0
+
+    def check_fallback_share(self) -> None:
+        """Raise `LLMError` when the share of decisions that fell back passes
+        ``max_fallback_share`` (the module docstring says when it is called)."""
+        limit, share = self.max_fallback_share, self.fallback_share()
+        if limit is None or share <= limit:
+            return
+        raise LLMError(
+            f"LLM decider: {self.fallbacks_total} of {self.decisions} decisions ({share:.1%}) "
+            f"fell back to the utility model, more than decider.llm.max_fallback_share = "
+            f"{limit:g}; the {self._describe_backend()} last failed with: "
+            f"{self.last_error or 'an unusable answer'}. Finished jobs are kept: run the same "
+            "command again to resume"
+        )
+
+    def finish(self) -> None:
+        """The job is over: check the fallback share whatever the job's size."""
+        self.check_fallback_share()
+
+    def _failed(self, message: str) -> None:
+        """Remember a failure's message (redacted, one line) as the last error."""
+        self.last_error = " ".join(redact(message).split())
 
     def choice_probabilities(self, ctx: DecisionContext) -> np.ndarray:
         """(n, k + 1) probabilities of slate positions ``A``.. and ``none``: the choice question
@@ -278,7 +330,10 @@ class LLMDecider(BaseDecider):
             res = self.backend.score(prompts, [labels] * n)
         except LLMError as e:
             if self.on_error == "fail":
-                raise LLMError(f"LLM decider: the {self._describe_backend()} failed: {e}") from e
+                raise LLMError(
+                    redact(f"LLM decider: the {self._describe_backend()} failed: {e}")
+                ) from e
+            self._failed(str(e))
             return uniform, np.ones(n, dtype=bool)
         out = uniform.copy()
         failed = np.zeros(n, dtype=bool)
@@ -288,11 +343,11 @@ class LLMDecider(BaseDecider):
                 failed[i] = True
             else:
                 out[i] = a
-        if failed.any() and self.on_error == "fail":
-            raise LLMError(
-                f"LLM decider: the {self._describe_backend()} returned unusable probabilities "
-                f"for {int(failed.sum())} of {n} prompts"
-            )
+        if failed.any():
+            unusable = f"unusable probabilities for {int(failed.sum())} of {n} prompts"
+            if self.on_error == "fail":
+                raise LLMError(f"LLM decider: the {self._describe_backend()} returned {unusable}")
+            self._failed(unusable)
         return out, failed
 
     # ------------------------------------------------------------------ reflection
@@ -318,7 +373,10 @@ class LLMDecider(BaseDecider):
             texts = self.backend.generate(prompts, self.reflection_tokens)
         except LLMError as e:
             if self.on_error == "fail":
-                raise LLMError(f"LLM decider: the {self._describe_backend()} failed: {e}") from e
+                raise LLMError(
+                    redact(f"LLM decider: the {self._describe_backend()} failed: {e}")
+                ) from e
+            self._failed(str(e))
             return
         slots = mem.record(ctx.users, MemoryKind.REFLECTION, -1, ctx.tick, importance=0.8)
         # drop texts whose slots were overwritten by other records since
@@ -329,10 +387,18 @@ class LLMDecider(BaseDecider):
             self.reflections[(u, s)] = " ".join(str(text).split())[: self.max_text]
 
     def stats(self) -> dict[str, Any]:
-        """Statistics of every layer of the backend (`simenv.llm.wrappers.stats_dict`)."""
+        """This decider's decisions and fallbacks (``decisions``, ``fallbacks``,
+        ``fallback_share``, ``last_error``) and the statistics of every layer of the backend
+        (``layers``: `simenv.llm.wrappers.stats_dict`)."""
         from simenv.llm.wrappers import stats_dict
 
-        return stats_dict(self.backend)
+        return {
+            "decisions": self.decisions,
+            "fallbacks": self.fallbacks_total,
+            "fallback_share": self.fallback_share(),
+            "last_error": self.last_error,
+            **stats_dict(self.backend),
+        }
 
 
 def _sample(probs: np.ndarray, u: np.ndarray) -> np.ndarray:

@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 def build_world(n_users: int, n_items: int, seed: int = 0):  # type: ignore[no-untyped-def]
     import policies
+    from agents.deciders import UtilityDecider
     from scenarios import load
     from simenv.world import World
 
@@ -42,7 +43,8 @@ def build_world(n_users: int, n_items: int, seed: int = 0):  # type: ignore[no-u
             "log_interactions=false",
         ],
     )
-    return World(scenario, policies.make("popularity"), seed=seed)
+    decider = UtilityDecider(scenario.decider.utility)
+    return World(scenario, policies.make("popularity"), seed=seed, decider=decider)
 
 
 def time_ticks(world, ticks: int) -> tuple[float, int]:  # type: ignore[no-untyped-def]

@@ -101,6 +101,15 @@ class LLMConfig(_Strict):
     on_llm_error: Literal["fail", "utility_fallback"] = Field(
         "fail", description="after retries: stop with an error, or decide by the utility model"
     )
+    max_fallback_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="with utility_fallback: stop the run (exit 2, resumable) when more than "
+        "this share of a job's decisions fell back to the utility model; checked after each "
+        "slate once the job has made 4 times as many decisions as its largest batch (one "
+        "failed call alone never passes 25%), and at the end of each job; 1 = never stop",
+    )
 
 
 class DeciderConfig(_Strict):

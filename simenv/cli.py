@@ -423,6 +423,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"plots:      {_plots_line(result.plots)}")
     if result.resumed_jobs:
         print(f"resumed:    {result.resumed_jobs} finished job(s) kept from an earlier run")
+    if result.llm is not None:
+        print(result.llm.line())
     return 0
 
 
@@ -523,7 +525,9 @@ RUN = Command(
     help="run a scenario and write a run folder",
     description="Run every policy of a scenario over its seeds; write config.yaml, "
     "metrics.parquet, interactions.parquet, summary.json and plots/ to the run folder. "
-    "Running again with the same --out resumes: finished (policy, seed) jobs are kept.",
+    "Running again with the same --out resumes: finished (policy, seed) jobs are kept. "
+    "LLM runs end with the share of decisions that fell back to the utility model, and stop "
+    "(exit 2, resumable) when it passes decider.llm.max_fallback_share.",
     add_arguments=add_run_args,
     execute=cmd_run,
 )
@@ -741,6 +745,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     print(cal.format_table(result))
     fitted = ", ".join(f"{n}={getattr(result.params, n):.3g}" for n in result.fit.identified)
     print(f"\nfitted: {fitted}")
+    print(f"states: {result.sampling.summary()}")
     if result.dropped:
         print(f"dropped: {result.dropped} state(s) without a usable LLM answer")
     print(f"\nresults: {out / 'calibration.json'}")

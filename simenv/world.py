@@ -52,6 +52,21 @@ class PolicyError(RuntimeError):
     """A recommender returned something the world cannot serve."""
 
 
+def _default_decider(scenario: Scenario) -> Decider:
+    """The decider of a world built without one: the utility model of a ``decider.kind:
+    utility`` scenario. The world does not build LLM personas (that needs a backend and a run
+    folder, `simenv.studies`), so an LLM scenario without a decider is an error, never
+    parametric users in disguise."""
+    if scenario.decider.kind == "llm":
+        raise ValueError(
+            f"scenario {scenario.name!r} asks for LLM personas (decider.kind: llm) but the "
+            "World was given no decider: build it with simenv.studies.make_world(scenario, "
+            "policy, seed=...), which builds the LLM decider, or pass "
+            "decider=UtilityDecider(scenario.decider.utility) for parametric users"
+        )
+    return UtilityDecider(scenario.decider.utility)
+
+
 @dataclass
 class TickBuffer:
     """Impressions of the current tick, gathered for the creators and the metrics."""
@@ -85,7 +100,12 @@ class TickBuffer:
 
 
 class World(mesa.Model):
-    """A recommendation ecosystem under one policy and one seed."""
+    """A recommendation ecosystem under one policy and one seed.
+
+    ``decider`` answers for the users; without one the world uses the scenario's utility model,
+    and refuses (`ValueError`) a scenario whose ``decider.kind`` is ``llm``:
+    `simenv.studies.make_world` builds the world with the decider the scenario names.
+    """
 
     def __init__(
         self,
@@ -105,7 +125,7 @@ class World(mesa.Model):
         self._returned = np.zeros(0, dtype=np.int64)
         self.tick = 0
         self.policy = policy
-        self.decider = decider or UtilityDecider(scenario.decider.utility)
+        self.decider = decider or _default_decider(scenario)
         pop = population or build_population(scenario, self.rngs)
         self._init_items(pop.catalog)
         self._init_users(pop)

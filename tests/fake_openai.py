@@ -3,9 +3,11 @@
 `FakeOpenAI(answer)` listens on a free local port (`url` is its ``/v1`` base URL), records every
 request (path, Authorization header, JSON body) in ``requests`` and answers each POST with the
 JSON object ``answer(body)``. Failures are scriptable: the first ``fail_first`` requests get
-HTTP 500, requests after the first ``down_after`` get HTTP 503 (both counted over ``requests``,
-which a test may clear), and every answer waits ``delay`` seconds. The ``fake_openai`` fixture
-(conftest.py) starts servers and stops them after the test.
+HTTP ``fail_status`` (500), requests after the first ``down_after`` get HTTP 503 (both counted
+over ``requests``, which a test may clear), and every answer waits ``delay`` seconds. An error's
+body is ``boom``, or with ``echo_headers`` a JSON object holding the request's headers (as some
+servers and proxies do), Authorization first. The ``fake_openai`` fixture (conftest.py)
+starts servers and stops them after the test.
 """
 
 from __future__ import annotations
@@ -28,12 +30,16 @@ class FakeOpenAI(ThreadingHTTPServer):
         answer: Answer,
         *,
         fail_first: int = 0,
+        fail_status: int = 500,
         down_after: int | None = None,
         delay: float = 0.0,
+        echo_headers: bool = False,
     ) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.answer = answer
         self.fail_first = fail_first
+        self.fail_status = fail_status
+        self.echo_headers = echo_headers
         self.down_after = down_after
         self.delay = delay
         self.requests: list[dict[str, Any]] = []
@@ -49,7 +55,7 @@ class FakeOpenAI(ThreadingHTTPServer):
             self.requests.append({"path": path, "auth": auth, "body": body})
             n = len(self.requests)
         if n <= self.fail_first:
-            return 500
+            return self.fail_status
         if self.down_after is not None and n > self.down_after:
             return 503
         return None
@@ -80,7 +86,12 @@ class _Handler(BaseHTTPRequestHandler):
         if status is not None:
             self.send_response(status)
             self.end_headers()
-            self.wfile.write(b"boom")
+            if self.server.echo_headers:
+                headers = sorted(self.headers.items(), key=lambda kv: kv[0] != "Authorization")
+                echo = {"error": "request refused", "headers": dict(headers)}
+                self.wfile.write(json.dumps(echo).encode())
+            else:
+                self.wfile.write(b"boom")
             return
         data = json.dumps(self.server.answer(body)).encode()
         self.send_response(200)

@@ -279,6 +279,35 @@ def test_cli_calibrate_fake_backend_and_apply(tmp_path: Path, capsys: Any) -> No
     assert config["decider"]["utility"]["noise"] == 2  # --set comes after --utility
 
 
+def test_cli_calibrate_says_why_fewer_states_were_sampled(tmp_path: Path, capsys: Any) -> None:
+    """16 users, 5 ticks, one slate a session: fewer slates are shown than 200 states asked
+    for; the output and calibration.json say how many were sampled and what to raise."""
+    out = tmp_path / "cal"
+    args = ["calibrate", "filter_bubble_llm", *FAKE, "--no-progress"]
+    assert main([*args, "--states", "200", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    doc = json.loads((out / "calibration.json").read_text())
+    states = doc["states"]
+    assert states["requested"] == 200 and states["ticks"] == 5
+    assert 0 < states["sampled"] == states["slates_seen"] < 200
+    assert states["sampled"] == sum(doc["n_states"].values()) + states["dropped"]
+    why = (
+        f"users in session saw only {states['slates_seen']} slates over 5 tick(s), fewer than "
+        "the 200 states asked for; raise --ticks, population.size or population.activity_scale"
+    )
+    assert states["shortfall"] == why
+    assert f"states: sampled {states['sampled']} of 200 requested states: {why}" in printed
+    # enough users: all requested states are sampled and no shortfall is reported
+    full = tmp_path / "full"
+    assert main([*args, "--states", "20", "--out", str(full)]) == 0
+    assert "states: sampled 20 of 20 requested states\n" in capsys.readouterr().out
+    assert json.loads((full / "calibration.json").read_text())["states"]["shortfall"] is None
+    # enough slates in all, but too few users in session when the per-step quota came due
+    spread = cal.Sampling(requested=200, ticks=5, slates_seen=300, sampled=150, dropped=0)
+    assert spread.summary().startswith("sampled 150 of 200 requested states: states are spread")
+    assert spread.summary().endswith("raise --ticks, population.size or population.activity_scale")
+
+
 def test_cli_train_utility_reaches_the_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import simenv.studies.train
     from simenv.envs.core import SMALL_OVERRIDES, SessionCore

@@ -372,3 +372,80 @@ def test_transformers_generate_deterministic(tb: Any) -> None:
     assert tb.stats.completion_tokens > 0
     with pytest.raises(LLMError):  # 2 tokens cannot hold a JSON object with the key
         tb.generate(prompts[:1], 2, {"required": ["mood"]})
+
+
+# ---------------------------------------------------------------------------- honest messages
+
+
+def test_redact_keys_tokens_and_headers() -> None:
+    from simenv.llm.redact import REDACTED, excerpt, redact
+
+    key = "my-own-key-1234"
+    cases = {
+        f"key {key} here": f"key {REDACTED} here",
+        "Authorization: Bearer abc.def-123": f"Authorization: {REDACTED}",
+        '{"Authorization": "Bearer xyz"}': f'{{"Authorization": "{REDACTED}"}}',
+        "{'authorization': 'Basic dXNlcjpw'}": f"{{'authorization': '{REDACTED}'}}",
+        "sent bearer tok_123/x= to": f"sent Bearer {REDACTED} to",
+        "X-API-Key: 12345, next": f"X-API-Key: {REDACTED}, next",
+        "GET /v1?api_key=s3cret&x=1": f"GET /v1?api_key={REDACTED}&x=1",
+        "key sk-proj-AbC123xyz_9 leaked": f"key {REDACTED} leaked",
+        "https://bob:hunter2@host/v1": f"https://{REDACTED}@host/v1",
+    }
+    for text, want in cases.items():
+        assert redact(text, [key]) == want, text
+    innocent = "http://127.0.0.1:8000/v1: HTTP 500: boom (after 2 retries); api_key_env: KEY"
+    assert redact(innocent) == innocent
+    # cut after redacting: no half key survives the 200 characters
+    long = "x" * 190 + " " + key
+    assert key[:5] not in excerpt(long, 200, [key]) and "\n" not in excerpt("a\nb\n\nc")
+
+
+@pytest.mark.parametrize("status", [401, 500])
+def test_openai_error_body_echoing_the_key_is_redacted(
+    status: int, fake_openai: Callable[..., FakeOpenAI], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that echoes the request headers (Authorization: Bearer <key>) into its 4xx or
+    5xx error body: the key is in no message."""
+    monkeypatch.setenv("RECLOOP_TEST_KEY", SECRET)
+    srv = fake_openai(_answer, fail_first=100, fail_status=status, echo_headers=True)
+    b = make_backend(
+        "openai", base_url=srv.url, model="m", retries=1, backoff=0.01,
+        api_key_env="RECLOOP_TEST_KEY",
+    )  # fmt: skip
+    with pytest.raises(LLMError, match=f"HTTP {status}") as e:
+        b.score(["x"], [["1", "2"]])
+    assert srv.requests[0]["auth"] == f"Bearer {SECRET}"  # the server did get (and echo) it
+    msg = str(e.value)
+    assert SECRET not in msg and SECRET not in repr(e.value) and "[REDACTED]" in msg
+    assert "Authorization" in msg and "\n" not in msg
+    wrapped = RetryingBackend(b, retries=1, sleep=lambda s: None)
+    with pytest.raises(LLMError) as e2:
+        wrapped.generate(["x"], 4)
+    assert SECRET not in str(e2.value) and SECRET not in json.dumps(stats_dict(wrapped))
+
+
+def test_failure_message_counts_the_retries_that_happened(
+    serve: Callable[..., FakeOpenAI],
+) -> None:
+    """Built as the factory builds it (the HTTP backend does not retry, `RetryingBackend`
+    does), a failure says how many retries the retry layer made, and only that."""
+    srv = serve(fail_first=100)
+    inner = make_backend("openai", base_url=srv.url, model="m", retries=0)
+    with pytest.raises(LLMError) as e:
+        inner.score(["x"], [["1", "2"]])
+    assert str(e.value) == f"{srv.url}: HTTP 500: boom"  # no retry count claimed
+    srv.requests.clear()
+    for retries, said in ((2, "after 2 retries"), (1, "after 1 retry"), (0, "after 0 retries")):
+        srv.requests.clear()
+        r = RetryingBackend(inner, retries=retries, sleep=lambda s: None)
+        with pytest.raises(LLMError) as e:
+            r.score(["x"], [["1", "2"]])
+        assert str(e.value) == f"{srv.url}: HTTP 500: boom ({said})"
+        assert len(srv.requests) == retries + 1 and r.stats.retries == retries
+    assert inner.stats.retries == 0
+    # a backend that retries by itself says its own count
+    own = make_backend("openai", base_url=srv.url, model="m", retries=2, backoff=0.001)
+    with pytest.raises(LLMError) as e:
+        own.generate(["x"], 3)
+    assert str(e.value) == f"{srv.url}: HTTP 500: boom (after 2 retries)"

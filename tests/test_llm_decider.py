@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -251,6 +252,61 @@ def test_fail_names_the_backend() -> None:
         world.run(1)
 
 
+# ---------------------------------------------------------------------------- fallback share
+
+
+def test_one_failed_call_does_not_stop_a_large_run() -> None:
+    """A single failed call (all retries spent) hands one batch to the fallback: counted,
+    reported in `stats`, and far from ``max_fallback_share``."""
+    d = LLMDecider(FakeBackend(fail_first=1), on_error="utility_fallback", max_fallback_share=0.5)
+    world = _world(d, ticks=4, population={"size": 40, "activity_scale": 5.0})
+    world.run()
+    d.finish()
+    slates = len(world.interactions_frame()) // world.spec.k
+    assert d.decisions == slates > 0
+    assert 0 < d.fallbacks_total == world.metrics_frame()["llm_fallbacks"].sum() <= 40
+    assert d.fallback_share() < 0.25
+    stats = d.stats()
+    assert stats["decisions"] == d.decisions and stats["fallbacks"] == d.fallbacks_total
+    assert stats["fallback_share"] == pytest.approx(d.fallbacks_total / d.decisions)
+    assert stats["last_error"] == "fake backend: injected failure on call 1"
+    assert [layer["layer"] for layer in stats["layers"]] == ["FakeBackend"]
+
+
+def test_unusable_answers_stop_the_job_at_the_first_check() -> None:
+    d = LLMDecider(FakeBackend(garbage=True), on_error="utility_fallback", max_fallback_share=0.5)
+    world = _world(d, ticks=20, population={"size": 12, "activity_scale": 5.0})
+    with pytest.raises(LLMError) as e:
+        world.run()
+    pattern = (
+        r"LLM decider: (\d+) of \1 decisions \(100\.0%\) fell back to the utility model, more "
+        r"than decider\.llm\.max_fallback_share = 0\.5; the fake backend \(model 'fake-1'\) last "
+        r"failed with: unusable probabilities for \d+ of \d+ prompts\. Finished jobs are kept: "
+        r"run the same command again to resume"
+    )
+    assert re.fullmatch(pattern, str(e.value)), str(e.value)
+    # checked from 4 batches' worth of decisions on: stopped within the first few slates
+    assert d.decisions < 5 * 12 and world.tick < 20  # 12 users: at most 12 per batch
+
+
+def test_a_small_job_is_judged_at_its_end() -> None:
+    """Too few decisions to judge during the job (one failed call could be all of them): the
+    share is checked by `finish`, whatever the job's size; None or 1 never stops."""
+    for limit, stops in ((0.5, True), (1.0, False), (None, False)):
+        d = LLMDecider(
+            FakeBackend(fail_first=1), on_error="utility_fallback", max_fallback_share=limit
+        )
+        d.decide(_context(_world(d), [0, 1, 2]))  # the choice call fails: 3 of 3 fall back
+        assert d.fallbacks_total == d.decisions == 3
+        if stops:
+            with pytest.raises(LLMError, match=r"3 of 3 decisions \(100\.0%\).*call 1\."):
+                d.finish()
+        else:
+            d.finish()
+    with pytest.raises(ValueError, match="max_fallback_share"):
+        LLMDecider(FakeBackend(), max_fallback_share=1.5)
+
+
 def test_reflection_memory_bounded() -> None:
     backend = CountingBackend()
     d = LLMDecider(backend, reflection_every=1, memory_top=4)
@@ -300,7 +356,8 @@ def test_call_budget_from_the_scenario(tmp_path: Path) -> None:
     from simenv.studies.runner import run_scenario
 
     llm = {"backend": "fake", "embeddings": "topics", "max_calls": 3}
-    sc = _scenario(decider={"kind": "llm", "llm": {**llm, "on_llm_error": "utility_fallback"}})
+    fallback = {**llm, "on_llm_error": "utility_fallback", "max_fallback_share": 1.0}
+    sc = _scenario(decider={"kind": "llm", "llm": fallback})
     result = run_scenario(sc, tmp_path / "run", progress=False)
     layers = json.loads((tmp_path / "run/llm_stats.json").read_text())["layers"]
     assert [x["layer"] for x in layers][:3] == [
@@ -412,6 +469,123 @@ def test_run_resumes_after_server_goes_down(
     pd.testing.assert_frame_equal(
         pd.read_parquet(out / "metrics.parquet"), pd.read_parquet(ref / "metrics.parquet")
     )
+
+
+def _fallback_args(url: str, out: Path, *sets: str) -> list[str]:
+    """`_llm_run_args` with ``utility_fallback`` (and further ``--set`` values)."""
+    extra = ["decider.llm.on_llm_error=utility_fallback", *sets]
+    return [*_llm_run_args(url, out), *[a for kv in extra for a in ("--set", kv)]]
+
+
+def _closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
+def test_dead_server_stops_the_run_with_one_line(tmp_path: Path, capsys: Any) -> None:
+    """An endpoint dead from the start: every decision falls back, so the first job stops with
+    one line naming the backend, the share, the limit and the last failure; exit 2."""
+    pytest.importorskip("httpx")
+    from simenv.cli import main
+
+    dead, out = _closed_port_url(), tmp_path / "run"
+    assert main(_fallback_args(dead, out)) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert "\n" not in err and "Traceback" not in err, err
+    assert err.startswith("recloop: error: LLM decider: "), err
+    m = re.search(r"(\d+) of (\d+) decisions \(100\.0%\)", err)
+    assert m and m[1] == m[2] and 0 < int(m[2]) <= 5 * 8, err  # 8 users: stopped early
+    assert "more than decider.llm.max_fallback_share = 0.5" in err
+    assert f"the openai backend (model 'm') last failed with: {dead}: " in err
+    assert err.endswith("(after 0 retries). Finished jobs are kept: run the same command again "
+                        "to resume")  # fmt: skip
+    assert not list(out.glob("parts/*/done")) and not (out / "summary.json").exists()
+
+
+def test_fallback_share_is_reported_and_a_stopped_run_resumes(
+    openai_server: FakeOpenAI, tmp_path: Path, capsys: Any
+) -> None:
+    """`recloop run` prints the share of decisions that fell back over all jobs (resumed ones
+    included) and writes it to summary.json; a server that dies during the second job stops the
+    run on the share, and the same command finishes it once the server is back."""
+    pytest.importorskip("httpx")
+    from simenv.cli import main
+
+    ref = tmp_path / "ref"
+    assert main(_fallback_args(openai_server.url, ref)) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((ref / "summary.json").read_text())
+    parts = [json.loads(p.read_text()) for p in sorted(ref.glob("parts/*/llm_stats.json"))]
+    decisions = sum(p["decisions"] for p in parts)
+    assert len(parts) == 2 and decisions > 0 and all(p["fallbacks"] == 0 for p in parts)
+    assert summary["llm"] == {
+        "decisions": decisions, "fallbacks": 0, "fallback_share": 0.0, "jobs": 2,
+    }  # fmt: skip
+    assert f"LLM fallbacks: 0 of {decisions} decisions (0.0%)" in printed.splitlines()
+    first_job = _prompts_sent(ref / "parts" / "random-seed0")
+    total = len(openai_server.requests)
+
+    openai_server.requests.clear()
+    openai_server.down_after = first_job + (total - first_job) // 3  # dies during the 2nd job
+    out = tmp_path / "run"
+    assert main(_fallback_args(openai_server.url, out)) == 2
+    err = capsys.readouterr().err
+    assert "max_fallback_share = 0.5" in err and "HTTP 503" in err, err
+    assert (out / "parts" / "random-seed0" / "done").exists()
+    assert not (out / "parts" / "mf-seed0" / "done").exists()
+
+    openai_server.down_after = None  # the server is back
+    assert main(_fallback_args(openai_server.url, out)) == 0
+    printed = capsys.readouterr().out
+    resumed = json.loads((out / "summary.json").read_text())
+    assert resumed["run"]["resumed_jobs"] == 1 and resumed["llm"] == summary["llm"]
+    assert f"LLM fallbacks: 0 of {decisions} decisions (0.0%)" in printed.splitlines()
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(out / "metrics.parquet"), pd.read_parquet(ref / "metrics.parquet")
+    )
+
+
+def test_key_echoed_by_the_server_is_redacted_everywhere(
+    fake_openai: Callable[..., FakeOpenAI],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+) -> None:
+    """A server that refuses every request and echoes its headers (Authorization: Bearer <key>)
+    into the error body: the key is not on stderr, in the exception or in the run folder, with
+    ``fail`` (the error line) and with ``utility_fallback`` (``last_error`` in llm_stats.json)."""
+    pytest.importorskip("httpx")
+    from simenv.cli import main
+
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    srv = fake_openai(_answer, fail_first=10**6, fail_status=401, echo_headers=True)
+    failing = tmp_path / "fail"
+    assert main(_llm_run_args(srv.url, failing)) == 2
+    assert srv.requests and {r["auth"] for r in srv.requests} == {f"Bearer {SECRET}"}
+    captured = capsys.readouterr()
+    assert "HTTP 401" in captured.err and "[REDACTED]" in captured.err, captured.err
+    assert SECRET not in captured.out + captured.err
+    with pytest.raises(LLMError) as e:  # the exception itself
+        main(["--debug", *_llm_run_args(srv.url, tmp_path / "debug")])
+    assert SECRET not in str(e.value) and "[REDACTED]" in str(e.value)
+
+    kept = tmp_path / "kept"
+    assert main(_fallback_args(srv.url, kept, "decider.llm.max_fallback_share=1")) == 0
+    captured = capsys.readouterr()
+    assert SECRET not in captured.out + captured.err
+    parts = [json.loads(p.read_text()) for p in sorted(kept.glob("parts/*/llm_stats.json"))]
+    decisions = sum(p["decisions"] for p in parts)
+    assert decisions > 0 and sum(p["fallbacks"] for p in parts) == decisions
+    line = f"LLM fallbacks: {decisions} of {decisions} decisions (100.0%)"
+    assert line in captured.out.splitlines(), captured.out
+    for stats in parts:
+        assert "HTTP 401" in stats["last_error"] and "[REDACTED]" in stats["last_error"]
+    for folder in (failing, kept, tmp_path / "debug"):
+        for p in (p for p in folder.rglob("*") if p.is_file()):
+            assert SECRET.encode() not in p.read_bytes(), p
 
 
 # ---------------------------------------------------------------------------- embedded model

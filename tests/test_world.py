@@ -172,3 +172,26 @@ def test_slate_larger_than_catalog_is_rejected():
 
     with pytest.raises(ScenarioError, match="slate_size"):
         load("filter_bubble", ["session.slate_size=50", "catalog.n_items=20"])
+
+
+def test_an_llm_scenario_never_runs_parametric_users_silently(tmp_path):
+    """`World` builds no LLM personas: given an LLM scenario and no decider it refuses and names
+    the factory that does; `make_world` builds the decider the scenario names."""
+    from agents.deciders import UtilityDecider
+    from agents.llm_decider import LLMDecider
+    from simenv.studies import make_world
+
+    llm = load("filter_bubble_llm", ["ticks=2", "population.size=6"])
+    with pytest.raises(ValueError, match=r"decider.kind: llm.*simenv\.studies\.make_world"):
+        World(llm, policies.make("random"), seed=0)
+    parametric = World(llm, None, seed=0, decider=UtilityDecider(llm.decider.utility))
+    assert type(parametric.decider) is UtilityDecider  # asked for explicitly
+
+    fake = load(llm, ["decider.llm.backend=fake", "decider.llm.embeddings=topics"])
+    world = make_world(fake, "random", seed=1, run_dir=tmp_path)
+    assert isinstance(world.decider, LLMDecider) and world.seed == 1
+    assert world.decider.max_fallback_share == 0.5  # from the scenario's decider.llm
+    world.run()
+    assert world.decider.decisions > 0 and (tmp_path / "llm_cache.sqlite").is_file()
+    utility = make_world("filter_bubble", policies.make("mf"))
+    assert type(utility.decider) is UtilityDecider and utility.scenario.name == "filter_bubble"

@@ -24,6 +24,7 @@ import numpy as np
 from gymnasium import spaces
 
 from agents import emotion as emo
+from agents.deciders import UtilityDecider
 from policies.base import Feedback, Recommender, RecommendRequest
 from scenarios import Scenario, load
 from simenv.arrays import unit_rows_clipped
@@ -171,7 +172,7 @@ class SessionCore:
         ):
             raise ValueError(f"explore_levels must be shares in [0, 1], got {explore_levels}")
 
-        probe = World(self.scenario, None, seed=0)  # sizes for the spaces; reset builds the world
+        probe = self._new_world(0)  # sizes for the spaces; reset builds the world
         spec = probe.spec
         self.k, self.d = spec.k, spec.n_features
         n_avail = int(probe.items.available.sum())
@@ -211,11 +212,18 @@ class SessionCore:
         return obs, action
 
     # ------------------------------------------------------------------ lifecycle
+    def _new_world(self, seed: int) -> World:
+        """A world of the scenario with no policy (the agent recommends) and the fast utility
+        users, whatever ``decider.kind`` says (``decider.utility`` includes a calibrated fit)."""
+        return World(
+            self.scenario, None, seed=seed, decider=UtilityDecider(self.scenario.decider.utility)
+        )
+
     def build(self, seed: int) -> None:
         """A fresh world (and base recommender and observation builder) for ``seed``."""
         import policies
 
-        self.world = World(self.scenario, None, seed=int(seed))
+        self.world = self._new_world(int(seed))
         self.rng = self.world.rngs["env"]
         self.base: Recommender = policies.make(self.retriever, **self.retriever_kwargs)
         self.base.reset(self.world.spec, self.world.rngs["policy"])

@@ -79,6 +79,7 @@ from pettingzoo.utils.conversions import parallel_to_aec
 from pettingzoo.utils.env import AECEnv
 
 import policies
+from agents.deciders import UtilityDecider
 from policies.base import Feedback, Recommender
 from scenarios import load
 from scenarios.schema import Scenario
@@ -202,7 +203,7 @@ class EcosystemEnv(ParallelEnv[str, np.ndarray, Any]):
         self._seeds = np.random.default_rng(self._seed)
 
         # A world with the base scenario tells the sizes the spaces need.
-        self.world = World(self._world_scenario(), None, seed=self._seed)
+        self.world = self._new_world(self._seed)
         n_creators = int(self.world.creators.active.size)
         self._n_world_creators = n_creators
         self.n_creator_agents = min(int(n_creator_agents), n_creators)
@@ -239,7 +240,7 @@ class EcosystemEnv(ParallelEnv[str, np.ndarray, Any]):
             world_seed = self._seed
         else:
             world_seed = int(self._seeds.integers(2**31 - 1))
-        self.world = World(self._world_scenario(), None, seed=world_seed)
+        self.world = self._new_world(world_seed)
         self._reset_state()
         self.agents = list(self.possible_agents)
         return self._observations(), {a: {} for a in self.agents}
@@ -268,6 +269,13 @@ class EcosystemEnv(ParallelEnv[str, np.ndarray, Any]):
         return None
 
     # ------------------------------------------------------------------ internals
+
+    def _new_world(self, seed: int) -> World:
+        """A world of the base scenario with no policy (the platforms recommend) and the fast
+        utility users, whatever ``decider.kind`` says."""
+        scenario = self._world_scenario()
+        decider = UtilityDecider(scenario.decider.utility)
+        return World(scenario, None, seed=seed, decider=decider)
 
     def _world_scenario(self) -> Scenario:
         """The base scenario with creators enabled and an item capacity for ``max_cycles``."""

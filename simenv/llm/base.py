@@ -35,6 +35,12 @@ class LLMError(RuntimeError):
     """A backend call that failed (server down, time-out, unusable answer)."""
 
 
+def retries_said(n: int) -> str:
+    """``"after 1 retry"``, ``"after 2 retries"``: how failure messages count the retries that
+    were made."""
+    return f"after {n} {'retry' if n == 1 else 'retries'}"
+
+
 @dataclass
 class BackendStats:
     """What went through one backend or wrapper layer (written to ``llm_stats.json``)."""

@@ -5,7 +5,9 @@ APIs) through the **completions** endpoint, with httpx's async client.
   round-robin over ``base_urls``; a retried request goes to the next endpoint.
 - Time-outs, connection errors, HTTP 429 and 5xx are retried ``retries`` times with exponential
   backoff (``backoff * 2**attempt`` s); other 4xx fail at once. Failures raise `LLMError` naming
-  the endpoint and the cause.
+  the endpoint and the cause, and the retries this backend made (none are claimed when it made
+  none: built by `simenv.studies.factory`, it has ``retries=0`` and `RetryingBackend` retries
+  and says so).
 - ``score``: ``max_tokens=1, temperature=0, logprobs=top_logprobs``. A returned token counts
   for a label when its stripped text equals the label, or is a non-empty prefix of exactly one
   label (so ``" 1"`` and ``"1"`` both count for ``"1"``; their probabilities add up). A label
@@ -17,8 +19,10 @@ APIs) through the **completions** endpoint, with httpx's async client.
   schema}}``), ``"guided_json"`` (older vLLM), ``"response_format"`` (OpenAI style), or None;
   the answer must then parse as JSON with the required keys, else `LLMError`.
 - The API key is read from the environment variable ``api_key_env`` at each request and is kept
-  in no attribute: it is not in ``repr``, pickles, stats or error messages. Without the variable
-  no Authorization header is sent (local servers).
+  in no attribute: it is not in ``repr``, pickles or stats. Every error message goes through
+  `simenv.llm.redact.redact` with the key's current value, so a server that echoes the
+  Authorization header into its error body cannot put the key on the terminal. Without the
+  variable no Authorization header is sent (local servers).
 """
 
 from __future__ import annotations
@@ -34,8 +38,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from simenv.llm.base import BackendStats, LLMError, check_json, check_labels
+from simenv.llm.base import BackendStats, LLMError, check_json, check_labels, retries_said
 from simenv.llm.chat import apply_chat_template, chatml
+from simenv.llm.redact import excerpt, redact
 
 T = TypeVar("T")
 _SCHEMA_PARAMS = ("structured_outputs", "guided_json", "response_format", None)
@@ -128,11 +133,20 @@ class OpenAIBackend:
         key = os.environ.get(self.api_key_env, "")
         return {"Authorization": f"Bearer {key}"} if key else {}
 
+    def _error(self, message: str) -> LLMError:
+        """An `LLMError` whose message holds neither the API key nor anything like a token."""
+        return LLMError(redact(message, [os.environ.get(self.api_key_env)]))
+
+    def _excerpt(self, text: str) -> str:
+        """What a message quotes of a server's answer: redacted, one line, 200 characters."""
+        return excerpt(text, 200, [os.environ.get(self.api_key_env)])
+
     async def _post(self, client: Any, sem: asyncio.Semaphore, body: dict[str, Any]) -> Any:
         import httpx
 
         cause = "no attempt"
         url = self.base_urls[0]
+        retried = 0
         for attempt in range(self.retries + 1):
             url = self.base_urls[next(self._rr) % len(self.base_urls)]
             try:
@@ -140,9 +154,9 @@ class OpenAIBackend:
                     self.stats.extra["requests"] += 1
                     r = await client.post(f"{url}/completions", json=body, headers=self._headers())
                 if r.status_code == 429 or r.status_code >= 500:
-                    raise _Retryable(f"HTTP {r.status_code}: {r.text[:200]}")
+                    raise _Retryable(f"HTTP {r.status_code}: {self._excerpt(r.text)}")
                 if r.status_code >= 400:
-                    raise LLMError(f"{url}: HTTP {r.status_code}: {r.text[:200]}")
+                    raise self._error(f"{url}: HTTP {r.status_code}: {self._excerpt(r.text)}")
                 return r.json()
             except httpx.TimeoutException:
                 cause = f"time-out after {self.timeout} s"
@@ -154,9 +168,11 @@ class OpenAIBackend:
                 cause = f"invalid response: {e}"
             if attempt < self.retries:
                 self.stats.retries += 1
+                retried += 1
                 await asyncio.sleep(self.backoff * 2**attempt)
         self.stats.failures += 1
-        raise LLMError(f"{url}: {cause} (after {self.retries} retries)")
+        said = f" ({retries_said(retried)})" if retried else ""
+        raise self._error(f"{url}: {cause}{said}")
 
     async def _post_all(self, bodies: list[dict[str, Any]]) -> list[Any]:
         import httpx
@@ -214,7 +230,9 @@ class OpenAIBackend:
             if lp.get("tokens") and lp.get("token_logprobs"):
                 top.setdefault(lp["tokens"][0], lp["token_logprobs"][0])
         except (KeyError, IndexError, TypeError, AttributeError):
-            raise LLMError(f"response has no top logprobs: {str(response)[:200]}") from None
+            raise self._error(
+                f"response has no top logprobs: {self._excerpt(str(response))}"
+            ) from None
         probs = {t: math.exp(v) for t, v in top.items() if v is not None and math.isfinite(v)}
         if not probs:
             raise LLMError("response has no finite logprobs")
@@ -262,8 +280,11 @@ class OpenAIBackend:
         try:
             texts = [str(r["choices"][0]["text"]) for r in responses]
         except (KeyError, IndexError, TypeError):
-            raise LLMError(f"response has no text: {str(responses[0])[:200]}") from None
+            raise self._error(f"response has no text: {self._excerpt(str(responses[0]))}") from None
         if json_schema is not None:
             for t in texts:
-                check_json(t, json_schema)
+                try:
+                    check_json(t, json_schema)
+                except LLMError as e:
+                    raise self._error(str(e)) from None
         return texts

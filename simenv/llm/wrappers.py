@@ -20,7 +20,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from simenv.llm.base import BackendStats, LLMBackend, LLMError
+from simenv.llm.base import BackendStats, LLMBackend, LLMError, retries_said
+from simenv.llm.redact import redact
 
 __all__ = [
     "BudgetExceeded",
@@ -206,10 +207,12 @@ class BudgetedBackend(Wrapper):
 class RetryingBackend(Wrapper):
     """Retries a failing call (`LLMError`, but never `BudgetExceeded`) up to ``retries`` times
     with exponential backoff (``backoff * 2**attempt`` seconds). After the last failure:
-    ``on_error="fail"`` re-raises; ``"fallback"`` returns uniform probabilities from `score`
-    and ``fallback_text`` from `generate`. ``stats.retries`` / ``stats.failures`` count retries
-    and calls that failed for good (``stats.extra["fallbacks"]``: calls answered by fallback).
-    Probabilities that are not finite or do not sum to 1 count as failures too."""
+    ``on_error="fail"`` raises an `LLMError` with the last failure's message (redacted,
+    `simenv.llm.redact`) and the retries this layer made: ``"<cause> (after 2 retries)"``;
+    ``"fallback"`` returns uniform probabilities from `score` and ``fallback_text`` from
+    `generate`. ``stats.retries`` / ``stats.failures`` count retries and calls that failed for
+    good (``stats.extra["fallbacks"]``: calls answered by fallback). Probabilities that are not
+    finite or do not sum to 1 count as failures too."""
 
     def __init__(
         self,
@@ -250,7 +253,7 @@ class RetryingBackend(Wrapper):
             if self.on_error == "fallback":
                 self.stats.extra["fallbacks"] += 1
                 return fallback()
-            raise last
+            raise LLMError(f"{redact(str(last))} ({retries_said(self.retries)})") from last
         finally:
             self.stats.seconds += time.perf_counter() - t0
 

@@ -47,6 +47,7 @@ from agents.deciders import (
     CHOICE_WEIGHTS,
     BaseDecider,
     DecisionContext,
+    UtilityDecider,
     UtilityParams,
     choice_weights,
     utility_features,
@@ -116,6 +117,44 @@ class CalibrationConfig:
             raise ValueError(f"--l2 must be 'auto' or a finite number >= 0, got {self.l2}")
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """How `sample_states` went: states asked for, slates the users in session saw over the
+    ticks (the most that could be sampled), states sampled (with the ones the teacher gave no
+    usable answer for) and dropped."""
+
+    requested: int
+    ticks: int
+    slates_seen: int
+    sampled: int
+    dropped: int
+
+    def shortfall(self) -> str | None:
+        """Why fewer states than requested were sampled (None when all were)."""
+        if self.sampled >= self.requested:
+            return None
+        raise_ = "raise --ticks, population.size or population.activity_scale"
+        if self.slates_seen < self.requested:
+            return (
+                f"users in session saw only {self.slates_seen} slates over {self.ticks} "
+                f"tick(s), fewer than the {self.requested} states asked for; {raise_}"
+            )
+        return (
+            f"states are spread over the {self.ticks} tick(s) and their session steps, and too "
+            f"few users were in session when the quota came due ({self.slates_seen} slates "
+            f"seen in all); {raise_}"
+        )
+
+    def summary(self) -> str:
+        """One line for the command's output: sampled of requested, and why fewer."""
+        line = f"sampled {self.sampled} of {self.requested} requested states"
+        why = self.shortfall()
+        return f"{line}: {why}" if why else line
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "shortfall": self.shortfall()}
+
+
 @dataclass
 class StateSet:
     """Sampled states: the utility features and the teacher's probabilities of each."""
@@ -124,13 +163,21 @@ class StateSet:
     targets: np.ndarray  # (S, k + 1) float64 teacher probabilities
     users: np.ndarray  # (S,) int64
     ticks: np.ndarray  # (S,) int64
-    dropped: int = 0  # states the teacher gave no usable answer for
+    sampling: Sampling  # how the states were drawn (of a subset: of the whole set)
 
     def __len__(self) -> int:
         return int(self.users.size)
 
+    @property
+    def dropped(self) -> int:
+        """States the teacher gave no usable answer for."""
+        return self.sampling.dropped
+
     def subset(self, mask: np.ndarray) -> StateSet:
-        return StateSet(self.features[mask], self.targets[mask], self.users[mask], self.ticks[mask])
+        return StateSet(
+            self.features[mask], self.targets[mask], self.users[mask], self.ticks[mask],
+            self.sampling,
+        )  # fmt: skip
 
 
 @dataclass
@@ -154,6 +201,7 @@ class CalibrationResult:
     n_states: dict[str, int]
     n_users: dict[str, int]
     dropped: int
+    sampling: Sampling
     config: CalibrationConfig
     seed: int
     ticks: int
@@ -178,10 +226,11 @@ def sample_states(
     seed = scenario.seeds[0] if config.seed is None else config.seed
     name, params = _policy_spec(scenario, config.policy)
     policy = policies.make(name, **params)
-    world = World(scenario, policy, seed=seed)
+    # the fast decider plays the users (whatever decider.kind says); the teacher is asked
+    world = World(scenario, policy, seed=seed, decider=UtilityDecider(scenario.decider.utility))
     rng = world.rngs["env"]
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]] = []
-    dropped = collected = 0
+    dropped = collected = seen = 0
     max_steps = scenario.session.max_steps
     for t in range(ticks):
         if collected >= config.states:
@@ -192,6 +241,7 @@ def sample_states(
         for step in range(max_steps):
             if in_session.size == 0:
                 break
+            seen += in_session.size
             slates = _slates(world, policy, in_session, config.explore, rng)
             take = min(in_session.size, math.ceil(quota / (max_steps - step)))
             if take > 0:
@@ -220,7 +270,7 @@ def sample_states(
         targets=np.concatenate([p[1] for p in parts]),
         users=np.concatenate([p[2] for p in parts]).astype(np.int64),
         ticks=np.concatenate([np.full(p[2].size, p[3], dtype=np.int64) for p in parts]),
-        dropped=dropped,
+        sampling=Sampling(config.states, ticks, seen, collected, dropped),
     )
 
 
@@ -465,6 +515,7 @@ def calibrate(
             "held_out": int(np.unique(test.users).size),
         },
         dropped=states.dropped,
+        sampling=states.sampling,
         config=config,
         seed=seed,
         ticks=config.ticks or scenario.ticks,
@@ -537,6 +588,7 @@ def write_calibration(result: CalibrationResult, out: Path) -> tuple[Path, Path]
         "policy": result.policy,
         "prompt_version": PROMPT_VERSION,
         "config": asdict(result.config),
+        "states": result.sampling.as_dict(),
         "n_states": result.n_states,
         "n_users": result.n_users,
         "dropped_states": result.dropped,
@@ -640,6 +692,7 @@ __all__ = [
     "CalibrationConfig",
     "CalibrationResult",
     "FitResult",
+    "Sampling",
     "StateSet",
     "Teacher",
     "calibrate",

@@ -6,11 +6,13 @@
     parts/<label>-seed<N>/ one folder per (policy, seed) job:
         metrics.parquet, interactions.parquet   the job's rows, with policy and seed columns
         users.npz, users.json                   final user state (`recloop interview`)
-        llm_stats.json                          LLM personas: backend statistics of the job
+        llm_stats.json                          LLM personas: the job's decisions, fallbacks
+                                                and backend statistics
         done                                    written last: the job finished
     metrics.parquet        one row per (policy, seed, tick), combined from the parts
     interactions.parquet   one row per impression, combined from the parts
-    summary.json           per policy: final and mean metrics over seeds with 95% intervals
+    summary.json           per policy: final and mean metrics over seeds with 95% intervals;
+                           LLM personas: decisions and fallbacks over all jobs (``llm``)
     llm_stats.json         LLM personas: backend statistics of the last finished job
     llm_cache.sqlite       LLM personas: answers cached as they arrive (a resumed job replays)
     plots/*.png            one figure per plotted metric and an overview grid
@@ -218,6 +220,13 @@ class Part(_ResultFiles):
     @property
     def users_json(self) -> Path:
         return self.path / USERS_JSON
+
+    def read_llm_stats(self) -> dict[str, Any] | None:
+        """The job's ``llm_stats.json`` (LLM personas), or None when it has none."""
+        if not self.llm_stats.is_file():
+            return None
+        data = json.loads(self.llm_stats.read_text())
+        return data if isinstance(data, dict) else None
 
     def is_done(self) -> bool:
         return (self.path / DONE).exists()

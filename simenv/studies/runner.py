@@ -4,7 +4,9 @@ The layout of the folder is `simenv.studies.run_folder`'s. Each finished (policy
 written to its part folder at once; running the same command with the same ``--out`` again
 skips finished jobs, so an interrupted study resumes where it stopped. The combined
 ``metrics.parquet``, ``interactions.parquet``, ``summary.json`` and ``plots/`` are rebuilt from
-the parts.
+the parts. With LLM personas, each job ends with the decider's `finish` check (too many
+decisions fell back: `LLMError`, the job is not marked done) and ``summary.json`` holds ``llm``,
+the decisions and fallbacks of every job, resumed ones included (`llm_totals`).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class RunResult:
     summary: dict[str, object]
     resumed_jobs: int
     plots: list[Path]  # the figures written (none when no plotted metric was recorded)
+    llm: FallbackTotals | None = None  # LLM personas: decisions and fallbacks of all jobs
 
 
 def run_scenario(
@@ -121,8 +124,12 @@ def _run(
                 continue
             bar.set_description(f"{cfg.display} seed {seed}")
             _run_job(scenario, cfg, seed, folder, part, bar, decider_factory)
-    metrics = _combine(folder, folder.parts(scenario))
+    parts = folder.parts(scenario)
+    metrics = _combine(folder, parts)
     summary = summarize(metrics, scenario)
+    llm = llm_totals(parts) if scenario.decider.kind == "llm" else None
+    if llm is not None:
+        summary["llm"] = llm.as_dict()
     summary["run"] = {
         "scenario": scenario.name,
         "seeds": scenario.seeds,
@@ -136,7 +143,14 @@ def _run(
     from simenv.studies.plots import plot_run
 
     plots = plot_run(metrics, scenario, folder.plots)
-    return RunResult(folder.path, metrics, summary, resumed_jobs=resumed, plots=plots)
+    return RunResult(
+        out=folder.path,
+        metrics=metrics,
+        summary=summary,
+        resumed_jobs=resumed,
+        plots=plots,
+        llm=llm,
+    )
 
 
 def _run_job(
@@ -154,8 +168,9 @@ def _run_job(
     for _ in range(scenario.ticks):
         world.step()
         bar.update(1)
+    world.decider.finish()  # the LLM decider refuses a job with too many fallbacks
     part.path.mkdir(parents=True, exist_ok=True)
-    stats = world.decider.stats()  # the LLM decider: backend statistics
+    stats = world.decider.stats()  # the LLM decider: decisions, fallbacks, backend statistics
     if stats:
         folder.write_llm_stats(part, stats)
     from simenv.studies.interview import save_user_state  # for `recloop interview`
@@ -166,6 +181,45 @@ def _run_job(
     if scenario.log_interactions:
         write_parquet(part.interactions, _with_labels(world.interactions_frame(), labels))
     part.mark_done()
+
+
+@dataclass(frozen=True)
+class FallbackTotals:
+    """Decisions of the LLM decider over the jobs of a run and how many fell back."""
+
+    decisions: int
+    fallbacks: int
+    jobs: int  # jobs whose llm_stats.json counted them
+
+    @property
+    def share(self) -> float:
+        return self.fallbacks / self.decisions if self.decisions else 0.0
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            "decisions": self.decisions,
+            "fallbacks": self.fallbacks,
+            "fallback_share": self.share,
+            "jobs": self.jobs,
+        }
+
+    def line(self) -> str:
+        """``LLM fallbacks: 12 of 240 decisions (5.0%)``, what `recloop run` prints."""
+        return f"LLM fallbacks: {self.fallbacks} of {self.decisions} decisions ({self.share:.1%})"
+
+
+def llm_totals(parts: list[Part]) -> FallbackTotals:
+    """`FallbackTotals` over every job of a run, resumed ones included (each part's
+    ``llm_stats.json``)."""
+    decisions = fallbacks = jobs = 0
+    for part in parts:
+        stats = part.read_llm_stats()
+        if stats is None or "decisions" not in stats:
+            continue
+        decisions += int(stats["decisions"])
+        fallbacks += int(stats["fallbacks"])
+        jobs += 1
+    return FallbackTotals(decisions, fallbacks, jobs)
 
 
 def _with_labels(frame: pd.DataFrame, labels: dict[str, str | int]) -> pd.DataFrame:
