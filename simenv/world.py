@@ -133,7 +133,8 @@ class World(mesa.Model):
         if cfg.enabled:
             mean = n_creators * cfg.publish_rate * self.scenario.ticks
             extra = int(np.ceil(mean + 6 * np.sqrt(mean + 1) + 16))
-        self.items = ItemStore(len(cat) + extra, cat.topic_names)
+        n_latent = 0 if cat.latent is None else int(cat.latent.shape[1])
+        self.items = ItemStore(len(cat) + extra, cat.topic_names, n_latent)
         self._add_items(cat)
         topics = cat.creator_topics
         if topics is None:
@@ -292,6 +293,7 @@ class World(mesa.Model):
             item_unit=self.items.unit,
             item_quality=self.items.quality,
             item_popularity=self.items.popularity_signal(self.n_users),
+            item_latent=self.items.latent,
             recent=u.recent,
             recent_profile=u.recent_profile,
             inbox=u.inbox,
