@@ -7,11 +7,14 @@ user ends the session. Deciders never draw from global random state: ``ctx.rng``
 `UtilityDecider` is the fast parametric user model: a multinomial logit over the slate plus a
 no-choice option, vectorised over users (sampling by the Gumbel-max trick). Its utilities are
 linear in the choice weights: ``utility_features(ctx) @ choice_weights(params)`` (what
-`recloop calibrate` fits).
+`recloop calibrate` and `recloop fit` fit). Its ratings are ``clip(round(rating_mean + noise),
+1, 5)``; `rating_probabilities` gives their exact distribution (`star_probabilities`), which
+`recloop validate` compares with real ratings.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -44,6 +47,9 @@ class DecisionContext:
     rng: np.random.Generator
     # the session ends after this slate whatever the answer (a decider may skip asking)
     last_step: bool = False
+    # (n_items, f) float32 items' latent factors, matched with ``persona.latent`` (f = 0 or
+    # None: no latent tastes, persona_model genre)
+    item_latent: np.ndarray | None = None
     # texts and memory, for deciders that write prompts (`LLMDecider`)
     item_titles: Sequence[str] = ()  # (n_items,) published items' titles
     item_descriptions: Sequence[str] = ()  # (n_items,)
@@ -134,9 +140,16 @@ class UtilityParams(BaseModel):
     position: float = Field(0.3, description="penalty per log(1 + slate position)")
     no_choice: float = Field(5.0, description="utility of choosing nothing")
     fatigue: float = Field(2.0, description="extra no-choice utility per unit of fatigue")
+    latent: float = Field(
+        0.0, description="weight of the latent-factor match (persona_model mf; 0 = unused)"
+    )
     noise: float = Field(1.0, gt=0, description="scale of the Gumbel noise (choice randomness)")
+    rating_base: float = Field(3.0, description="stars before the terms below")
     rating_taste: float = Field(3.0, description="stars per unit of taste match above 0.4")
     rating_quality: float = Field(2.0, description="stars per unit of quality above 0.5")
+    rating_latent: float = Field(
+        0.0, description="stars per unit of latent-factor match (persona_model mf)"
+    )
     rating_noise: float = Field(0.5, ge=0, description="std of rating noise (stars)")
     end_base: float = Field(-2.0, description="logit of ending the session after a slate")
     end_fatigue: float = Field(3.0, description="end-session logit per unit of fatigue")
@@ -153,6 +166,15 @@ class SlateTerms:
     similarity: np.ndarray  # (n, k) cosine(item, mean of recent items), 0 without history
     repeat: np.ndarray  # (n, k) bool, item consumed recently
     shared: np.ndarray  # (n, k) bool, item in the user's social inbox
+
+
+def latent_match(ctx: DecisionContext, slates: np.ndarray) -> np.ndarray | None:
+    """(n, k) float32 latent-factor match ``persona.latent[u] · item_latent[j]`` of the items
+    ``slates`` (one row per user of ``ctx``), or None when the personas have no latent tastes."""
+    if ctx.item_latent is None or ctx.persona.n_latent == 0 or ctx.item_latent.shape[1] == 0:
+        return None
+    lat = ctx.persona.latent[ctx.users]
+    return np.einsum("nkf,nf->nk", ctx.item_latent[slates], lat).astype(np.float32)
 
 
 def slate_terms(ctx: DecisionContext) -> SlateTerms:
@@ -181,6 +203,7 @@ CHOICE_WEIGHTS = (
     "position",
     "no_choice",
     "fatigue",
+    "latent",
 )
 
 
@@ -199,6 +222,7 @@ def utility_features(ctx: DecisionContext, terms: SlateTerms | None = None) -> n
         item j:  taste·match + quality·(q − ½) + popularity·conformity·pop
                  + novelty·curiosity·(1 − sim) − boredom·boredom_u·sim + social·[shared]
                  − repeat·[recent] − position·log(1 + j)
+                 + latent·(latent_u · latent_j)        (persona_model mf only)
         none:    no_choice + fatigue·fatigue_u
 
     The array is a view of a (features, n, k + 1) contiguous block (fast to fill and combine).
@@ -217,6 +241,9 @@ def utility_features(ctx: DecisionContext, terms: SlateTerms | None = None) -> n
     f[7, :, :k] = -np.log1p(np.arange(k))[None, :]
     f[8, :, k] = 1.0
     f[9, :, k] = e.fatigue[u]
+    lat = latent_match(ctx, slates)
+    if lat is not None:
+        f[10, :, :k] = lat
     return np.moveaxis(f, 0, -1)
 
 
@@ -258,21 +285,38 @@ class UtilityDecider(BaseDecider):
         chosen_pos = np.where(chose, pick, -1).astype(np.int64)
         rows = np.arange(n)
         slot = np.minimum(pick, k - 1)
-        rating = self._rating(ctx, terms.match[rows, slot], ctx.slates[rows, slot])
-        rating = np.where(chose, rating, np.nan).astype(np.float32)
+        mean = self.rating_mean(ctx, terms.match[rows, slot], slot)
+        stars = mean + p.rating_noise * ctx.rng.standard_normal(n)
+        rating = np.where(chose, np.clip(np.rint(stars), 1, 5), np.nan).astype(np.float32)
         ended = self._ends(ctx, chose, ctx.rng.random(n))
         return Decisions(chosen_pos=chosen_pos, rating=rating, ended_session=ended)
 
-    def _rating(self, ctx: DecisionContext, match: np.ndarray, items: np.ndarray) -> np.ndarray:
+    def rating_mean(self, ctx: DecisionContext, match: np.ndarray, slot: np.ndarray) -> np.ndarray:
+        """(n,) the stars before noise that each user of ``ctx`` gives the item at slate
+        position ``slot[i]`` of its row, whose taste match is ``match``:
+        ``rating_base + rating_taste·(match − 0.4) + rating_quality·(q − ½)
+        + rating_latent·latent_match + rating_bias_u``. The rating is this plus
+        ``N(0, rating_noise²)``, rounded and clipped to 1..5."""
         p = self.params
-        latent = (
-            3.0
+        items = ctx.slates[np.arange(ctx.users.size), slot]
+        mean = (
+            p.rating_base
             + p.rating_taste * (match - 0.4)
             + p.rating_quality * (ctx.item_quality[items] - 0.5)
             + ctx.persona.rating_bias[ctx.users]
-            + p.rating_noise * ctx.rng.standard_normal(match.shape[0])
         )
-        return np.clip(np.rint(latent), 1, 5)
+        lat = latent_match(ctx, items[:, None])
+        if lat is not None:
+            mean = mean + p.rating_latent * lat[:, 0]
+        return mean
+
+    def rating_probabilities(self, ctx: DecisionContext) -> np.ndarray:
+        """(n, 5) float64 probabilities of 1..5 stars for the item at slate position 0 of each
+        row of ``ctx`` (the distribution `decide` samples a rating from, had it been chosen)."""
+        terms = slate_terms(ctx)
+        slot = np.zeros(ctx.users.size, dtype=np.int64)
+        mean = self.rating_mean(ctx, terms.match[:, 0], slot).astype(np.float64)
+        return star_probabilities(mean, self.params.rating_noise)
 
     def _ends(
         self, ctx: DecisionContext, chose: np.ndarray, draw: np.ndarray | float
@@ -286,6 +330,35 @@ class UtilityDecider(BaseDecider):
             + p.end_boredom * e.boredom[u]
         )
         return draw < 1.0 / (1.0 + np.exp(-logit))
+
+
+def normal_cdf(z: np.ndarray) -> np.ndarray:
+    """Φ(z) of the standard normal, accurate in both tails (erfc, elementwise)."""
+    z = np.asarray(z, dtype=np.float64)
+    return 0.5 * np.asarray(_ERFC(-z / math.sqrt(2.0)), dtype=np.float64)
+
+
+_ERFC = np.frompyfunc(math.erfc, 1, 1)
+
+
+def star_probabilities(mean: np.ndarray, noise: float) -> np.ndarray:
+    """(n, 5) probabilities of ``clip(round(mean + N(0, noise²)), 1, 5)`` = 1..5 stars.
+
+    Star s covers (s − ½, s + ½], the ends open (1 takes everything below 1.5, 5 everything
+    above 4.5); with ``noise`` = 0 all the mass is on ``clip(rint(mean), 1, 5)``. Each band's
+    mass is taken from the nearer tail, so tiny probabilities keep their precision.
+    """
+    mean = np.asarray(mean, dtype=np.float64).reshape(-1)
+    if noise <= 0:
+        stars = np.clip(np.rint(mean), 1, 5).astype(np.int64)
+        return np.eye(5)[stars - 1]
+    cuts = (np.arange(1.5, 5.0, 1.0)[None, :] - mean[:, None]) / noise  # (n, 4)
+    lo = np.concatenate([np.full((mean.size, 1), -np.inf), cuts], axis=1)
+    hi = np.concatenate([cuts, np.full((mean.size, 1), np.inf)], axis=1)
+    upper = lo > 0  # the band lies right of the mean: 1 − Φ is the accurate side
+    below = np.where(upper, normal_cdf(-lo) - normal_cdf(-hi), normal_cdf(hi) - normal_cdf(lo))
+    probs = np.clip(below, 0.0, 1.0)
+    return probs / probs.sum(axis=1, keepdims=True)
 
 
 class ScriptedDecider(BaseDecider):

@@ -220,19 +220,7 @@ class LLMDecider(BaseDecider):
         rating = np.full(n, np.nan, dtype=np.float32)
         who = np.flatnonzero(chosen_pos >= 0)
         if who.size:
-            rp = [
-                self._chat(
-                    systems[r],
-                    P.rating_user(
-                        emotions[r],
-                        self._title(ctx, int(chosen_item[r])),
-                        self._desc(ctx, int(chosen_item[r])),
-                        self.max_text,
-                    ),
-                )
-                for r in who.tolist()
-            ]
-            rprobs, rfailed = self._score(rp, list(P.RATING_LABELS))
+            rprobs, rfailed = self._rating_scores(ctx, systems, emotions, who, chosen_item[who])
             rating[who] = (_sample(rprobs, draws[1, who]) + 1).astype(np.float32)
             bad[who[rfailed]] = True
 
@@ -291,6 +279,35 @@ class LLMDecider(BaseDecider):
         probs, failed = self._choice_scores(ctx, systems, memories, self.emotion_texts(ctx))
         probs[failed] = np.nan
         return probs
+
+    def rating_probabilities(self, ctx: DecisionContext) -> np.ndarray:
+        """(n, 5) probabilities of 1..5 stars for the item at slate position 0 of each row: the
+        rating question of `decide` as if that item had been chosen (same prompts, one
+        ``score`` call), without sampling or fallback. Failed rows are NaN."""
+        n = ctx.users.size
+        if n == 0:
+            return np.zeros((0, len(P.RATING_LABELS)))
+        systems, emotions = self.system_prompts(ctx), self.emotion_texts(ctx)
+        rows = np.arange(n)
+        probs, failed = self._rating_scores(ctx, systems, emotions, rows, ctx.slates[:, 0])
+        probs[failed] = np.nan
+        return probs
+
+    def _rating_scores(
+        self, ctx: DecisionContext, systems: Sequence[str], emotions: Sequence[str],
+        rows: np.ndarray, items: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """The rating question for ``rows`` of ``ctx``, each about its item in ``items``."""
+        prompts = [
+            self._chat(
+                systems[r],
+                P.rating_user(
+                    emotions[r], self._title(ctx, int(i)), self._desc(ctx, int(i)), self.max_text
+                ),
+            )
+            for r, i in zip(rows.tolist(), items.tolist(), strict=True)
+        ]
+        return self._score(prompts, list(P.RATING_LABELS))
 
     def _choice_scores(
         self, ctx: DecisionContext, systems: Sequence[str], memories: Sequence[str],

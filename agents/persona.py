@@ -7,9 +7,13 @@ synthetic world (`sample_personas`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+
+
+def _no_latent() -> np.ndarray:
+    return np.zeros((0, 0), dtype=np.float32)
 
 
 @dataclass
@@ -22,9 +26,24 @@ class PersonaTable:
     rating_bias: np.ndarray  # (n,) float32, personal offset added to ratings (stars)
     liked: np.ndarray  # (n, L) int64 example item ids the user liked, -1 padded
     disliked: np.ndarray  # (n, L) int64 example item ids the user disliked, -1 padded
+    # (n, f) float32 latent taste factors learned from ratings (`simenv.factors`), matched with
+    # the items' latent factors; (n, 0) for personas without them (persona_model genre)
+    latent: np.ndarray = field(default_factory=_no_latent)
+
+    def __post_init__(self) -> None:
+        n = len(self)
+        if self.latent.shape[0] != n:
+            if self.latent.size:
+                raise ValueError(f"latent must have {n} rows, got {self.latent.shape}")
+            self.latent = np.zeros((n, 0), dtype=np.float32)
 
     def __len__(self) -> int:
         return int(self.activity.shape[0])
+
+    @property
+    def n_latent(self) -> int:
+        """Latent taste factors per user (0 without them)."""
+        return int(self.latent.shape[1])
 
     @classmethod
     def from_arrays(

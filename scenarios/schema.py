@@ -21,11 +21,31 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class MFConfig(_Strict):
+    """Implicit-feedback matrix factorisation of the ratings (`simenv.factors.implicit_als`):
+    the latent tastes of ``population.persona_model: mf``."""
+
+    factors: int = Field(16, gt=0, description="latent factors per user and item")
+    reg: float = Field(0.1, ge=0, description="L2 regularisation of the factors")
+    alpha: float = Field(20.0, ge=0, description="confidence added per rating (c = 1 + alpha·w)")
+    iterations: int = Field(15, gt=0, description="ALS sweeps (users, then items)")
+    confidence: Literal["binary", "stars"] = Field(
+        "stars", description="w = 1 per rating (binary) or its stars / 5 (stars)"
+    )
+    seed: int = Field(0, description="seed of the factors' starting draw (not the world's)")
+
+
 class PopulationConfig(_Strict):
     size: int = Field(500, gt=0, description="number of users (movielens: at most 943)")
     source: Literal["synthetic", "movielens"] = Field(
         "synthetic", description="sample personas, or derive them from MovieLens ratings"
     )
+    persona_model: Literal["genre", "mf"] = Field(
+        "genre",
+        description="movielens personas: genre tastes (genre), or genre tastes plus latent "
+        "factors learned from the ratings (mf; weighted by decider.utility.latent)",
+    )
+    mf: MFConfig = Field(default_factory=MFConfig)
     taste_concentration: float = Field(
         0.5, gt=0, description="Dirichlet concentration of synthetic tastes (low = niche users)"
     )
@@ -183,6 +203,11 @@ class Scenario(_Strict):
 
     @model_validator(mode="after")
     def _check_sizes(self) -> Scenario:
+        if self.population.persona_model == "mf" and self.population.source != "movielens":
+            raise ValueError(
+                "population.persona_model 'mf' needs population.source 'movielens' (the latent "
+                "factors are learned from MovieLens ratings)"
+            )
         labels = [p.display for p in self.policies]
         if len(set(labels)) != len(labels):
             raise ValueError(

@@ -90,6 +90,8 @@ class Catalog:
     topic_names: list[str]
     mean_rating: np.ndarray  # (n,) float32 stars, nan if unknown
     creator_topics: np.ndarray | None = None  # (n_creators, d) float32 creator profiles, if known
+    # (n, f) float32 latent factors learned from ratings (`simenv.factors`), if known
+    latent: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = int(self.features.shape[0])
@@ -103,6 +105,8 @@ class Catalog:
                 raise ValueError(f"{name} must have shape ({n},), got {shape}")
         if len(self.titles) != n or len(self.descriptions) != n:
             raise ValueError(f"titles and descriptions must have {n} entries")
+        if self.latent is not None and (self.latent.ndim != 2 or self.latent.shape[0] != n):
+            raise ValueError(f"latent must be ({n}, f), got {self.latent.shape}")
 
     def __len__(self) -> int:
         return int(self.features.shape[0])
@@ -139,6 +143,7 @@ class Catalog:
             topic_names=list(self.topic_names),
             mean_rating=self.mean_rating[idx].copy(),
             creator_topics=None if self.creator_topics is None else self.creator_topics.copy(),
+            latent=None if self.latent is None else self.latent[idx].copy(),
         )
 
     def concat(self, other: Catalog) -> Catalog:
@@ -156,6 +161,7 @@ class Catalog:
         creator_topics = other.creator_topics
         if creator_topics is None:
             creator_topics = self.creator_topics
+        latent = _concat_latent(self, other)
         return Catalog(
             features=np.concatenate([self.features, other.features]).astype(np.float32),
             quality=np.concatenate([self.quality, other.quality]).astype(np.float32),
@@ -167,6 +173,7 @@ class Catalog:
             topic_names=list(self.topic_names),
             mean_rating=np.concatenate([self.mean_rating, other.mean_rating]).astype(np.float32),
             creator_topics=creator_topics,
+            latent=latent,
         )
 
 
@@ -262,13 +269,15 @@ class ItemStore:
     catalog like any later publication.
     """
 
-    def __init__(self, capacity: int, topic_names: Sequence[str]) -> None:
+    def __init__(self, capacity: int, topic_names: Sequence[str], n_latent: int = 0) -> None:
         d = len(topic_names)
         self.capacity = capacity
         self.topic_names = list(topic_names)
         self.features = np.zeros((capacity, d), dtype=np.float32)
         self.unit = np.zeros((capacity, d), dtype=np.float32)  # features of unit length
         self.quality = np.zeros(capacity, dtype=np.float32)
+        # latent factors of the items that have them (learned from ratings), zeros elsewhere
+        self.latent = np.zeros((capacity, n_latent), dtype=np.float32)
         self.prior = np.zeros(capacity, dtype=np.float32)
         self.creator = np.zeros(capacity, dtype=np.int64)
         self.publish_tick = np.full(capacity, -1, dtype=np.int64)
@@ -294,6 +303,8 @@ class ItemStore:
         norms = np.linalg.norm(new.features[:take], axis=1, keepdims=True)
         self.unit[ids] = new.features[:take] / np.maximum(norms, 1e-12)
         self.quality[ids] = new.quality[:take]
+        if new.latent is not None and self.latent.shape[1]:
+            self.latent[ids] = new.latent[:take]
         self.prior[ids] = new.popularity_prior[:take]
         self.creator[ids] = new.creator[:take]
         self.publish_tick[ids] = new.publish_tick[:take]
@@ -330,6 +341,16 @@ class ItemStore:
 
 # --------------------------------------------------------------------------------------------
 # helpers
+
+
+def _concat_latent(a: Catalog, b: Catalog) -> np.ndarray | None:
+    """The latent factors of ``a`` then ``b`` (zeros for the part without), or None."""
+    known = [c.latent for c in (a, b) if c.latent is not None]
+    if not known:
+        return None
+    f = known[0].shape[1]
+    parts = [c.latent if c.latent is not None else np.zeros((len(c), f)) for c in (a, b)]
+    return np.concatenate(parts).astype(np.float32)
 
 
 def _normalise(w: np.ndarray) -> np.ndarray:

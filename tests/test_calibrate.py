@@ -100,6 +100,17 @@ class _ReferenceUtilityDecider(UtilityDecider):
         ended = self._ends(ctx, chose, ctx.rng.random(n))
         return Decisions(chosen_pos=chosen_pos, rating=rating, ended_session=ended)
 
+    def _rating(self, ctx: DecisionContext, match: np.ndarray, items: np.ndarray) -> np.ndarray:
+        p = self.params
+        latent = (
+            3.0
+            + p.rating_taste * (match - 0.4)
+            + p.rating_quality * (ctx.item_quality[items] - 0.5)
+            + ctx.persona.rating_bias[ctx.users]
+            + p.rating_noise * ctx.rng.standard_normal(match.shape[0])
+        )
+        return np.clip(np.rint(latent), 1, 5)
+
 
 def _busy_context(world: World, users: np.ndarray) -> DecisionContext:
     """A context whose slates hold recently consumed and friend-shared items too."""

@@ -23,7 +23,9 @@ from simenv.cli import (
     train_config,
 )
 from simenv.studies.calibrate import CalibrationConfig
+from simenv.studies.fit import FitConfig
 from simenv.studies.train import TrainConfig
+from simenv.studies.validate import ValidateConfig
 
 SMALL = ["--set", "ticks=4", "--set", "population.size=80", "--set", "catalog.n_items=120",
          "--set", "seeds=[0]", "--no-progress"]  # fmt: skip
@@ -159,9 +161,30 @@ CALIBRATE_ARGS = {
     "holdout": (["--holdout", "0.5"], 0.5),
     "l2": (["--l2", "0.01"], 0.01),
 }
+VALIDATE_ARGS = {
+    "dataset": (["--dataset", "movielens-100k"], "movielens-100k"),
+    "data": (["--data", "ml"], Path("ml")),
+    "users": (["--users", "20"], 20),
+    "max_per_user": (["--max-per-user", "3"], 3),
+    "seed": (["--seed", "4"], 4),
+    "train_share": (["--train-share", "0.7"], 0.7),
+    "ratios": (["--ratios", "3,1"], (1, 3)),
+    "behaviour_ticks": (["--behaviour-ticks", "0"], 0),
+    "behaviour_policy": (["--behaviour-policy", "popularity"], "popularity"),
+}
+FIT_ARGS = {
+    "dataset": (["--dataset", "movielens-100k"], "movielens-100k"),
+    "data": (["--data", "ml"], Path("ml")),
+    "out": (["--out", "f.yaml"], Path("f.yaml")),
+    "train_share": (["--train-share", "0.7"], 0.7),
+    "inner_share": (["--inner-share", "0.6"], 0.6),
+    "seed": (["--seed", "2"], 2),
+}
 HIDDEN = {
     TrainConfig: {"algo_kwargs", "eval_episodes", "checkpoint_freq"},
     CalibrationConfig: set(),
+    ValidateConfig: set(),
+    FitConfig: set(),
 }
 
 
@@ -176,6 +199,9 @@ def _parse(*argv: str):
          train_config),
         (CalibrationConfig, CALIBRATE_ARGS, ["calibrate", "filter_bubble"],
          lambda args: config_from_args(CalibrationConfig, args)),
+        (ValidateConfig, VALIDATE_ARGS, ["validate"],
+         lambda args: config_from_args(ValidateConfig, args)),
+        (FitConfig, FIT_ARGS, ["fit"], lambda args: config_from_args(FitConfig, args)),
     ],
 )  # fmt: skip
 def test_config_fields_and_options_cannot_drift(config, fields, minimal, to_config, capsys):

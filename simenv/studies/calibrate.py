@@ -359,11 +359,12 @@ def fit_choice_weights(
     w = w0.copy()
     loss, logp = objective(w)
     converged, it = False, 0
+    flat = x.reshape(-1, x.shape[2])  # (S·K, F): the sums below as matrix products
     for it in range(1, max_iter + 1):  # noqa: B007 (the count is reported)
         p = np.exp(logp)
-        grad = np.einsum("skf,sk->f", x, p - t) / s + l2 * (w - w0)
-        xp = np.einsum("skf,sk->sf", x, p)
-        hess = (np.einsum("skf,sk,skg->fg", x, p, x) - xp.T @ xp) / s
+        grad = flat.T @ (p - t).ravel() / s + l2 * (w - w0)
+        xp = (x * p[:, :, None]).sum(axis=1)
+        hess = ((flat * p.reshape(-1, 1)).T @ flat - xp.T @ xp) / s
         hess += l2 * np.eye(w.size)
         grad[~free] = 0.0
         hess[~free, :] = 0.0
@@ -647,8 +648,10 @@ def format_table(result: CalibrationResult, split: str = "held_out") -> str:
 
 
 def utility_overrides(path: str | Path) -> list[str]:
-    """``--set`` overrides (``decider.kind=...``, ``decider.utility.<name>=...``) from a
-    ``utility.yaml`` written by `recloop calibrate` (or any file of that shape)."""
+    """``--set`` overrides (``decider.kind=...``, ``decider.utility.<name>=...`` and, from a
+    ``fitted.yaml`` of `recloop fit`, ``population.persona_model=...`` and
+    ``population.mf.<name>=...``) from a ``utility.yaml`` written by `recloop calibrate` or
+    `recloop fit` (or any file of that shape)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"--utility: file not found: {path}")
@@ -662,25 +665,48 @@ def utility_overrides(path: str | Path) -> list[str]:
     decider = doc.get("decider")
     decider = decider if isinstance(decider, dict) else {}
     utility = decider.get("utility")
-    extra = sorted(set(map(str, doc)) - {"decider"})
+    population = doc.get("population", {})
+    extra = sorted(set(map(str, doc)) - {"decider", "population"})
     extra += sorted(set(map(str, decider)) - {"kind", "utility"})
-    if not isinstance(utility, dict) or extra:
+    if isinstance(population, dict):
+        extra += [f"population.{k}" for k in sorted(set(map(str, population)) - _POPULATION)]
+    if not isinstance(utility, dict) or not isinstance(population, dict) or extra:
         raise ValueError(
             f"--utility {path}: expected a mapping decider: {{kind: ..., utility: {{...}}}} "
-            "as written by `recloop calibrate`"
+            "(and optionally population: {persona_model: ..., mf: {...}}) as written by "
+            "`recloop calibrate` or `recloop fit`"
             + (f" (unexpected field(s): {', '.join(extra)})" if extra else "")
         )
-    try:
-        UtilityParams.model_validate(utility)
-    except ValidationError as exc:
-        from scenarios import format_validation_error
-
-        msg = format_validation_error(exc).replace("field '", "field 'decider.utility.")
-        raise ValueError(f"--utility {path}: {msg}") from exc
+    _check_utility_file(path, utility, population)
     out = [f"decider.kind={decider['kind']}"] if "kind" in decider else []
     for key, value in utility.items():
         out.append(f"decider.utility.{key}={_yaml_scalar(value)}")
+    if "persona_model" in population:
+        out.append(f"population.persona_model={_yaml_scalar(population['persona_model'])}")
+    for key, value in (population.get("mf") or {}).items():
+        out.append(f"population.mf.{key}={_yaml_scalar(value)}")
     return out
+
+
+#: The population fields a utility file may set (`recloop fit` writes them).
+_POPULATION = {"persona_model", "mf"}
+
+
+def _check_utility_file(path: Path, utility: dict[str, Any], population: dict[str, Any]) -> None:
+    """Validate the decider.utility and population parts, naming the file and field."""
+    from scenarios import format_validation_error
+    from scenarios.schema import PopulationConfig
+
+    try:
+        UtilityParams.model_validate(utility)
+    except ValidationError as exc:
+        msg = format_validation_error(exc).replace("field '", "field 'decider.utility.")
+        raise ValueError(f"--utility {path}: {msg}") from exc
+    try:
+        PopulationConfig.model_validate(population)
+    except ValidationError as exc:
+        msg = format_validation_error(exc).replace("field '", "field 'population.")
+        raise ValueError(f"--utility {path}: {msg}") from exc
 
 
 def _yaml_scalar(value: Any) -> str:

@@ -98,7 +98,12 @@ def users_from_arrays(a: dict[str, np.ndarray]) -> UserState:
     """The `UserState` that `user_arrays` flattened."""
 
     def part(prefix: str, cls: type) -> dict[str, np.ndarray]:
-        return {f.name: _loaded(f.name, a[f"{prefix}_{f.name}"]) for f in dataclasses.fields(cls)}
+        # fields with a default may be missing from older files (persona latent factors)
+        return {
+            f.name: _loaded(f.name, a[f"{prefix}_{f.name}"])
+            for f in dataclasses.fields(cls)
+            if f"{prefix}_{f.name}" in a or f.default_factory is dataclasses.MISSING
+        }
 
     kind = a["memory_kind"]
     memory = MemoryStore(kind.shape[0], kind.shape[1])
