@@ -72,7 +72,10 @@ class Decider(Protocol):
     - `tick_counters`: extra metric columns counted since the last call (once per tick);
     - `reflection_texts`: texts of the reflection memory records, by (user, memory slot);
     - `stats`: statistics to keep with the job's results (the LLM backend's calls, tokens,
-      cache hits...); empty when there are none.
+      cache hits...); empty when there are none;
+    - `label_priors`: the label priors an LLM decider divided out of its answers (contextual
+      calibration, `agents.label_calibration`), to keep with the job's results; empty when
+      there are none.
 
     `BaseDecider` gives every hook but `decide` a default that does nothing.
     """
@@ -88,6 +91,8 @@ class Decider(Protocol):
     def reflection_texts(self) -> dict[tuple[int, int], str]: ...
 
     def stats(self) -> dict[str, Any]: ...
+
+    def label_priors(self) -> dict[str, Any]: ...
 
 
 class BaseDecider:
@@ -108,6 +113,9 @@ class BaseDecider:
         return {}
 
     def stats(self) -> dict[str, Any]:
+        return {}
+
+    def label_priors(self) -> dict[str, Any]:
         return {}
 
 

@@ -98,6 +98,13 @@ class LLMConfig(_Strict):
     on_llm_error: Literal["fail", "utility_fallback"] = Field(
         "fail", description="after retries: stop with an error, or decide by the utility model"
     )
+    calibration: Literal["none", "contextual"] = Field(
+        "contextual",
+        description="contextual: divide every answer by the model's label prior for that "
+        "question and persona, estimated from content-free prompts (placeholder items; Zhao et "
+        "al. 2021), so a bias toward some labels is not read as taste; none: sample the "
+        "model's answers as they are",
+    )
 
 
 class DeciderConfig(_Strict):

@@ -98,6 +98,7 @@ def make_decider(
         memory_top=cfg.memory_top,
         reflection_every=cfg.reflection_every,
         embeddings=None if embedder is None else ItemEmbeddings(embedder),
+        calibration=cfg.calibration,
     )
 
 
