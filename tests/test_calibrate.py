@@ -282,7 +282,10 @@ def test_cli_calibrate_fake_backend_and_apply(tmp_path: Path, capsys: Any) -> No
     assert doc["backend"] == "fake" and doc["model"] == "fake-1"
     assert doc["llm_calibration"] == "contextual"
     assert set(doc["teacher"]) == {"held_out", "train", "all"}
-    assert set(doc["teacher"]["all"]) == {"entropy", "p_none", "p_first", "slate_spread"}
+    assert set(doc["teacher"]["all"]) == {
+        "entropy", "p_none", "p_first", "slate_spread", "utility_spread"
+    }  # fmt: skip
+    assert doc["teacher"]["all"]["utility_spread"] > 0  # the utility persona reads the slate
     priors = json.loads((out / "llm_calibration.json").read_text())
     assert [q["kind"] for q in priors["questions"]] == ["choice"]  # calibrate asks only that
     assert doc["scenario"] == "filter_bubble_llm" and doc["seed"] == 0

@@ -482,7 +482,13 @@ def calibrate(
         teacher={
             "held_out": teacher_stats(test.targets, test.users),
             "train": teacher_stats(train.targets, train.users),
-            "all": teacher_stats(states.targets, states.users),
+            "all": {
+                **teacher_stats(states.targets, states.users),
+                # the same measure for the scenario's utility persona on the same states
+                "utility_spread": slate_spread(
+                    predict(states.features, w0, default.noise), states.users
+                ),
+            },
         },
         fit=fit,
         n_states={"train": len(train), "held_out": len(test)},
@@ -624,7 +630,8 @@ def format_table(result: CalibrationResult, split: str = "held_out") -> str:
     every = result.teacher["all"]
     lines.append(
         f"teacher's answers (all states): p(none) {every['p_none']:.4f}, p(first item) "
-        f"{every['p_first']:.4f}, spread across a persona's slates {every['slate_spread']:.4f}"
+        f"{every['p_first']:.4f}, spread across a persona's slates {every['slate_spread']:.4f} "
+        f"(the scenario's utility persona: {every['utility_spread']:.4f})"
     )
     lines.append(
         "  (spread: mean over personas of the std of p(label) over their slates; 0 = the "
