@@ -81,7 +81,10 @@ class Decider(Protocol):
       results); a decider may refuse the job by raising (the LLM decider raises `LLMError`
       when too many of its decisions fell back to the utility model);
     - `stats`: statistics to keep with the job's results (the LLM backend's calls, tokens,
-      cache hits, decisions and fallbacks...); empty when there are none.
+      cache hits, decisions and fallbacks...); empty when there are none;
+    - `label_priors`: the label priors an LLM decider divided out of its answers (contextual
+      calibration, `agents.label_calibration`), to keep with the job's results; empty when
+      there are none.
 
     `BaseDecider` gives every hook but `decide` a default that does nothing.
     """
@@ -99,6 +102,8 @@ class Decider(Protocol):
     def finish(self) -> None: ...
 
     def stats(self) -> dict[str, Any]: ...
+
+    def label_priors(self) -> dict[str, Any]: ...
 
 
 class BaseDecider:
@@ -122,6 +127,9 @@ class BaseDecider:
         return None
 
     def stats(self) -> dict[str, Any]:
+        return {}
+
+    def label_priors(self) -> dict[str, Any]:
         return {}
 
 

@@ -1,7 +1,8 @@
 """`LLMDecider`: LLM personas deciding for every user of a batch at once.
 
 Per `decide` call, for all n users of the batch together, at most three ``backend.score`` calls
-(one per question kind), each batched over users:
+(one per question kind), each batched over users (and, with contextual calibration, one more
+per kind while some persona's label prior is not known yet: below):
 
 1. *choice*: which slate item (letters ``A``.. one per slate position) or ``none``;
 2. *rating*: ``1``..``5`` for the users who chose an item;
@@ -12,6 +13,14 @@ Answers are probabilities over option labels; the decider samples from them with
 (never global state), and item ids come from the labels only (label j is slate position j).
 `choice_probabilities` asks the choice question alone and returns its probabilities (what
 `recloop calibrate` fits the utility decider to).
+
+Contextual calibration (``calibration="contextual"``, the default; `agents.label_calibration`):
+every answer is divided by the model's label prior for that question kind and persona, estimated
+from content-free variants of the prompt, and renormalised before sampling. The priors a batch
+lacks are asked for in one extra batched ``score`` call per question kind (all missing personas ×
+placeholders), the first time a persona meets that question; they are kept for the rest of the
+job (`label_priors` returns them). Calibration draws no random numbers. ``calibration="none"``
+samples the model's answers as they are.
 
 Memory relevance: memories are retrieved with `MemoryStore.retrieve`, the query being the mean
 vector of the slate items: sentence embeddings of the item texts when an ``embeddings`` cache
@@ -47,6 +56,7 @@ import numpy as np
 
 from agents import prompts as P
 from agents.deciders import BaseDecider, DecisionContext, Decisions, UtilityDecider
+from agents.label_calibration import METHODS, LabelPriors, divide_out, mean_prior
 from agents.memory import MemoryKind
 from simenv.llm.base import LLMBackend, LLMError
 from simenv.llm.redact import redact
@@ -78,11 +88,14 @@ class LLMDecider(BaseDecider):
         max_text: int = P.MAX_TEXT,
         embeddings: ItemEmbeddings | None = None,
         max_fallback_share: float | None = None,
+        calibration: str = "contextual",
     ) -> None:
         if on_error not in ON_ERROR:
             raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
         if max_fallback_share is not None and not 0.0 <= max_fallback_share <= 1.0:
             raise ValueError(f"max_fallback_share must be in [0, 1], got {max_fallback_share}")
+        if calibration not in METHODS:
+            raise ValueError(f"calibration must be one of {METHODS}, got {calibration!r}")
         self.backend = backend
         self.fallback = fallback or UtilityDecider()
         self.on_error = on_error
@@ -91,6 +104,8 @@ class LLMDecider(BaseDecider):
         self.reflection_tokens = reflection_tokens
         self.max_text = max_text
         self.embeddings = embeddings
+        self.calibration = calibration
+        self.priors = LabelPriors()  # contextual calibration: the label priors estimated so far
         self.reflections: dict[tuple[int, int], str] = {}
         self.max_fallback_share = max_fallback_share
         self.decisions = 0  # one per user and slate decided
@@ -101,7 +116,10 @@ class LLMDecider(BaseDecider):
         self._chat = backend.chat_prompt
 
     def __repr__(self) -> str:
-        return f"LLMDecider({self.backend!r}, on_error={self.on_error!r})"
+        return (
+            f"LLMDecider({self.backend!r}, on_error={self.on_error!r}, "
+            f"calibration={self.calibration!r})"
+        )
 
     # ------------------------------------------------------------------ hooks
     def tick_counters(self) -> dict[str, float]:
@@ -112,6 +130,13 @@ class LLMDecider(BaseDecider):
 
     def reflection_texts(self) -> dict[tuple[int, int], str]:
         return self.reflections
+
+    def label_priors(self) -> dict[str, Any]:
+        """The label priors divided out of the answers so far (`LabelPriors.record`, with the
+        backend and model); empty without contextual calibration or before any decision."""
+        if self.calibration == "none" or not len(self.priors):
+            return {}
+        return self.priors.record(backend=self.backend.name, model=self.backend.model)
 
     # ------------------------------------------------------------------ prompts
     def system_prompts(self, ctx: DecisionContext) -> list[str]:
@@ -272,7 +297,11 @@ class LLMDecider(BaseDecider):
     def choice_probabilities(self, ctx: DecisionContext) -> np.ndarray:
         """(n, k + 1) probabilities of slate positions ``A``.. and ``none``: the choice question
         of `decide` (same prompts, one ``score`` call), without sampling, reflection or
-        fallback. Rows the backend failed on are NaN (``on_error="fail"`` raises instead)."""
+        fallback. With contextual calibration (the default) these are the *calibrated*
+        probabilities `decide` samples from (the model's answers divided by each persona's label
+        prior; one more ``score`` call for personas whose prior is not known yet), so `recloop
+        calibrate` distils the calibrated personas. Rows the backend failed on are NaN
+        (``on_error="fail"`` raises instead)."""
         if ctx.users.size == 0:
             return np.zeros((0, ctx.slates.shape[1] + 1))
         systems, memories = self.system_prompts(ctx), self.memory_texts(ctx)
@@ -283,7 +312,8 @@ class LLMDecider(BaseDecider):
     def rating_probabilities(self, ctx: DecisionContext) -> np.ndarray:
         """(n, 5) probabilities of 1..5 stars for the item at slate position 0 of each row: the
         rating question of `decide` as if that item had been chosen (same prompts, one
-        ``score`` call), without sampling or fallback. Failed rows are NaN."""
+        ``score`` call, and with contextual calibration one more for personas whose prior is
+        not known yet), without sampling or fallback. Failed rows are NaN."""
         n = ctx.users.size
         if n == 0:
             return np.zeros((0, len(P.RATING_LABELS)))
@@ -297,7 +327,8 @@ class LLMDecider(BaseDecider):
         self, ctx: DecisionContext, systems: Sequence[str], emotions: Sequence[str],
         rows: np.ndarray, items: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-        """The rating question for ``rows`` of ``ctx``, each about its item in ``items``."""
+        """The rating question for ``rows`` of ``ctx``, each about its item in ``items`` (with
+        contextual calibration divided by each persona's label prior, like the choice)."""
         prompts = [
             self._chat(
                 systems[r],
@@ -307,14 +338,16 @@ class LLMDecider(BaseDecider):
             )
             for r, i in zip(rows.tolist(), items.tolist(), strict=True)
         ]
-        return self._score(prompts, list(P.RATING_LABELS))
+        row_systems = [systems[r] for r in rows.tolist()]
+        return self._answers("rating", prompts, list(P.RATING_LABELS), row_systems, ctx.users[rows])
 
     def _choice_scores(
         self, ctx: DecisionContext, systems: Sequence[str], memories: Sequence[str],
         emotions: Sequence[str],
     ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
         labels = self.choice_labels(ctx.slates.shape[1])
-        return self._score(self.choice_prompts(ctx, systems, memories, emotions), labels)
+        prompts = self.choice_prompts(ctx, systems, memories, emotions)
+        return self._answers("choice", prompts, labels, systems, ctx.users)
 
     def _ask_end(
         self, ctx: DecisionContext, systems: Sequence[str], emotions: Sequence[str],
@@ -332,9 +365,47 @@ class LLMDecider(BaseDecider):
             )
             for r in range(ctx.users.size)
         ]
-        eprobs, efailed = self._score(ep, list(P.END_LABELS))
+        eprobs, efailed = self._answers("end", ep, list(P.END_LABELS), systems, ctx.users)
         bad |= efailed
         return _sample(eprobs, draws) == 1
+
+    # ------------------------------------------------------------------ calibration
+    def content_free_prompts(self, kind: str, labels: Sequence[str], system: str) -> list[str]:
+        """The content-free variants of question ``kind`` for the persona ``system``, one per
+        placeholder of `agents.prompts.CONTENT_FREE` (`agents.prompts.content_free_user`)."""
+        return [
+            self._chat(system, P.content_free_user(kind, labels, ph, self.max_text))
+            for ph in P.CONTENT_FREE
+        ]
+
+    def _answers(
+        self, kind: str, prompts: list[str], labels: list[str], systems: Sequence[str],
+        users: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """(n, m) answers to ``prompts`` (question ``kind``) and (n,) rows that failed; with
+        contextual calibration divided by the label prior of each row's persona (``systems``),
+        rows whose prior could not be estimated counted as failed."""
+        if self.calibration == "none":
+            return self._score(prompts, labels)
+        self._estimate_priors(kind, labels, systems)
+        probs, failed = self._score(prompts, labels)
+        prior, known = self.priors.rows(kind, labels, systems, users.tolist())
+        return divide_out(probs, prior), failed | ~known
+
+    def _estimate_priors(self, kind: str, labels: list[str], systems: Sequence[str]) -> None:
+        """One batched ``score`` call for the content-free variants of every persona in
+        ``systems`` without a prior for (``kind``, ``labels``); the mean answer of each persona
+        whose variants all succeeded becomes its prior."""
+        missing = self.priors.missing(kind, labels, systems)
+        if not missing:
+            return
+        prompts = [p for s in missing for p in self.content_free_prompts(kind, labels, s)]
+        probs, failed = self._score(prompts, labels)
+        v = len(P.CONTENT_FREE)
+        for i, system in enumerate(missing):
+            rows = slice(i * v, (i + 1) * v)
+            if not failed[rows].any():
+                self.priors.add(kind, labels, system, mean_prior(probs[rows]))
 
     def _describe_backend(self) -> str:
         return f"{self.backend.name} backend (model {self.backend.model!r})"

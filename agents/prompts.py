@@ -6,7 +6,10 @@ Version History
   the prefix), then retrieved memories, current emotion, and the question with its option block
   last. Choice labels are letters ``A``..``T`` plus ``none``; ratings ``1``..``5``; session end
   ``stay`` / ``leave``. Every label is a single, distinct first token for SmolLM2 after a chat
-  prompt (checked in tests).
+  prompt (checked in tests). Contextual calibration (`agents.label_calibration`) adds
+  *content-free* variants of the three questions (`content_free_user`): the same templates with
+  every item text replaced by a placeholder of `CONTENT_FREE`, no memories, the neutral
+  emotion and day 0; the decision prompts themselves are unchanged.
 
 Item and persona texts are *data*: `quote` collapses them to one line (no newline can start a
 forged option line), replaces double quotes, drops chat-template markers, cuts them to
@@ -30,6 +33,11 @@ CHOICE_LABELS = tuple("ABCDEFGHIJKLMNOPQRST")
 NONE_LABEL = "none"
 RATING_LABELS = ("1", "2", "3", "4", "5")
 END_LABELS = ("stay", "leave")  # "leave" = end today's session
+#: The question kinds a persona answers with a label (one batched ``score`` call each).
+QUESTION_KINDS = ("choice", "rating", "end")
+#: Placeholders standing in for item texts in the content-free prompts of contextual
+#: calibration; Zhao et al. (2021) average the answers to "N/A", "" and "[MASK]".
+CONTENT_FREE = ("N/A", "", "[MASK]")
 
 SYSTEM = (
     "Role-play the person described below, who uses a recommendation app. Answer with one of "
@@ -181,6 +189,25 @@ def end_user(emotion: str, watched: str | None, limit: int = MAX_TEXT) -> str:
         f"{emotion}\n\n{what}\n\nDo you keep browsing the app or close it for today? "
         "Answer stay or leave."
     )
+
+
+def content_free_user(
+    kind: str, labels: Sequence[str], placeholder: str, limit: int = MAX_TEXT
+) -> str:
+    """The user part of the content-free variant of question ``kind`` (`QUESTION_KINDS`): its
+    template with ``placeholder`` for every item title and description, no memories, the
+    neutral emotion and day 0. ``labels`` are the question's option labels (the choice
+    question's slate labels and ``none``)."""
+    emotion = emotion_text(0.0, 0.0, 0.0, 0.0)
+    if kind == "choice":
+        slate = [lab for lab in labels if lab != NONE_LABEL]
+        block = option_block(slate, [placeholder] * len(slate), [placeholder] * len(slate), limit)
+        return choice_user(memories_text([]), emotion, 0, block, slate)
+    if kind == "rating":
+        return rating_user(emotion, placeholder, placeholder, limit)
+    if kind == "end":
+        return end_user(emotion, placeholder, limit)
+    raise ValueError(f"unknown question kind {kind!r} (one of {', '.join(QUESTION_KINDS)})")
 
 
 def reflection_user(context: str, emotion: str, tick: int) -> str:

@@ -149,8 +149,15 @@ def world_ticks(b: Any, args: argparse.Namespace) -> dict[str, float]:
     from simenv.studies.factory import make_decider
     from simenv.world import World
 
+    # the per-decision cost: contextual calibration's content-free prompts are a one-off per
+    # persona and question kind (3 prompts each), left out here
     scenario = load(
-        "filter_bubble_llm", [f"population.size={args.users}", "population.activity_scale=50"]
+        "filter_bubble_llm",
+        [
+            f"population.size={args.users}",
+            "population.activity_scale=50",
+            "decider.llm.calibration=none",
+        ],
     )
     decider = make_decider(scenario, backend=b)
     decisions = 0

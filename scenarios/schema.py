@@ -130,6 +130,13 @@ class LLMConfig(_Strict):
         "slate once the job has made 4 times as many decisions as its largest batch (one "
         "failed call alone never passes 25%), and at the end of each job; 1 = never stop",
     )
+    calibration: Literal["none", "contextual"] = Field(
+        "contextual",
+        description="contextual: divide every answer by the model's label prior for that "
+        "question and persona, estimated from content-free prompts (placeholder items; Zhao et "
+        "al. 2021), so a bias toward some labels is not read as taste; none: sample the "
+        "model's answers as they are",
+    )
 
 
 class DeciderConfig(_Strict):

@@ -744,7 +744,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     out = args.out or _timestamped("calibrate")
     result = cal.run_calibration(scenario, out, config, progress=not args.no_progress)
     meta = result.meta
-    print(f"\n{meta['scenario']} on {meta['backend']} ({meta['model']}), seed {result.seed}")
+    print(
+        f"\n{meta['scenario']} on {meta['backend']} ({meta['model']}), seed {result.seed}, "
+        f"LLM answers calibrated: {meta['llm_calibration'] or 'none'}"
+    )
     print(cal.format_table(result))
     fitted = ", ".join(f"{n}={getattr(result.params, n):.3g}" for n in result.fit.identified)
     print(f"\nfitted: {fitted}")
@@ -763,13 +766,16 @@ CALIBRATE = Command(
     "1. run the scenario's world (fast decider, the scenario's first policy, a share of\n"
     "   random novel items in every slate) and sample about --states user states;\n"
     "2. ask the LLM for its choice probabilities over each slate and 'none' (one batched\n"
-    "   score call per session step; answers cached in the output folder);\n"
+    "   score call per session step; answers cached in the output folder), divided by\n"
+    "   each persona's label prior when decider.llm.calibration is contextual (the\n"
+    "   default; --set decider.llm.calibration=none for the raw answers);\n"
     "3. fit the choice weights (taste, quality, popularity, novelty, boredom, social,\n"
     "   repeat, position, no_choice, fatigue) by maximum likelihood, with an L2 pull\n"
     "   toward the scenario's weights;\n"
     "4. report cross-entropy, KL, top-1 agreement and total variation on held-out users\n"
     "   for the fitted weights, the scenario's (default) weights and the uniform choice.\n\n"
-    "Writes calibration.json, utility.yaml and llm_stats.json. Apply the fit with\n"
+    "Writes calibration.json, utility.yaml, llm_stats.json and llm_calibration.json (the\n"
+    "label priors). Apply the fit with\n"
     "`recloop run SCENARIO --utility utility.yaml` or `recloop train ... --utility ...`.",
     epilog="Example:\n  recloop calibrate filter_bubble_llm --states 200 --out runs/calib\n"
     "  recloop run filter_bubble --utility runs/calib/utility.yaml",

@@ -60,9 +60,15 @@ RUNS: dict[str, list[str]] = {
         "filter_bubble_llm", "--policy", "random", "--policy", "mf", "--seed", "0",
         "--set", "ticks=2", "--set", "population.size=4", "--set", "decider.llm.cache=false",
     ],
+    # without contextual calibration: the decisions of the LLM personas before it existed
+    "filter_bubble_llm_uncalibrated": [
+        "filter_bubble_llm", "--policy", "random", "--policy", "mf", "--seed", "0",
+        "--set", "ticks=2", "--set", "population.size=4", "--set", "decider.llm.cache=false",
+        "--set", "decider.llm.calibration=none",
+    ],
 }  # fmt: skip
 NEEDS_MOVIELENS = {"popularity_bias"}
-NEEDS_LLM = {"filter_bubble_llm"}
+NEEDS_LLM = {"filter_bubble_llm", "filter_bubble_llm_uncalibrated"}
 
 
 def frame_digest(frame: pd.DataFrame) -> str:

@@ -169,16 +169,26 @@ def test_llm_choice_probabilities_are_the_choice_question() -> None:
     users = np.arange(6)
     ctx = world.decision_context(users, world.policy.recommend(world.request(users)), 0)  # type: ignore[union-attr]
     backend = FakeBackend(seed=4)
-    d = LLMDecider(backend)
+    d = LLMDecider(backend, calibration="none")
     state = ctx.rng.bit_generator.state
     probs = d.choice_probabilities(ctx)
     assert ctx.rng.bit_generator.state == state  # no draws
-    prompts = d.choice_prompts(
-        ctx, d.system_prompts(ctx), d.memory_texts(ctx), d.emotion_texts(ctx)
-    )
+    systems = d.system_prompts(ctx)
+    prompts = d.choice_prompts(ctx, systems, d.memory_texts(ctx), d.emotion_texts(ctx))
     labels = d.choice_labels(5)
-    np.testing.assert_allclose(probs, np.stack(backend.score(prompts, [labels] * 6)))
+    raw = np.stack(backend.score(prompts, [labels] * 6))
+    np.testing.assert_allclose(probs, raw)
     assert probs.shape == (6, 6)
+    # contextual calibration (the default): the answers divided by each persona's label prior
+    # (the mean answer to its content-free prompts), what the decider samples from
+    d = LLMDecider(backend)
+    calibrated = d.choice_probabilities(ctx)
+    assert ctx.rng.bit_generator.state == state
+    for row, system in enumerate(systems):
+        free = d.content_free_prompts("choice", labels, system)
+        prior = np.stack(backend.score(free, [labels] * len(free))).mean(axis=0)
+        expected = raw[row] / prior
+        np.testing.assert_allclose(calibrated[row], expected / expected.sum(), rtol=1e-12)
     # failed rows are NaN with utility_fallback, an LLMError with fail
     bad = LLMDecider(FakeBackend(garbage=True), on_error="utility_fallback")
     assert np.isnan(bad.choice_probabilities(ctx)).all()
@@ -204,6 +214,16 @@ def test_fit_recovers_weights_from_exact_probabilities() -> None:
     # a strong L2 keeps the weights near the start
     pulled = cal.fit_choice_weights(x, targets, start, noise=0.5, l2=1e3)
     assert np.abs(pulled.weights - start).max() < 0.05
+
+
+def test_slate_spread_by_hand() -> None:
+    targets = np.array([[0.5, 0.5], [0.7, 0.3], [0.2, 0.8], [0.2, 0.8], [0.9, 0.1]])
+    users = np.array([0, 0, 1, 1, 2])  # user 2 has one state: not counted
+    # user 0: std 0.1 for both labels; user 1: 0
+    assert cal.slate_spread(targets, users) == pytest.approx(0.05)
+    assert np.isnan(cal.slate_spread(targets[:1], users[:1]))
+    stats = cal.teacher_stats(targets, users)
+    assert stats["p_none"] == pytest.approx(0.5) and stats["p_first"] == pytest.approx(0.5)
 
 
 def test_metrics_by_hand() -> None:
@@ -266,9 +286,19 @@ def test_cli_calibrate_fake_backend_and_apply(tmp_path: Path, capsys: Any) -> No
     assert main([*args, "--states", "40", "--out", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "fitted" in printed and "uniform" in printed and "utility.yaml" in printed
-    assert {"calibration.json", "utility.yaml", "llm_stats.json"} <= {p.name for p in out.iterdir()}
+    assert "calibrated: contextual" in printed and "spread across a persona's slates" in printed
+    files = {"calibration.json", "utility.yaml", "llm_stats.json", "llm_calibration.json"}
+    assert files <= {p.name for p in out.iterdir()}
     doc = json.loads((out / "calibration.json").read_text())
     assert doc["backend"] == "fake" and doc["model"] == "fake-1"
+    assert doc["llm_calibration"] == "contextual"
+    assert set(doc["teacher"]) == {"held_out", "train", "all"}
+    assert set(doc["teacher"]["all"]) == {
+        "entropy", "p_none", "p_first", "slate_spread", "utility_spread"
+    }  # fmt: skip
+    assert doc["teacher"]["all"]["utility_spread"] > 0  # the utility persona reads the slate
+    priors = json.loads((out / "llm_calibration.json").read_text())
+    assert [q["kind"] for q in priors["questions"]] == ["choice"]  # calibrate asks only that
     assert doc["scenario"] == "filter_bubble_llm" and doc["seed"] == 0
     assert sum(doc["n_states"].values()) >= 30
     for model in ("fitted", "default", "uniform"):

@@ -134,7 +134,9 @@ def test_persona_is_the_one_the_decisions_saw(tmp_path: Path) -> None:
 
 
 def _snapshot_prompt(tmp_path: Path) -> str:
-    d = LLMDecider(FakeBackend(), reflection_every=2)
+    # the uncalibrated decider the snapshot was made with (calibration changes the decisions,
+    # and so the memories, not the interview prompt)
+    d = LLMDecider(FakeBackend(), reflection_every=2, calibration="none")
     world = _world(d, seed=5, ticks=4)  # user 4: every kind of memory, and left the app
     state = _saved(world, tmp_path)
     return iv.build_prompts(state, [4], ["Why did you stop watching?"], memories=5)[0][2]

@@ -124,6 +124,9 @@ def _snapshot_prompts() -> dict[str, str]:
             systems[0], P.rating_user(emos[0], world.items.titles[item], d._desc(ctx, item))
         ),
         "end": d._chat(systems[1], P.end_user(emos[1], None)),
+        "choice_content_free": d.content_free_prompts(
+            "choice", d.choice_labels(ctx.slates.shape[1]), systems[0]
+        )[0],
         "reflection": d._chat(systems[0], P.reflection_user(mems[0], emos[0], ctx.tick)),
     }
 
@@ -142,18 +145,31 @@ def test_prompt_snapshots() -> None:
 # ---------------------------------------------------------------------------- decider
 
 
-def test_one_score_call_per_question_kind() -> None:
+def _content_free(prompts: Sequence[str]) -> bool:
+    """Whether a score call holds content-free prompts (contextual calibration)."""
+    return any('"[MASK]"' in p for p in prompts)
+
+
+def _real_calls(backend: CountingBackend) -> list[tuple[list[str], list[list[str]]]]:
+    return [(p, o) for p, o in backend.score_calls if not _content_free(p)]
+
+
+@pytest.mark.parametrize("calibration", ["none", "contextual"])
+def test_one_score_call_per_question_kind(calibration: str) -> None:
     backend = CountingBackend()
-    world = _world(LLMDecider(backend))
+    world = _world(LLMDecider(backend, calibration=calibration))
     ctx = _context(world, [0, 1, 2, 3])
     dec = world.decider.decide(ctx)
-    assert len(backend.score_calls) <= 3
-    kinds = [opts[0] for _, opts in backend.score_calls]
+    real = _real_calls(backend)
+    assert len(real) <= 3
+    # contextual calibration: at most one more call per kind (the priors of new personas)
+    assert len(backend.score_calls) - len(real) <= (3 if calibration == "contextual" else 0)
+    kinds = [opts[0] for _, opts in real]
     chose = int((dec.chosen_pos >= 0).sum())
-    assert kinds[0] == ["A", "B", "C", "D", "none"] and len(backend.score_calls[0][0]) == 4
+    assert kinds[0] == ["A", "B", "C", "D", "none"] and len(real[0][0]) == 4
     if chose:
-        assert kinds[1] == list(P.RATING_LABELS) and len(backend.score_calls[1][0]) == chose
-    assert kinds[-1] == list(P.END_LABELS) and len(backend.score_calls[-1][0]) == 4
+        assert kinds[1] == list(P.RATING_LABELS) and len(real[1][0]) == chose
+    assert kinds[-1] == list(P.END_LABELS) and len(real[-1][0]) == 4
     assert np.isnan(dec.rating[dec.chosen_pos < 0]).all()
     assert set(dec.rating[dec.chosen_pos >= 0].tolist()) <= {1.0, 2.0, 3.0, 4.0, 5.0}
     # a whole run never makes more than 3 score calls per decide
@@ -162,9 +178,9 @@ def test_one_score_call_per_question_kind() -> None:
     orig = world.decider.decide
 
     def counted(c: DecisionContext) -> Any:
-        before = len(backend.score_calls)
+        before = len(_real_calls(backend))
         out = orig(c)
-        calls.append(len(backend.score_calls) - before)
+        calls.append(len(_real_calls(backend)) - before)
         return out
 
     world.decider.decide = counted  # type: ignore[method-assign]
@@ -172,10 +188,12 @@ def test_one_score_call_per_question_kind() -> None:
     assert calls and max(calls) <= 3
 
 
-def test_last_slate_asks_no_end_question() -> None:
-    """At the session's last slate the session ends anyway: stay/leave is not asked."""
+@pytest.mark.parametrize("calibration", ["none", "contextual"])
+def test_last_slate_asks_no_end_question(calibration: str) -> None:
+    """At the session's last slate the session ends anyway: stay/leave is not asked (nor its
+    content-free variants)."""
     backend = CountingBackend()
-    world = _world(LLMDecider(backend))  # max_steps 2
+    world = _world(LLMDecider(backend, calibration=calibration))  # max_steps 2
     u = np.arange(4, dtype=np.int64)
     slates = world.policy.recommend(world.request(u))  # type: ignore[union-attr]
     dec = world.decider.decide(world.decision_context(u, slates, 1, last_step=True))
@@ -183,8 +201,8 @@ def test_last_slate_asks_no_end_question() -> None:
     assert all(opts[0] != list(P.END_LABELS) for _, opts in backend.score_calls)
     backend.score_calls.clear()
     world.step()  # the world marks the last of its max_steps slates
-    end_calls = [p for p, opts in backend.score_calls if opts[0] == list(P.END_LABELS)]
-    first_step = len(backend.score_calls[0][0])  # users shown a first slate
+    end_calls = [p for p, opts in _real_calls(backend) if opts[0] == list(P.END_LABELS)]
+    first_step = len(_real_calls(backend)[0][0])  # users shown a first slate
     assert len(end_calls) <= 1 and all(len(p) == first_step for p in end_calls)
 
 
@@ -235,7 +253,7 @@ def test_fallbacks_counted_in_metrics() -> None:
     np.testing.assert_array_equal(m.set_index("tick")["llm_fallbacks"][per_tick.index], per_tick)
     assert inner.attempts == 2 * backend.stats.failures > 0  # every call was retried once
     # failures are per call: only the first (choice) call fails, others are answered
-    d = LLMDecider(FakeBackend(fail_first=1), on_error="utility_fallback")
+    d = LLMDecider(FakeBackend(fail_first=1), on_error="utility_fallback", calibration="none")
     world = _world(d)
     dec = d.decide(_context(world, [0, 1, 2]))
     assert d.tick_counters() == {"llm_fallbacks": 3.0} and d.tick_counters()["llm_fallbacks"] == 0
@@ -322,6 +340,180 @@ def test_reflection_memory_bounded() -> None:
         assert 0 <= u < world.n_users and 0 <= s < world.users.memory.capacity
     # reflections are retrieved into later prompts
     assert any("you thought:" in p for prompts, _ in backend.score_calls for p in prompts)
+
+
+# ---------------------------------------------------------------------------- calibration
+
+# a model that likes "A", hates "none", gives 5 stars and stays, whatever it is asked
+BIAS = {"A": 40.0, "B": 3.0, "none": 0.02, "5": 25.0, "1": 0.1, "stay": 9.0}
+
+
+def _biased(**kw: Any) -> FakeBackend:
+    """No hash noise: the answer is the label bias times the content (the keyword boost)."""
+    return FakeBackend(hashed=False, keywords=["zebra"], keyword_boost=4.0, **kw)
+
+
+def _zebra_context(world: World, users: Sequence[int] = (0, 1, 2, 3)) -> DecisionContext:
+    ctx = _context(world, users)
+    for row in range(ctx.slates.shape[0]):  # one item per slate that the content prefers
+        world.items.descriptions[int(ctx.slates[row, row % ctx.slates.shape[1]])] = "zebra"
+    return ctx
+
+
+def test_calibration_removes_a_constant_label_bias_exactly() -> None:
+    world = _world(UtilityDecider())
+    ctx = _zebra_context(world)
+    plain = LLMDecider(_biased(), calibration="none").choice_probabilities(ctx)
+    biased = LLMDecider(_biased(label_bias=BIAS), calibration="none").choice_probabilities(ctx)
+    calibrated = LLMDecider(_biased(label_bias=BIAS)).choice_probabilities(ctx)
+    assert np.abs(biased - plain).max() > 0.3  # the bias swamps the content
+    np.testing.assert_allclose(calibrated, plain, rtol=1e-12, atol=1e-15)
+    assert (plain.argmax(axis=1) < ctx.slates.shape[1]).all()  # the content's item, not none
+    # the unit: q = p / prior, renormalised
+    from agents.label_calibration import divide_out
+
+    p, prior = np.array([[0.6, 0.3, 0.1]]), np.array([0.5, 0.25, 0.25])
+    np.testing.assert_allclose(divide_out(p, prior), [[1.2, 1.2, 0.4]] / np.float64(2.8))
+
+
+def test_calibrated_biased_model_decides_as_the_unbiased_one() -> None:
+    """Whole runs: every question (choice, rating, stay/leave) of a model with a constant label
+    bias, calibrated, gives the decisions of the same model without the bias."""
+    over = {"session": {"slate_size": 4, "max_steps": 3, "memory": 6}}
+    a = _interactions(LLMDecider(_biased()), seed=3, **over)
+    b = _interactions(LLMDecider(_biased(label_bias=BIAS)), seed=3, **over)
+    c = _interactions(LLMDecider(_biased(label_bias=BIAS), calibration="none"), seed=3, **over)
+    pd.testing.assert_frame_equal(a, b)
+    assert not a.equals(c)
+    assert c["clicked"].sum() > b["clicked"].sum()  # the biased model hardly says none
+
+
+def test_content_free_prompts_hold_no_item_text() -> None:
+    world = _world(UtilityDecider())
+    world.run(2)
+    d = LLMDecider(FakeBackend())
+    ctx = _context(world, [0, 1])
+    systems = d.system_prompts(ctx)
+    texts = [t for t in [*world.items.titles, *world.items.descriptions] if t]
+    for kind, labels in [
+        ("choice", d.choice_labels(4)),
+        ("rating", list(P.RATING_LABELS)),
+        ("end", list(P.END_LABELS)),
+    ]:
+        prompts = d.content_free_prompts(kind, labels, systems[0])
+        assert len(prompts) == len(P.CONTENT_FREE) == 3
+        for prompt, placeholder in zip(prompts, P.CONTENT_FREE, strict=True):
+            assert prompt.startswith(d._chat(systems[0], "").split("<|im_start|>user")[0])
+            user = prompt.split("<|im_start|>user\n", 1)[1]
+            assert f'"{placeholder}"' in user
+            assert not [t for t in texts if t in user], kind
+            assert "You remember nothing" in user or kind != "choice"
+    choice = d.content_free_prompts("choice", d.choice_labels(4), systems[0])[0]
+    assert _option_block(choice) == [*(f'{c}. "N/A" "N/A"' for c in "ABCD"), "none. none of these"]
+
+
+def test_priors_estimated_once_per_persona_and_kind() -> None:
+    backend = CountingBackend()
+    d = LLMDecider(backend)
+    world = _world(d)
+    ctx = _context(world, [0, 1, 2, 3])
+    d.decide(ctx)
+    free = [(p, o) for p, o in backend.score_calls if _content_free(p)]
+    asked = [o[0] for _, o in free]
+    assert asked[0] == d.choice_labels(4) and asked[-1] == list(P.END_LABELS)
+    assert len(free) == len({tuple(a) for a in asked}) <= 3  # one call per kind
+    assert len(free[0][0]) == 4 * len(P.CONTENT_FREE)  # every persona × placeholder, batched
+    backend.score_calls.clear()
+    d.decide(_context(world, [0, 1, 2, 3]))
+    again = [o[0] for p, o in backend.score_calls if _content_free(p)]
+    assert again in ([], [list(P.RATING_LABELS)])  # only raters not rated before
+    d.decide(_context(world, [1, 5]))
+    free = [(p, o) for p, o in backend.score_calls if _content_free(p)]
+    assert free[-1][1][0] == list(P.END_LABELS) and len(free[-1][0]) == len(P.CONTENT_FREE)
+    # a whole run: per kind, content-free prompts = personas asked × placeholders
+    backend = CountingBackend()
+    d = LLMDecider(backend)
+    world = _world(d, ticks=8)
+    world.run()
+    for labels in (d.choice_labels(4), list(P.RATING_LABELS), list(P.END_LABELS)):
+        prompts = sum(len(p) for p, o in backend.score_calls if _content_free(p) and o[0] == labels)
+        personas = sum(key[1] == tuple(labels) for key in d.priors.priors)
+        assert 0 < prompts == len(P.CONTENT_FREE) * personas <= 3 * world.n_users
+
+
+def test_calibration_draws_nothing_and_none_is_todays_decider() -> None:
+    world = _world(UtilityDecider())
+    states = []
+    for calibration in ("none", "contextual"):
+        ctx = _context(world, [0, 1, 2, 3])
+        before = ctx.rng.bit_generator.state
+        LLMDecider(FakeBackend(), calibration=calibration).decide(ctx)
+        states.append((before, ctx.rng.bit_generator.state))
+        ctx.rng.bit_generator.state = before
+    assert states[0] == states[1]  # the same draws with and without calibration
+    # calibration none: the decisions of the decider before calibration existed, bit for bit
+    # (digests recorded with the code of commit c9fcfcd; also the golden case
+    # filter_bubble_llm_uncalibrated on the embedded model)
+    from golden import frame_digest
+
+    world = _world(LLMDecider(FakeBackend(seed=1), calibration="none"), seed=5)
+    world.run()
+    assert frame_digest(world.interactions_frame()) == (
+        "848eff0ba6de1ad86f88fbd413ab716349cd6ee1e620a1141d017342b335ce84"
+    )
+    assert frame_digest(world.metrics_frame()) == (
+        "8e794e1dabf2d0df231f0c9b8e28fafa2979ecbb0cd00b37e3cca4c1fda92f1e"
+    )
+
+
+def test_calibrated_runs_are_deterministic() -> None:
+    a = _interactions(LLMDecider(FakeBackend(seed=1)), seed=5)
+    b = _interactions(LLMDecider(FakeBackend(seed=1)), seed=5)
+    pd.testing.assert_frame_equal(a, b)
+    c = _interactions(LLMDecider(FakeBackend(seed=1), calibration="none"), seed=5)
+    assert not a.equals(c)
+
+
+def test_failed_prior_estimate_falls_back_and_is_asked_again() -> None:
+    backend = CountingBackend(fail_first=1)  # the first call: the content-free choice call
+    d = LLMDecider(backend, on_error="utility_fallback")
+    world = _world(d)
+    dec = d.decide(_context(world, [0, 1, 2]))
+    assert d.tick_counters() == {"llm_fallbacks": 3.0} and dec.chosen_pos.shape == (3,)
+    assert not d.priors.missing("end", list(P.END_LABELS), d.system_prompts(_context(world)))
+    backend.score_calls.clear()
+    d.decide(_context(world, [0, 1, 2]))
+    assert _content_free(backend.score_calls[0][0])  # asked again, then known
+    assert d.tick_counters() == {"llm_fallbacks": 0.0}
+    with pytest.raises(LLMError, match="fake backend"):
+        LLMDecider(FakeBackend(fail_first=1)).decide(_context(world, [0, 1]))
+
+
+def test_label_priors_written_to_the_run_folder(tmp_path: Path) -> None:
+    from simenv.studies.runner import run_scenario
+
+    llm = {"backend": "fake", "embeddings": "topics"}
+    sc = _scenario(decider={"kind": "llm", "llm": llm}, ticks=2)
+    assert sc.decider.llm.calibration == "contextual"  # the default
+    run_scenario(sc, tmp_path / "run", progress=False)
+    doc = json.loads((tmp_path / "run" / "llm_calibration.json").read_text())
+    part = json.loads((tmp_path / "run/parts/popularity-seed0/llm_calibration.json").read_text())
+    assert doc == part
+    assert doc["method"] == "contextual" and doc["backend"] == "fake"
+    assert doc["prompt_version"] == P.PROMPT_VERSION
+    assert doc["placeholders"] == ["N/A", "", "[MASK]"]
+    kinds = {q["kind"]: q for q in doc["questions"]}
+    assert set(kinds) <= set(P.QUESTION_KINDS) and "choice" in kinds
+    choice = kinds["choice"]
+    assert choice["labels"] == ["A", "B", "C", "D", "none"]
+    assert choice["personas"] == len(choice["priors"]) > 0
+    for prior in choice["priors"].values():
+        assert len(prior) == 5 and abs(sum(prior) - 1) < 1e-9
+    sc = _scenario(decider={"kind": "llm", "llm": {**llm, "calibration": "none"}}, ticks=2)
+    run_scenario(sc, tmp_path / "none", progress=False)
+    assert not (tmp_path / "none" / "llm_calibration.json").exists()
+    with pytest.raises(ValueError, match=r"decider\.llm\.calibration"):
+        _scenario(decider={"kind": "llm", "llm": {"calibration": "platt"}})
 
 
 # ---------------------------------------------------------------------------- wiring and secrets

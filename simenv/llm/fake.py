@@ -5,7 +5,10 @@ Use it to test agents, wrappers and failure paths without loading weights:
 - ``score``: every label gets a weight from a stable hash of (seed, prompt, label) in [0.5, 1.5);
   labels whose *option text* contains one of ``keywords`` are boosted by ``keyword_boost``. An
   option text is the prompt line that starts with the label (``"2. Alien"``, ``"2) Alien"`` or
-  ``"2: Alien"``), so "prefers the item whose text mentions sci-fi" is scriptable.
+  ``"2: Alien"``), so "prefers the item whose text mentions sci-fi" is scriptable. With
+  ``hashed=False`` the hash part is left out (every label starts at 1), and ``label_bias``
+  multiplies the weight of the labels it names in every answer: a model that prefers some labels
+  whatever the question (what contextual calibration must remove; `agents.label_calibration`).
 - ``chat_prompt``: ChatML (`simenv.llm.chat.chatml`).
 - ``generate``: ``"[fake] <hash>"`` texts, or (with ``json_schema``) a JSON object holding every
   required key (strings ``"fake"``, integers 3, numbers 0.5, booleans false, arrays []).
@@ -18,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -48,6 +51,8 @@ class FakeBackend:
         fail_every: int = 0,
         garbage: bool = False,
         latency: float = 0.0,
+        hashed: bool = True,
+        label_bias: Mapping[str, float] | None = None,
     ) -> None:
         self.model = model
         self.seed = seed
@@ -57,6 +62,8 @@ class FakeBackend:
         self.fail_every = fail_every
         self.garbage = garbage
         self.latency = latency
+        self.hashed = hashed
+        self.label_bias = dict(label_bias or {})
         self.attempts = 0  # calls attempted, including injected failures
         self.stats = BackendStats()
 
@@ -101,7 +108,12 @@ class FakeBackend:
             if self.garbage:
                 out.append(np.full(len(opts), np.nan))
                 continue
-            w = np.array([0.5 + _unit(str(self.seed), prompt, lab) for lab in opts])
+            if self.hashed:
+                w = np.array([0.5 + _unit(str(self.seed), prompt, lab) for lab in opts])
+            else:
+                w = np.ones(len(opts))
+            if self.label_bias:
+                w *= np.array([self.label_bias.get(lab, 1.0) for lab in opts])
             if self.keywords:
                 for j, lab in enumerate(opts):
                     text = self.option_text(prompt, lab).lower()

@@ -11,8 +11,10 @@
    recorded. All draws come from the world's `RngTree` (stream ``env``).
 2. **Ask the teacher** for the full probability vector over the slate labels and ``none``
    (`LLMDecider.choice_probabilities`: one ``score`` call per batch, no sampling), which
-   carries more information per LLM call than a sampled choice. Rows the backend failed on
-   are dropped and counted.
+   carries more information per LLM call than a sampled choice. With contextual calibration
+   (``decider.llm.calibration``, the default) these are the calibrated probabilities the
+   personas sample from (`agents.label_calibration`), so the fit distils the calibrated
+   personas. Rows the backend failed on are dropped and counted.
 3. **Fit** the choice weights (`agents.deciders.CHOICE_WEIGHTS`) by maximum likelihood of the
    multinomial logit ``softmax(features @ w / noise)`` against the soft targets (mean
    cross-entropy), with an L2 penalty ``l2/2·|w − w0|²`` toward the scenario's weights ``w0``,
@@ -21,9 +23,11 @@
 4. **Evaluate** on held-out *users* (a seeded split): cross-entropy against the teacher's
    probabilities, KL (cross-entropy minus the teacher's entropy), top-1 agreement (argmax vs
    argmax) and total variation, for the fitted weights, the scenario's (default) weights and
-   the uniform choice.
+   the uniform choice; and the teacher's own answers: entropy, p(none), p(first item) and
+   `slate_spread` (how much a persona's answer changes from slate to slate).
 5. **Save** ``calibration.json`` (parameters, metrics, sizes, backend and model, scenario,
-   seed) and ``utility.yaml`` (``decider: {kind: utility, utility: {...}}``), which
+   seed, LLM calibration), ``llm_calibration.json`` (the label priors divided out, when
+   calibrated) and ``utility.yaml`` (``decider: {kind: utility, utility: {...}}``), which
    ``recloop run SCENARIO --utility utility.yaml`` and ``recloop train ... --utility
    utility.yaml`` apply.
 """
@@ -53,7 +57,7 @@ from agents.deciders import (
     utility_features,
 )
 from scenarios import Scenario, validate
-from simenv.studies.run_folder import LLM_STATS, check_output_folder, write_json
+from simenv.studies.run_folder import LLM_CALIBRATION, LLM_STATS, check_output_folder, write_json
 from simenv.world import World
 
 MODELS = ("fitted", "default", "uniform")
@@ -464,11 +468,29 @@ def evaluate(
     return {name: choice_metrics(p, states.targets) for name, p in preds.items()}
 
 
-def teacher_stats(targets: np.ndarray) -> dict[str, float]:
-    """The teacher's mean entropy (the lowest cross-entropy any model can reach) and mean
-    probability of choosing nothing."""
+def teacher_stats(targets: np.ndarray, users: np.ndarray) -> dict[str, float]:
+    """The teacher's mean entropy (the lowest cross-entropy any model can reach), mean
+    probability of choosing nothing and of the first slate position, and `slate_spread`."""
     entropy = -(targets * np.log(np.clip(targets, 1e-300, None))).sum(axis=1)
-    return {"entropy": float(entropy.mean()), "p_none": float(targets[:, -1].mean())}
+    return {
+        "entropy": float(entropy.mean()),
+        "p_none": float(targets[:, -1].mean()),
+        "p_first": float(targets[:, 0].mean()),
+        "slate_spread": slate_spread(targets, users),
+    }
+
+
+def slate_spread(targets: np.ndarray, users: np.ndarray) -> float:
+    """How much the teacher's answer depends on the slate: per persona with at least two
+    states, the standard deviation over its states (slates) of p(label), averaged over the
+    labels; then the mean over those personas. 0 when every persona gives the same answer to
+    every slate; NaN when no persona has two states."""
+    spreads = [
+        float(targets[users == u].std(axis=0).mean())
+        for u in np.unique(users)
+        if int((users == u).sum()) >= 2
+    ]
+    return float(np.mean(spreads)) if spreads else float("nan")
 
 
 # ---------------------------------------------------------------------------- together
@@ -508,7 +530,17 @@ def calibrate(
             "held_out": evaluate(test, fit.weights, w0, default.noise),
             "train": evaluate(train, fit.weights, w0, default.noise),
         },
-        teacher={"held_out": teacher_stats(test.targets), "train": teacher_stats(train.targets)},
+        teacher={
+            "held_out": teacher_stats(test.targets, test.users),
+            "train": teacher_stats(train.targets, train.users),
+            "all": {
+                **teacher_stats(states.targets, states.users),
+                # the same measure for the scenario's utility persona on the same states
+                "utility_spread": slate_spread(
+                    predict(states.features, w0, default.noise), states.users
+                ),
+            },
+        },
         fit=fit,
         n_states={"train": len(train), "held_out": len(test)},
         n_users={
@@ -546,6 +578,8 @@ def run_calibration(
     """`calibrate` against the scenario's LLM personas (or ``teacher``) and write ``out``."""
     from tqdm import tqdm
 
+    from agents.llm_decider import LLMDecider
+
     config = config or CalibrationConfig()
     config.check()
     name, params = _policy_spec(scenario, config.policy)
@@ -558,11 +592,15 @@ def run_calibration(
         result = calibrate(scenario, teacher, config, bar.update)
     if isinstance(teacher, BaseDecider) and (stats := teacher.stats()):
         write_json(out / LLM_STATS, stats)
+    if isinstance(teacher, BaseDecider) and (priors := teacher.label_priors()):
+        write_json(out / LLM_CALIBRATION, priors)
     backend = getattr(teacher, "backend", None)
     result.meta = {
         "scenario": scenario.name,
         "backend": getattr(backend, "name", type(teacher).__name__),
         "model": getattr(backend, "model", None),
+        # contextual calibration of the LLM's answers (`agents.label_calibration`)
+        "llm_calibration": teacher.calibration if isinstance(teacher, LLMDecider) else None,
     }
     write_calibration(result, out)
     return result
@@ -644,6 +682,16 @@ def format_table(result: CalibrationResult, split: str = "held_out") -> str:
         f"{0:>15.4f}{teacher['p_none']:>15.4f}"
     )
     lines.append("  (the teacher's cross-entropy is its entropy: the lowest any model can reach)")
+    every = result.teacher["all"]
+    lines.append(
+        f"teacher's answers (all states): p(none) {every['p_none']:.4f}, p(first item) "
+        f"{every['p_first']:.4f}, spread across a persona's slates {every['slate_spread']:.4f} "
+        f"(the scenario's utility persona: {every['utility_spread']:.4f})"
+    )
+    lines.append(
+        "  (spread: mean over personas of the std of p(label) over their slates; 0 = the "
+        "answer ignores the slate)"
+    )
     return "\n".join(lines)
 
 

@@ -99,6 +99,7 @@ def make_decider(
         reflection_every=cfg.reflection_every,
         embeddings=None if embedder is None else ItemEmbeddings(embedder),
         max_fallback_share=cfg.max_fallback_share,
+        calibration=cfg.calibration,
     )
 
 

@@ -8,12 +8,15 @@
         users.npz, users.json                   final user state (`recloop interview`)
         llm_stats.json                          LLM personas: the job's decisions, fallbacks
                                                 and backend statistics
+        llm_calibration.json                    LLM personas: the label priors divided out
+                                                (decider.llm.calibration: contextual)
         done                                    written last: the job finished
     metrics.parquet        one row per (policy, seed, tick), combined from the parts
     interactions.parquet   one row per impression, combined from the parts
     summary.json           per policy: final and mean metrics over seeds with 95% intervals;
                            LLM personas: decisions and fallbacks over all jobs (``llm``)
     llm_stats.json         LLM personas: backend statistics of the last finished job
+    llm_calibration.json   LLM personas: the label priors of the last finished job
     llm_cache.sqlite       LLM personas: answers cached as they arrive (a resumed job replays)
     plots/*.png            one figure per plotted metric and an overview grid
     made_with.json         what the results depend on besides the scenario: recloop version,
@@ -54,6 +57,7 @@ INTERACTIONS = "interactions.parquet"
 SUMMARY = "summary.json"
 PLOTS = "plots"
 LLM_STATS = "llm_stats.json"
+LLM_CALIBRATION = "llm_calibration.json"
 LLM_CACHE = "llm_cache.sqlite"
 USERS_NPZ = "users.npz"
 USERS_JSON = "users.json"
@@ -204,6 +208,10 @@ class _ResultFiles:
     def llm_stats(self) -> Path:
         return self.path / LLM_STATS
 
+    @property
+    def llm_calibration(self) -> Path:
+        return self.path / LLM_CALIBRATION
+
 
 @dataclass(frozen=True)
 class Part(_ResultFiles):
@@ -318,6 +326,12 @@ class RunFolder(_ResultFiles):
         """The job's LLM statistics, in its part and (the latest job's) in the run folder."""
         write_json(part.llm_stats, stats)
         write_json(self.llm_stats, stats)
+
+    def write_llm_calibration(self, part: Part, priors: dict[str, Any]) -> None:
+        """The job's label priors (contextual calibration), in its part and (the latest
+        job's) in the run folder."""
+        write_json(part.llm_calibration, priors)
+        write_json(self.llm_calibration, priors)
 
     # ---------------------------------------------------------------- results
 

@@ -173,6 +173,9 @@ def _run_job(
     stats = world.decider.stats()  # the LLM decider: decisions, fallbacks, backend statistics
     if stats:
         folder.write_llm_stats(part, stats)
+    priors = world.decider.label_priors()  # the LLM decider: contextual calibration
+    if priors:
+        folder.write_llm_calibration(part, priors)
     from simenv.studies.interview import save_user_state  # for `recloop interview`
 
     save_user_state(world, part.path)
