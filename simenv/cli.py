@@ -405,11 +405,12 @@ def cmd_list(args: argparse.Namespace) -> int:
             doc = (policies.get_class(name).__doc__ or "").strip().splitlines()
             print(f"  {name:<22} {doc[0] if doc else ''}")
     if what in (None, "metrics"):
-        print("metrics:")
+        print("metrics (* recorded only when a scenario asks: extra_metrics):")
         for name in metrics.available():
             m = metrics.get(name)
             arrow = {True: "↑", False: "↓", None: " "}[m.higher_is_better]
-            print(f"  {name:<24}{arrow} {m.description.splitlines()[0]}")
+            mark = " " if m.by_default else "*"
+            print(f"  {name:<24}{arrow}{mark} {m.description.splitlines()[0]}")
     return 0
 
 

@@ -105,7 +105,7 @@ class World(mesa.Model):
         self._init_users(pop)
         self.social = pop.social
         self.log = InteractionLog(scenario.log_interactions)
-        self.metric_names = scenario.metrics or metrics_registry.available()
+        self.metric_names = metrics_registry.recorded(scenario.metrics, scenario.extra_metrics)
         self.metric_rows: list[dict[str, float]] = []
         self.spec = PlatformSpec(
             n_users=self.n_users,

@@ -82,6 +82,7 @@ def test_list_and_show(capsys):
         (["run", "filter_bubble", "--set", "policies.0.params={alpha: 1}"], "no parameter"),
         (["run", "filter_bubble", "--set", "oops"], "--set expects dotted.key=value"),
         (["run", "missing.yaml"], "scenario file not found"),
+        (["run", "filter_bubble", "--set", "extra_metrics=[nope]"], "unknown metric 'nope'"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(args, message, capsys, tmp_path):

@@ -61,9 +61,14 @@ def test_metrics_frame_has_every_metric_each_tick():
     world = run_world(small())
     frame = world.metrics_frame()
     assert list(frame["tick"]) == list(range(6))
-    for name in metrics.available():
+    for name in metrics.defaults():
         assert name in frame.columns
+    assert "niche_ctr_gap" not in frame.columns  # recorded on request only
     assert frame["ctr"].between(0, 1).all()
+    extra = run_world(small(extra_metrics="[niche_ctr_gap, catalog_diversity]")).metrics_frame()
+    assert list(extra.columns) == [*frame.columns[:-2], "niche_ctr_gap", "catalog_diversity",
+                                   *frame.columns[-2:]]  # fmt: skip
+    pd.testing.assert_frame_equal(extra[frame.columns], frame)
 
 
 class Recorder:

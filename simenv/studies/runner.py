@@ -66,8 +66,7 @@ def check_scenario(scenario: Scenario) -> None:
     """Fail on unknown policies, policy parameters or metrics before any simulation starts."""
     for cfg in scenario.policies:
         policies.make(cfg.name, **cfg.params)
-    for name in scenario.metrics or []:
-        metrics_registry.get(name)
+    metrics_registry.recorded(scenario.metrics, scenario.extra_metrics)
 
 
 def _run(
