@@ -63,9 +63,16 @@ def run_scenario(
 
 
 def check_scenario(scenario: Scenario) -> None:
-    """Fail on unknown policies, policy parameters or metrics before any simulation starts."""
+    """Fail on unknown policies, policy parameters or metrics, and on an oracle with
+    personas that define no true utilities, before any simulation starts."""
     for cfg in scenario.policies:
-        policies.make(cfg.name, **cfg.params)
+        policy = policies.make(cfg.name, **cfg.params)
+        if scenario.decider.kind != "utility" and policies.needs_true_utilities(policy):
+            raise ValueError(
+                f"policy '{cfg.display}' needs the users' true utilities, which "
+                f"{scenario.decider.kind} personas do not define: run it with "
+                "decider.kind: utility"
+            )
     metrics_registry.recorded(scenario.metrics, scenario.extra_metrics)
 
 
