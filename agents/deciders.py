@@ -9,7 +9,9 @@ no-choice option, vectorised over users (sampling by the Gumbel-max trick). Its 
 linear in the choice weights: ``utility_features(ctx) @ choice_weights(params)`` (what
 `recloop calibrate` and `recloop fit` fit). Its ratings are ``clip(round(rating_mean + noise),
 1, 5)``; `rating_probabilities` gives their exact distribution (`star_probabilities`), which
-`recloop validate` compares with real ratings.
+`recloop validate` compares with real ratings. `item_utilities` gives the same utilities for
+any items at the first slate position, without drawing random numbers: the true utilities the
+world hands the ``oracle`` policy.
 """
 
 from __future__ import annotations
@@ -84,12 +86,16 @@ class Decider(Protocol):
       cache hits, decisions and fallbacks...); empty when there are none;
     - `label_priors`: the label priors an LLM decider divided out of its answers (contextual
       calibration, `agents.label_calibration`), to keep with the job's results; empty when
-      there are none.
+      there are none;
+    - `true_utilities` (only when `defines_true_utilities`): the users' deterministic
+      utilities of any items, which the world hands a policy that needs them (the oracle).
 
-    `BaseDecider` gives every hook but `decide` a default that does nothing.
+    `BaseDecider` gives every hook but `decide` a default that does nothing (and defines no
+    true utilities).
     """
 
     name: str
+    defines_true_utilities: bool
 
     def reflect(self, ctx: DecisionContext) -> None: ...
 
@@ -105,11 +111,17 @@ class Decider(Protocol):
 
     def label_priors(self) -> dict[str, Any]: ...
 
+    def true_utilities(
+        self, ctx: DecisionContext, rows: np.ndarray, items: np.ndarray
+    ) -> np.ndarray: ...
+
 
 class BaseDecider:
-    """Defaults for the `Decider` hooks: no reflection, no counters, nothing to write."""
+    """Defaults for the `Decider` hooks: no reflection, no counters, nothing to write, no
+    true utilities."""
 
     name = "decider"
+    defines_true_utilities = False
 
     def reflect(self, ctx: DecisionContext) -> None:
         return None
@@ -131,6 +143,11 @@ class BaseDecider:
 
     def label_priors(self) -> dict[str, Any]:
         return {}
+
+    def true_utilities(
+        self, ctx: DecisionContext, rows: np.ndarray, items: np.ndarray
+    ) -> np.ndarray:
+        raise NotImplementedError(f"the {self.name} decider defines no true utilities")
 
 
 class UtilityParams(BaseModel):
@@ -255,10 +272,50 @@ def utility_features(ctx: DecisionContext, terms: SlateTerms | None = None) -> n
     return np.moveaxis(f, 0, -1)
 
 
+def item_utilities(
+    ctx: DecisionContext, params: UtilityParams, rows: np.ndarray, items: np.ndarray
+) -> np.ndarray:
+    """(len(rows), len(items)) float64 deterministic utilities of ``items`` (item ids) for
+    the users ``ctx.users[rows]``, each item as if shown at the first slate position (so the
+    position term is 0): the item columns of ``utility_features(ctx) @ choice_weights(params)``
+    for a slate that starts with that item. ``ctx.slates`` is not read and nothing random is
+    drawn. Memory is O(len(rows) · len(items)).
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    items = np.asarray(items, dtype=np.int64)
+    u = ctx.users[rows]
+    e, p = ctx.emotion, params
+    feats = ctx.item_unit[items].astype(np.float64)  # (m, d)
+    match = ctx.taste[u].astype(np.float64) @ feats.T
+    similarity = unit_rows(ctx.recent_profile[u], np.float64) @ feats.T
+    out = p.taste * match
+    out += p.quality * (ctx.item_quality[items].astype(np.float64) - 0.5)
+    conformity = ctx.persona.conformity[u].astype(np.float64)
+    out += p.popularity * np.outer(conformity, ctx.item_popularity[items])
+    out += p.novelty * e.curiosity[u].astype(np.float64)[:, None] * (1.0 - similarity)
+    out -= p.boredom * e.boredom[u].astype(np.float64)[:, None] * similarity
+    out += p.social * _holds(ctx.inbox[u], items, ctx.item_unit.shape[0])
+    out -= p.repeat * _holds(ctx.recent[u], items, ctx.item_unit.shape[0])
+    return out
+
+
+def _holds(lists: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
+    """(len(lists), len(items)) float64: 1 where the row of ``lists`` (-1 padded item ids)
+    holds the item."""
+    column = np.full(n_items, -1, dtype=np.int64)
+    column[items] = np.arange(items.size)
+    out = np.zeros((lists.shape[0], items.size))
+    col = np.where(lists >= 0, column[np.maximum(lists, 0)], -1)
+    r, c = np.nonzero(col >= 0)
+    out[r, col[r, c]] = 1.0
+    return out
+
+
 class UtilityDecider(BaseDecider):
     """Multinomial logit over slate ∪ {no choice}, vectorised over all users in the batch."""
 
     name = "utility"
+    defines_true_utilities = True
 
     def __init__(self, params: UtilityParams | None = None) -> None:
         self.params = params or UtilityParams()
@@ -273,6 +330,12 @@ class UtilityDecider(BaseDecider):
         """Deterministic utilities: (n, k) for slate items and (n,) for choosing nothing."""
         full = self.utility_matrix(ctx, terms)
         return full[:, :-1], full[:, -1]
+
+    def true_utilities(
+        self, ctx: DecisionContext, rows: np.ndarray, items: np.ndarray
+    ) -> np.ndarray:
+        """The users' utilities of ``items`` at the first slate position (`item_utilities`)."""
+        return item_utilities(ctx, self.params, rows, items)
 
     def choice_probabilities(self, ctx: DecisionContext) -> np.ndarray:
         """(n, k + 1) float64 probabilities of each slate position and of choosing nothing

@@ -12,14 +12,17 @@ Usage::
     policy.update(feedback)
 
 Every built-in policy derives from :class:`SlatePolicy`, whose ``rank(request, n)`` returns a
-longer ranked list (what re-rankers such as ``"mmr"`` consume). Importing this package needs
-numpy only; heavy policies register lazily by entry point (see :mod:`policies.registry`).
+longer ranked list (what re-rankers such as ``"mmr"`` consume). The learning policies take
+``retrain_every`` and ``train_ticks`` (`TRAINING_PARAMS`: when they learn). ``"oracle"`` is
+a yardstick, not a deployable policy: the world hands it the users' true utilities
+(`needs_true_utilities`). Importing this package needs numpy only; heavy policies register
+lazily by entry point (see :mod:`policies.registry`).
 """
 
 from __future__ import annotations
 
 # Importing the definition modules registers their policies.
-from policies import bandits, classic, rerank, social  # noqa: F401
+from policies import bandits, classic, oracle, rerank, social  # noqa: F401
 from policies.base import (
     NO_ITEM,
     Feedback,
@@ -27,6 +30,7 @@ from policies.base import (
     Recommender,
     RecommendRequest,
     SocialGraph,
+    TrueUtility,
 )
 from policies.registry import (
     UnknownPolicyError,
@@ -37,7 +41,12 @@ from policies.registry import (
     register,
 )
 from policies.selection import NotEnoughItemsError, check_slates
-from policies.slate_policy import SlatePolicy
+from policies.slate_policy import (
+    TRAINING_PARAMS,
+    SlatePolicy,
+    check_deployable,
+    needs_true_utilities,
+)
 
 # A trained stable-baselines3 agent (`recloop train`), loaded lazily: torch only when used.
 register("sb3", "simenv.envs.sb3_policy:SB3Policy")
@@ -46,6 +55,7 @@ register("explore", "simenv.envs.sb3_policy:FixedExploration")
 
 __all__ = [
     "NO_ITEM",
+    "TRAINING_PARAMS",
     "Feedback",
     "NotEnoughItemsError",
     "PlatformSpec",
@@ -53,11 +63,14 @@ __all__ = [
     "Recommender",
     "SlatePolicy",
     "SocialGraph",
+    "TrueUtility",
     "UnknownPolicyError",
     "available",
+    "check_deployable",
     "check_slates",
     "get_class",
     "make",
+    "needs_true_utilities",
     "parameters",
     "register",
 ]

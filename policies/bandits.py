@@ -17,8 +17,14 @@ from policies.slate_policy import SlatePolicy, check_choice, check_range
 class ItemBandit(SlatePolicy):
     """Shared state of the per-item bandits: impressions and reward sums per item."""
 
-    def __init__(self, reward: str = "click", decay: float = 1.0) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        reward: str = "click",
+        decay: float = 1.0,
+        retrain_every: int = 0,
+        train_ticks: int | None = None,
+    ) -> None:
+        super().__init__(retrain_every=retrain_every, train_ticks=train_ticks)
         self.reward = check_choice("reward", reward, REWARDS)
         self.decay = check_range("decay", decay, 0.0, 1.0)
 
@@ -41,9 +47,15 @@ class EpsilonGreedy(ItemBandit):
     """
 
     def __init__(
-        self, epsilon: float = 0.1, initial: float = 0.5, reward: str = "click", decay: float = 1.0
+        self,
+        epsilon: float = 0.1,
+        initial: float = 0.5,
+        reward: str = "click",
+        decay: float = 1.0,
+        retrain_every: int = 0,
+        train_ticks: int | None = None,
     ) -> None:
-        super().__init__(reward, decay)
+        super().__init__(reward, decay, retrain_every, train_ticks)
         self.epsilon = check_range("epsilon", epsilon, 0.0, 1.0)
         self.initial = check_range("initial", initial, 0.0)
 
@@ -75,8 +87,10 @@ class Softmax(ItemBandit):
         initial: float = 0.5,
         reward: str = "click",
         decay: float = 1.0,
+        retrain_every: int = 0,
+        train_ticks: int | None = None,
     ) -> None:
-        super().__init__(reward, decay)
+        super().__init__(reward, decay, retrain_every, train_ticks)
         self.temperature = check_range("temperature", temperature, 1e-9)
         self.initial = check_range("initial", initial, 0.0)
 
@@ -99,8 +113,15 @@ class UCB(ItemBandit):
     between them broken by the policy's generator), so new items get tried.
     """
 
-    def __init__(self, c: float = 1.0, reward: str = "click", decay: float = 1.0) -> None:
-        super().__init__(reward, decay)
+    def __init__(
+        self,
+        c: float = 1.0,
+        reward: str = "click",
+        decay: float = 1.0,
+        retrain_every: int = 0,
+        train_ticks: int | None = None,
+    ) -> None:
+        super().__init__(reward, decay, retrain_every, train_ticks)
         self.c = check_range("c", c, 0.0)
 
     def index(self) -> np.ndarray:
@@ -134,8 +155,10 @@ class Thompson(ItemBandit):
         samples: int = 16,
         reward: str = "click",
         decay: float = 1.0,
+        retrain_every: int = 0,
+        train_ticks: int | None = None,
     ) -> None:
-        super().__init__(reward, decay)
+        super().__init__(reward, decay, retrain_every, train_ticks)
         self.prior_a = check_range("prior_a", prior_a, 1e-9)
         self.prior_b = check_range("prior_b", prior_b, 1e-9)
         self.samples = int(check_range("samples", samples, 1))
@@ -171,9 +194,15 @@ class LinUCB(SlatePolicy):
     """
 
     def __init__(
-        self, alpha: float = 1.0, reg: float = 1.0, reward: str = "click", decay: float = 1.0
+        self,
+        alpha: float = 1.0,
+        reg: float = 1.0,
+        reward: str = "click",
+        decay: float = 1.0,
+        retrain_every: int = 0,
+        train_ticks: int | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(retrain_every=retrain_every, train_ticks=train_ticks)
         self.alpha = check_range("alpha", alpha, 0.0)
         self.reg = check_range("reg", reg, 1e-12)
         self.reward = check_choice("reward", reward, REWARDS)

@@ -7,16 +7,26 @@ emotion or traits. `policies` therefore imports nothing from `agents` or from th
 
 All arrays are numpy; item ids index rows of ``item_features`` (the catalog's capacity, so items
 that will be published later already have a row that is not yet ``available``).
+
+The one exception is the ``oracle`` yardstick (`policies.oracle`): a policy whose
+``needs_true_utilities`` is true is handed the users' true utilities by the world
+(`RecommendRequest.true_utility`). No real platform has them, so such a policy is marked not
+deployable and only a `World` running it as its own policy serves it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 NO_ITEM = -1
+
+#: ``true_utility(rows, items)``: the (len(rows), len(items)) float64 deterministic utilities
+#: of ``items`` (item ids) for the request's users ``users[rows]`` (rows index the request).
+TrueUtility = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,11 @@ class RecommendRequest:
     item_age: np.ndarray  # (n_items,) int32 ticks since publication, -1 if not yet published
     recent: np.ndarray  # (n, history) int64 recently consumed item ids per user, NO_ITEM padded
     social: SocialGraph | None = None
+    # Filled by the world only for a policy that needs true utilities (the oracle), else None:
+    # the users' utilities of any items as if each were shown first in a slate, from the
+    # decider's utility model, computed without drawing random numbers. Valid during this
+    # request only (it reads the users' current state).
+    true_utility: TrueUtility | None = field(default=None, repr=False)
 
     @property
     def n(self) -> int:

@@ -44,8 +44,10 @@ class PopularityPolicy(SlatePolicy):
     count 0 and are ordered among themselves by the tie-break only.
     """
 
-    def __init__(self, decay: float = 1.0) -> None:
-        super().__init__()
+    def __init__(
+        self, decay: float = 1.0, retrain_every: int = 0, train_ticks: int | None = None
+    ) -> None:
+        super().__init__(retrain_every=retrain_every, train_ticks=train_ticks)
         self.decay = check_range("decay", decay, 0.0, 1.0)
 
     def _init_state(self) -> None:
@@ -79,8 +81,10 @@ class MatrixFactorization(SlatePolicy):
         neg_weight: float = 0.3,
         init_scale: float = 0.1,
         reward: str = "click",
+        retrain_every: int = 0,
+        train_ticks: int | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(retrain_every=retrain_every, train_ticks=train_ticks)
         self.factors = int(check_range("factors", factors, 1))
         self.lr = check_range("lr", lr, 0.0)
         self.reg = check_range("reg", reg, 0.0)
@@ -165,8 +169,14 @@ class ItemKNN(SlatePolicy):
     record of the user's consumption if the request has no history), back-filled by popularity.
     """
 
-    def __init__(self, neighbors: int = 50, memory: int = 20) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        neighbors: int = 50,
+        memory: int = 20,
+        retrain_every: int = 0,
+        train_ticks: int | None = None,
+    ) -> None:
+        super().__init__(retrain_every=retrain_every, train_ticks=train_ticks)
         self.neighbors = int(check_range("neighbors", neighbors, 1))
         self.memory = int(check_range("memory", memory, 1))
 
@@ -257,8 +267,10 @@ class ContentBased(SlatePolicy):
     popularity (a user with no history gets the most consumed items).
     """
 
-    def __init__(self, use_rating: bool = False) -> None:
-        super().__init__()
+    def __init__(
+        self, use_rating: bool = False, retrain_every: int = 0, train_ticks: int | None = None
+    ) -> None:
+        super().__init__(retrain_every=retrain_every, train_ticks=train_ticks)
         self.use_rating = bool(use_rating)
 
     def _init_state(self) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 from policies.base import Feedback, PlatformSpec, RecommendRequest
 from policies.registry import make, register
 from policies.selection import available_ids
-from policies.slate_policy import SlatePolicy, check_range
+from policies.slate_policy import SlatePolicy, check_deployable, check_range
 from simenv.arrays import unit_rows
 
 #: Rows per chunk of the MMR loop (bounds the (rows, pool, features) gather).
@@ -26,7 +26,9 @@ class MMR(SlatePolicy):
     candidate maximising ``lambda_ * relevance - (1 - lambda_) * max cosine similarity`` of its
     ``item_features`` to the items already picked. ``lambda_ = 1`` returns the base's ranking.
 
-    Observes and learns: whatever the base observes and learns (feedback is passed through).
+    Observes and learns: whatever the base observes and learns (feedback is passed through;
+    when the base learns is the base's ``retrain_every`` / ``train_ticks`` in ``base_kwargs``).
+    The base cannot be the ``oracle`` (mmr does not hand true utilities on).
     """
 
     def __init__(
@@ -53,6 +55,7 @@ class MMR(SlatePolicy):
             raise TypeError(
                 f"mmr needs a base policy with a rank(request, n) method, got {self.base!r}"
             )
+        check_deployable(self.base, "mmr's base")
 
     def reset(self, spec: PlatformSpec, rng: np.random.Generator) -> None:
         super().reset(spec, rng)
@@ -71,6 +74,8 @@ class MMR(SlatePolicy):
     def rank(self, request: RecommendRequest, n: int) -> np.ndarray:
         n_avail = int(available_ids(request.available).size)
         pool = max(n, min(self.pool, n_avail))
+        if isinstance(self.base, SlatePolicy):
+            self.base.sync(request.tick)  # a retraining due now happens before the base ranks
         cands = np.asarray(self.base.rank(request, pool), dtype=np.int64)
         if self.lambda_ >= 1.0 or pool == n:
             return cands[:, :n].copy()

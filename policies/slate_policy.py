@@ -2,12 +2,18 @@
 
 A subclass says how good items are; `SlatePolicy.rank_global`, `rank_personal` and
 `rank_sampled` turn that into slates with the selection engine (:mod:`policies.selection`).
+
+`SlatePolicy` also owns *when* a policy learns. By default it learns from every slate's
+feedback at once (online). The learning policies expose two parameters (`TRAINING_PARAMS`):
+``retrain_every=K`` keeps the feedback and learns it in one go every K ticks (the model stays
+fixed in between: periodic retraining on the logged interactions), and ``train_ticks=N``
+learns only from the feedback of the first N ticks, then freezes the model.
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -37,10 +43,17 @@ class SlatePolicy:
     name: str = "base"
     #: How ties are broken: ``"random"`` (the policy's generator) or ``"id"`` (lowest id first).
     tie_break: str = "random"
+    #: True for an oracle: the world hands it the users' true utilities in
+    #: ``RecommendRequest.true_utility``. Such a policy is not deployable (no platform has
+    #: them): `recloop list` says so and environments refuse it (`check_deployable`).
+    needs_true_utilities: ClassVar[bool] = False
 
-    def __init__(self) -> None:
+    def __init__(self, *, retrain_every: int = 0, train_ticks: int | None = None) -> None:
         self._spec: PlatformSpec | None = None
         self._rng: np.random.Generator | None = None
+        self.retrain_every = check_count("retrain_every", retrain_every, 0)
+        self.train_ticks = None if train_ticks is None else check_count("train_ticks", train_ticks)
+        self._kept_feedback: list[Feedback] = []
 
     # -- protocol ------------------------------------------------------------------------
 
@@ -51,11 +64,14 @@ class SlatePolicy:
             raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
         self._spec = spec
         self._rng = rng
+        self._kept_feedback = []
         self._init_state()
 
     def recommend(self, request: RecommendRequest) -> np.ndarray:
-        """(n, k) int64 distinct available item ids per row."""
+        """(n, k) int64 distinct available item ids per row (after any retraining due at the
+        request's tick: `sync`)."""
         _ = self.spec  # a clear error before reset
+        self.sync(request.tick)
         return self.rank(request, request.k)
 
     def rank(self, request: RecommendRequest, n: int) -> np.ndarray:
@@ -64,10 +80,35 @@ class SlatePolicy:
         raise NotImplementedError
 
     def update(self, feedback: Feedback) -> None:
-        """Learn from the outcome of served slates (a batch with no rows is a no-op)."""
+        """Learn from the outcome of served slates (a batch with no rows is a no-op): at once
+        by default, at the next retraining with ``retrain_every`` > 0, never for feedback of a
+        tick at or after ``train_ticks``."""
         _ = self.spec
-        if np.asarray(feedback.users).size:
+        if not np.asarray(feedback.users).size:
+            return
+        if self.train_ticks is not None and feedback.tick >= self.train_ticks:
+            return  # the model is frozen
+        if self.retrain_every == 0:
             self._learn(feedback)
+        else:
+            self._kept_feedback.append(feedback)
+
+    def sync(self, tick: int) -> None:
+        """Learn the kept feedback whose retraining is due by ``tick``, in the order it came.
+
+        With ``retrain_every = K`` the feedback of ticks ``[jK, (j+1)K)`` is learnt before the
+        first request of a tick ``>= (j+1)K`` (so the model changes only every K ticks), and
+        everything kept is learnt once ``tick`` reaches ``train_ticks``. A policy that ranks
+        with another policy's ``rank`` (a re-ranker) calls its ``sync`` first.
+        """
+        if not self._kept_feedback:
+            return
+        k, frozen = self.retrain_every, self.train_ticks is not None and tick >= self.train_ticks
+        due = [frozen or fb.tick // k < tick // k for fb in self._kept_feedback]
+        learn = [fb for fb, d in zip(self._kept_feedback, due, strict=True) if d]
+        self._kept_feedback = [fb for fb, d in zip(self._kept_feedback, due, strict=True) if not d]
+        for fb in learn:
+            self._learn(fb)
 
     def _learn(self, feedback: Feedback) -> None:
         """Learn from a non-empty feedback batch (the default learns nothing)."""
@@ -139,6 +180,41 @@ class SlatePolicy:
         recent = recent_of(request)
         w = None if weights is None else np.asarray(weights)[avail]
         return sample_distinct(w, avail, recent, n, self.rng)
+
+
+#: The parameters of every policy that learns from feedback, with their documentation (what
+#: `recloop list policies` prints).
+TRAINING_PARAMS = {
+    "retrain_every": "0 = learn from every slate's feedback at once (default); K >= 1 = keep "
+    "the feedback and learn it every K ticks (the model is fixed in between)",
+    "train_ticks": "learn only from the first N ticks, then freeze the model (default: "
+    "always learn); with retrain_every=N: trained once, on the first N ticks' logs",
+}
+
+
+def needs_true_utilities(policy: object) -> bool:
+    """Whether ``policy`` (an instance or a class) is an oracle that must be handed the
+    users' true utilities (``SlatePolicy.needs_true_utilities``)."""
+    cls = policy if isinstance(policy, type) else type(policy)
+    return issubclass(cls, SlatePolicy) and bool(policy.needs_true_utilities)  # type: ignore[attr-defined]
+
+
+def check_deployable(policy: object, role: str) -> None:
+    """A ``ValueError`` naming ``role`` if ``policy`` needs true utilities: only a `World`
+    running its own policy hands them out (not an environment, not a wrapper's base)."""
+    if needs_true_utilities(policy):
+        name = getattr(policy, "name", type(policy).__name__)
+        raise ValueError(
+            f"{role} '{name}' is not deployable: it needs the users' true utilities, which "
+            "only a world running it as its own policy hands out"
+        )
+
+
+def check_count(name: str, value: object, low: int = 0) -> int:
+    """``value`` as an int if it is an integer ``>= low``, else a ``ValueError`` naming it."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:

@@ -24,8 +24,15 @@ class SocialPolicy(SlatePolicy):
     ticks ago do not count. Ties are broken by popularity, then by the tie-break.
     """
 
-    def __init__(self, memory: int = 10, recency: float = 0.9, horizon: int = 50) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        memory: int = 10,
+        recency: float = 0.9,
+        horizon: int = 50,
+        retrain_every: int = 0,
+        train_ticks: int | None = None,
+    ) -> None:
+        super().__init__(retrain_every=retrain_every, train_ticks=train_ticks)
         self.memory = int(check_range("memory", memory, 1))
         self.recency = check_range("recency", recency, 0.0, 1.0)
         self.horizon = int(check_range("horizon", horizon, 0))

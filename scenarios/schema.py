@@ -184,7 +184,15 @@ class Scenario(_Strict):
         min_length=1,
         description="recommenders compared in this scenario",
     )
-    metrics: list[str] | None = Field(None, description="metrics to record (default: all)")
+    metrics: list[str] | None = Field(
+        None,
+        description="metrics to record (default: every metric recorded by default; "
+        "`recloop list metrics` marks the others 'on request')",
+    )
+    extra_metrics: list[str] = Field(
+        default_factory=list,
+        description="metrics recorded on top of `metrics`, e.g. ones recorded only on request",
+    )
     plots: list[str] = Field(
         default_factory=lambda: [
             "ctr",

@@ -562,15 +562,36 @@ def cmd_list(args: argparse.Namespace) -> int:
     if what in (None, "policies"):
         print("policies:")
         for name in policies.available():
-            doc = (policies.get_class(name).__doc__ or "").strip().splitlines()
-            print(f"  {name:<22} {doc[0] if doc else ''}")
+            _print_policy(name)
+        print("  policies with retrain_every / train_ticks learn from feedback; when:")
+        for param, doc in policies.TRAINING_PARAMS.items():
+            print(f"    {param}: {doc}")
     if what in (None, "metrics"):
-        print("metrics:")
+        print("metrics (* recorded only when a scenario asks: extra_metrics):")
         for name in metrics.available():
             m = metrics.get(name)
             arrow = {True: "↑", False: "↓", None: " "}[m.higher_is_better]
-            print(f"  {name:<24}{arrow} {m.description.splitlines()[0]}")
+            mark = " " if m.by_default else "*"
+            print(f"  {name:<24}{arrow}{mark} {m.description.splitlines()[0]}")
     return 0
+
+
+def _print_policy(name: str) -> None:
+    """A policy's first doc line (marked when it is an oracle) and its parameters."""
+    import inspect
+
+    import policies
+
+    cls = policies.get_class(name)
+    doc = (cls.__doc__ or "").strip().splitlines()
+    mark = "[not deployable (oracle)] " if policies.needs_true_utilities(cls) else ""
+    print(f"  {name:<22} {mark}{doc[0] if doc else ''}")
+    params = [
+        p if default is inspect.Parameter.empty else f"{p}={default!r}"
+        for p, default in policies.parameters(name).items()
+    ]
+    if params:
+        print(f"  {'':<22}   params: {', '.join(params)}")
 
 
 LIST = Command(

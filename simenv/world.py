@@ -29,8 +29,9 @@ from mesa.agent import AgentSet
 
 from agents.deciders import Decider, DecisionContext, Decisions, UtilityDecider
 from agents.views import CreatorAgent, ItemAgent, UserAgent
-from policies.base import Feedback, PlatformSpec, Recommender, RecommendRequest
+from policies.base import Feedback, PlatformSpec, Recommender, RecommendRequest, TrueUtility
 from policies.selection import InvalidSlatesError, valid_slates
+from policies.slate_policy import needs_true_utilities
 from scenarios.schema import Scenario
 from simenv import creators as cr
 from simenv import metrics as metrics_registry
@@ -131,7 +132,7 @@ class World(mesa.Model):
         self._init_users(pop)
         self.social = pop.social
         self.log = InteractionLog(scenario.log_interactions)
-        self.metric_names = scenario.metrics or metrics_registry.available()
+        self.metric_names = metrics_registry.recorded(scenario.metrics, scenario.extra_metrics)
         self.metric_rows: list[dict[str, float]] = []
         self.spec = PlatformSpec(
             n_users=self.n_users,
@@ -144,6 +145,14 @@ class World(mesa.Model):
             raise ValueError(
                 f"session.slate_size ({self.spec.k}) is larger than the catalog "
                 f"({int(self.items.available.sum())} items)"
+            )
+        # an oracle policy is handed the users' true utilities with every request
+        self._hand_utilities = policy is not None and needs_true_utilities(policy)
+        if policy is not None and self._hand_utilities and not self.decider.defines_true_utilities:
+            raise ValueError(
+                f"policy '{policy.name}' needs the users' true "
+                f"utilities, which the {self.decider.name} decider does not define (it has no "
+                "utility model): run it with decider.kind: utility"
             )
         if policy is not None:
             policy.reset(self.spec, self.rngs["policy"])
@@ -231,7 +240,8 @@ class World(mesa.Model):
         return active
 
     def request(self, users: np.ndarray) -> RecommendRequest:
-        """What a recommender may see about ``users`` now."""
+        """What a recommender may see about ``users`` now (and, only for the world's own
+        policy when it is an oracle, their true utilities)."""
         return RecommendRequest(
             tick=self.tick,
             users=users,
@@ -241,7 +251,19 @@ class World(mesa.Model):
             item_age=self.items.age(self.tick),
             recent=self.users.recent[users],
             social=self.social,
+            true_utility=self._true_utility(users) if self._hand_utilities else None,
         )
+
+    def _true_utility(self, users: np.ndarray) -> TrueUtility:
+        """``(rows, items) ->`` the decider's deterministic utilities of ``items`` for
+        ``users[rows]`` in the users' current state (no random numbers are drawn)."""
+        empty = np.zeros((users.size, 0), dtype=np.int64)
+        ctx = self.decision_context(users, empty, step=0)
+
+        def utility(rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+            return self.decider.true_utilities(ctx, rows, items)
+
+        return utility
 
     def serve(
         self, users: np.ndarray, slates: np.ndarray, step: int = 0, last_step: bool = False

@@ -66,6 +66,23 @@ RUNS: dict[str, list[str]] = {
         "--set", "ticks=2", "--set", "population.size=4", "--set", "decider.llm.cache=false",
         "--set", "decider.llm.calibration=none",
     ],
+    "homogenization": [
+        "homogenization", "--seed", "0", "--seed", "1", "--set", "ticks=6",
+        "--set", "population.size=120", "--set", "catalog.n_items=200",
+        "--set", "policies=[{name: oracle}, {name: mf, label: mf(retrain 2 until 4), "
+        "params: {retrain_every: 2, train_ticks: 4}}]",
+    ],
+    "exploration": [
+        "exploration", "--seed", "0", "--seed", "1", "--set", "ticks=6",
+        "--set", "population.size=120", "--set", "catalog.n_items=200",
+        "--set", "policies=[{name: epsilon_greedy, label: eps 0.3, params: {epsilon: 0.3}}, "
+        "{name: thompson}]",
+    ],
+    "creator_competition": [
+        "creator_competition", "--policy", "popularity", "--policy", "mf", "--seed", "0",
+        "--seed", "1", "--set", "ticks=6", "--set", "population.size=120",
+        "--set", "catalog.n_items=120",
+    ],
 }  # fmt: skip
 NEEDS_MOVIELENS = {"popularity_bias"}
 NEEDS_LLM = {"filter_bubble_llm", "filter_bubble_llm_uncalibrated"}

@@ -470,6 +470,32 @@ CASES: dict[str, Case] = {
     "compare-empty-out": case(
         "argument --out: expected a path", "compare", "{run}", "{run2}", "--out", ""
     ),
+    # --- validate
+    "validate-unknown-dataset": case(
+        "unknown dataset 'nosuch'", "validate", "--dataset", "nosuch", "--out", "{tmp}/v"
+    ),
+    "validate-zero-users": case("--users must be at least 1", "validate", "--users", "0"),
+    "validate-zero-ratio": case("--ratios must be positive", "validate", "--ratios", "0"),
+    "validate-ratio-word": case("--ratios", "validate", "--ratios", "a,b", "--out", "{tmp}/v"),
+    "validate-negative-max": case(
+        "--max-per-user must be at least 1", "validate", "--max-per-user", "-1"
+    ),
+    "validate-unknown-decider": case("invalid choice: 'nosuch'", "validate", "--decider", "nosuch"),
+    "validate-missing-utility": case(
+        "--utility: file not found", "validate", "--utility", "{tmp}/nope.yaml", "--out", "{tmp}/v"
+    ),
+    "validate-out-is-a-file": case("is a file, not a folder", "validate", "--out", "{file}"),
+    "validate-into-a-run": case("is a run folder", "validate", "--out", "{run}"),
+    "validate-missing-data": case(
+        "MovieLens-100k not found", "validate", "--data", "{tmp}/nodata", "--out", "{tmp}/v"
+    ),
+    # --- fit
+    "fit-unknown-dataset": case("unknown dataset 'nosuch'", "fit", "--dataset", "nosuch"),
+    "fit-train-share": case("--train-share must be in (0, 1)", "fit", "--train-share", "2"),
+    "fit-out-is-a-folder": case("must name", "fit", "--out", "{tmp}"),
+    "fit-out-under-a-file": case(
+        "so no folder can be made under it", "fit", "--out", "{file}/fitted.yaml"
+    ),
 }
 
 

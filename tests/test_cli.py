@@ -80,6 +80,22 @@ def test_list_and_show(capsys):
     assert "ticks: 7" in capsys.readouterr().out
 
 
+def test_list_marks_the_oracle_and_documents_the_training_options(capsys):
+    assert main(["list", "policies"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    oracle = next(line for line in lines if line.split()[:1] == ["oracle"])
+    assert "not deployable (oracle)" in oracle
+    assert not any("not deployable" in line for line in lines if line is not oracle)
+    mf = lines[lines.index(next(line for line in lines if line.split()[:1] == ["mf"])) + 1]
+    assert "retrain_every=0" in mf and "train_ticks=None" in mf
+    assert any(line.strip().startswith("retrain_every: 0 = learn") for line in lines)
+    assert main(["list", "metrics"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    niche = next(line for line in lines if line.split()[:1] == ["niche_ctr_gap"])
+    ctr = next(line for line in lines if line.split()[:1] == ["ctr"])
+    assert "*" in niche[:30] and "*" not in ctr[:30]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -93,8 +109,15 @@ def test_list_and_show(capsys):
         (["run", "filter_bubble", "--set", "policies.0.params={alpha: 1}"], "no parameter"),
         (["run", "filter_bubble", "--set", "oops"], "--set expects dotted.key=value"),
         (["run", "missing.yaml"], "scenario file not found"),
+        (["run", "filter_bubble", "--set", "extra_metrics=[nope]"], "unknown metric 'nope'"),
+        (["run", "filter_bubble", "--set", "policies.2.params={retrain_every: -2}"],
+         "retrain_every must be an integer >= 0, got -2"),
+        (["run", "filter_bubble", "--set", "policies.2.params={train_ticks: 1.5}"],
+         "train_ticks must be an integer >= 0, got 1.5"),
+        (["run", "filter_bubble_llm", "--policy", "oracle"],
+         "policy 'oracle' needs the users' true utilities, which llm personas do not define"),
     ],
-)
+)  # fmt: skip
 def test_bad_input_is_one_line_and_exit_code_2(args, message, capsys, tmp_path):
     code = main([*args, "--out", str(tmp_path / "x")] if args[0] == "run" else args)
     err = capsys.readouterr().err

@@ -264,3 +264,8 @@ def test_rllib_trains_platforms_and_creators(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "iteration 1: episode return" in out.stdout
     assert "creator=" in out.stdout and "platform=" in out.stdout
+
+
+def test_the_oracle_is_refused_as_a_platform_strategy() -> None:
+    with pytest.raises(ValueError, match="strategy 'oracle' is not deployable"):
+        make(strategies=["popularity", "oracle"])

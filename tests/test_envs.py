@@ -318,3 +318,14 @@ def test_reward_terms_validated() -> None:
     env.reset(seed=0)
     _, reward, *_ = env.step(env.action_space.sample())
     assert 0.0 < float(reward) <= 2.0  # intra-list diversity of the slate
+
+
+@pytest.mark.parametrize("env_id", ["recloop/Session-v0", "recloop/Exploration-v0"])
+def test_the_oracle_is_refused_as_a_retriever(env_id: str) -> None:
+    """An environment's world hands out no true utilities, so it cannot run the oracle."""
+    with pytest.raises(ValueError, match="retriever 'oracle' is not deployable"):
+        make(env_id, retriever="oracle")
+    import policies
+
+    with pytest.raises(ValueError, match="explore's base 'oracle' is not deployable"):
+        policies.make("explore", base="oracle")

@@ -134,6 +134,19 @@ EXPECTED: dict[str, float] = {
     "taste_drift": (5 + 0 + 1 + 2 + 0) / 5,
     # present users 0 (1,0), 1 (0,2), 3 (1,1): cos 0, 1/√2, 1/√2
     "polarization": ((1 - 0) + (1 - 1 / R2) + (1 - 1 / R2)) / 3,
+    # --- recorded on request (by_default=False) ---
+    # unit initial tastes (-.447,-.894) (0,1) (.625,.781) (.707,-.707) (1,0), mean (.377,.036);
+    # cosines to it -.201 .036 .264 .241 .377: the ceil(5/4) = 2 niche users are 0 and 1.
+    # Their slates (rows 0, 1, 2) clicked 1, 0, 0; the others' (rows 3, 4) 1, 1
+    "niche_ctr_gap": 1 / 3 - 2 / 2,
+    # rated consumptions: user 0 → 4 (niche); users 2, 3 → 2, 5
+    "niche_rating_gap": 4 - (2 + 5) / 2,
+    # main topics 0, 1, 1, 0, 0: groups of 3 and 2; none fits in 5/4 users, so the smallest
+    # (topic 1: users 1, 2) is the minority; rows 2, 3 clicked 0, 1; rows 0, 1, 4: 1, 0, 1
+    "minority_ctr_gap": 1 / 2 - 2 / 3,
+    # available unit profiles (1,0) (0,1) (1,1)/√2 (1,0) (0,1); cosines over the 10 pairs:
+    # 0, 1/√2, 1, 0, 1/√2, 0, 1, 1/√2, 1/√2, 0
+    "catalog_diversity": 1 - (2 + 4 / R2) / 10,
 }
 
 
@@ -360,3 +373,33 @@ def test_scales_without_quadratic_memory() -> None:
     values = compute(ctx)
     assert all(math.isfinite(v) for v in values.values()), values
     assert dataclasses.is_dataclass(ctx)
+
+
+def test_metrics_on_request_are_recorded_only_when_asked() -> None:
+    from simenv.metrics import defaults, recorded
+
+    on_request = {"niche_ctr_gap", "niche_rating_gap", "minority_ctr_gap", "catalog_diversity"}
+    assert on_request <= set(available())
+    assert not on_request & set(defaults())
+    assert not get("niche_ctr_gap").by_default and get("ctr").by_default
+    assert recorded(None) == defaults() == recorded([])
+    assert recorded(None, ["catalog_diversity"]) == [*defaults(), "catalog_diversity"]
+    assert recorded(["ctr"], ["niche_ctr_gap", "ctr", "niche_ctr_gap"]) == ["ctr", "niche_ctr_gap"]
+    with pytest.raises(UnknownMetricError, match="'niche_gap'"):
+        recorded(None, ["niche_gap"])
+
+
+def test_niche_users_and_minority_groups() -> None:
+    from simenv.metrics.groups import minority_users, niche_users
+
+    # six users like topic 0, two topic 1, one both (topic 1 a little more): the mean unit
+    # taste is (6.64, 2.77) / 9, to which the cosines are .92 (x6), .38 (x2) and .89, so the
+    # ceil(9/4) = 3 niche users are the last three
+    taste = np.array([[1, 0]] * 6 + [[0, 1]] * 2 + [[1, 1.2]], dtype=np.float32)
+    np.testing.assert_array_equal(niche_users(taste), [0] * 6 + [1, 1, 1])
+    # groups by main topic: 6 (topic 0) and 3 (topic 1); 3 > 9/4 but the smallest is kept
+    np.testing.assert_array_equal(minority_users(taste), [0] * 6 + [1, 1, 1])
+    one_group = np.ones((4, 3), dtype=np.float32)
+    assert minority_users(one_group).all()  # one group: no minority to compare (gap is nan)
+    ctx = hand_ctx(taste_initial=one_group[:, :2].repeat(2, axis=0)[:5])
+    assert math.isnan(get("minority_ctr_gap")(ctx))

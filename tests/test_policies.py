@@ -3,6 +3,7 @@ registry's errors, determinism, and known-answer worlds where each learner must 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import numpy as np
@@ -42,7 +43,9 @@ class World:
     """Users, items with features, a history of recent consumption and a click function.
 
     ``click_prob(users, slates) -> (n, k)`` gives each slate item's attraction probability; the
-    user consumes the first attracted position (a cascade), or nothing.
+    user consumes the first attracted position (a cascade), or nothing. Requests carry the
+    click probabilities as the users' true utilities (what the simulator's world hands an
+    oracle; the other policies ignore them).
     """
 
     def __init__(
@@ -77,6 +80,10 @@ class World:
         )
 
     def request(self, users: np.ndarray) -> RecommendRequest:
+        def utility(rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+            grid = np.broadcast_to(items, (rows.size, items.size))
+            return np.asarray(self.click_prob(users[rows], grid), dtype=np.float64)
+
         return RecommendRequest(
             tick=self.tick,
             users=users,
@@ -86,6 +93,7 @@ class World:
             item_age=np.where(self.available, 1, -1).astype(np.int32),
             recent=self.recent[users].copy(),
             social=self.social,
+            true_utility=utility,
         )
 
     def feedback(self, users: np.ndarray, slates: np.ndarray) -> Feedback:
@@ -298,6 +306,7 @@ def test_registry_lists_the_built_in_policies() -> None:
         "linucb",
         "mmr",
         "social",
+        "oracle",
     }
     assert expected <= set(ALL)
     assert sorted(ALL) == ALL
@@ -355,7 +364,13 @@ def test_lazy_entry_point_and_parameters() -> None:
     try:
         policy = policies.make("test_lazy_ucb", c=0.3)
         assert policy.name == "test_lazy_ucb" and policies.make("ucb").name == "ucb"
-        assert policy.get_params() == {"c": 0.3, "reward": "click", "decay": 1.0}  # type: ignore[attr-defined]
+        assert policy.get_params() == {  # type: ignore[attr-defined]
+            "c": 0.3,
+            "reward": "click",
+            "decay": 1.0,
+            "retrain_every": 0,
+            "train_ticks": None,
+        }
     finally:
         registry._REGISTRY.pop("test_lazy_ucb", None)
     assert policies.parameters("epsilon_greedy")["epsilon"] == 0.1
@@ -588,3 +603,148 @@ def test_social_serves_what_friends_just_consumed() -> None:
     np.testing.assert_array_equal(
         np.sort(policy.recommend(world.request(np.array([0])))[0, :2]), [5, 33]
     )
+
+
+# --------------------------------------------------------------------------------------------
+# the oracle
+# --------------------------------------------------------------------------------------------
+
+
+def test_oracle_shows_the_best_item_from_the_first_round() -> None:
+    world = bandit_world(3)
+    log = world.run(started("oracle", world), rounds=3)
+    assert all((slates[:, 0] == BEST).all() for _, slates, _ in log)
+
+
+def test_oracle_is_marked_not_deployable_and_refused_where_utilities_are_not_handed() -> None:
+    assert policies.needs_true_utilities(policies.get_class("oracle"))
+    assert policies.needs_true_utilities(policies.make("oracle"))
+    assert not any(
+        policies.needs_true_utilities(policies.get_class(n)) for n in ALL if n != "oracle"
+    )
+    with pytest.raises(ValueError, match="mmr's base 'oracle' is not deployable"):
+        policies.make("mmr", base="oracle")
+    with pytest.raises(ValueError, match="retriever 'oracle' is not deployable"):
+        policies.check_deployable(policies.make("oracle"), "retriever")
+    policies.check_deployable(policies.make("mf"), "retriever")
+    oracle = started("oracle", contract_world())
+    request = contract_world().request(np.arange(3))
+    with pytest.raises(ValueError, match="policy 'oracle' got no true utilities"):
+        oracle.recommend(dataclasses.replace(request, true_utility=None))
+
+
+# --------------------------------------------------------------------------------------------
+# when learning policies learn: retrain_every and train_ticks
+# --------------------------------------------------------------------------------------------
+
+LEARNERS = [n for n in ALL if "retrain_every" in policies.parameters(n)]
+
+
+def test_every_policy_that_learns_takes_the_training_options() -> None:
+    learns = {"popularity", "mf", "item_knn", "content", "epsilon_greedy", "softmax", "ucb",
+              "thompson", "linucb", "social"}  # fmt: skip
+    assert set(LEARNERS) == learns
+    for name in LEARNERS:
+        params = policies.parameters(name)
+        assert params["retrain_every"] == 0 and params["train_ticks"] is None
+    assert set(policies.TRAINING_PARAMS) == {"retrain_every", "train_ticks"}
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"retrain_every": -1}, "retrain_every must be an integer >= 0, got -1"),
+        ({"retrain_every": 2.5}, "retrain_every must be an integer >= 0, got 2.5"),
+        ({"retrain_every": True}, "retrain_every must be an integer"),
+        ({"train_ticks": -3}, "train_ticks must be an integer >= 0, got -3"),
+        ({"train_ticks": "10"}, "train_ticks must be an integer >= 0, got '10'"),
+    ],
+)
+def test_training_options_are_validated(params: dict[str, object], message: str) -> None:
+    for name in ("mf", "ucb", "social"):
+        with pytest.raises(ValueError, match=message):
+            policies.make(name, **params)
+
+
+def _feed(
+    policy: policies.Recommender, world: World, ticks: range
+) -> tuple[list[np.ndarray], list[int]]:
+    """Recommend then learn for each tick; returns the popularity counts seen at each tick's
+    recommendation (after any retraining due then) and each tick's number of clicks."""
+    seen, clicked = [], []
+    for tick in ticks:
+        world.tick = tick
+        users = np.arange(world.n_users)
+        slates = policy.recommend(world.request(users))
+        seen.append(policy.stats.pulls.copy())  # type: ignore[attr-defined]
+        feedback = world.feedback(users, slates)
+        clicked.append(int(feedback.clicked.sum()))
+        policy.update(feedback)
+    return seen, clicked
+
+
+def test_retrain_every_learns_the_kept_feedback_every_k_ticks() -> None:
+    """Fed the same feedback, popularity retrained every 3 ticks holds the online model's
+    counts of tick 3j at ticks 3j .. 3j+2 (the model is fixed between retrainings)."""
+    online_world, batch_world = bandit_world(3, seed=4), bandit_world(3, seed=4)
+    online = started("popularity", online_world)
+    batch = started("popularity", batch_world, retrain_every=3)
+    # both serve the online model's slates, so both see the same feedback
+    seen_online, seen_batch = [], []
+    for tick in range(10):
+        for world in (online_world, batch_world):
+            world.tick = tick
+        users = np.arange(online_world.n_users)
+        slates = online.recommend(online_world.request(users))
+        batch.recommend(batch_world.request(users))  # a retraining due now happens here
+        seen_online.append(online.stats.pulls.copy())  # type: ignore[attr-defined]
+        seen_batch.append(batch.stats.pulls.copy())  # type: ignore[attr-defined]
+        online.update(online_world.feedback(users, slates))
+        batch.update(batch_world.feedback(users, slates))
+    for tick in range(10):
+        np.testing.assert_array_equal(seen_batch[tick], seen_online[3 * (tick // 3)])
+    assert seen_online[2].sum() > 0
+
+
+def test_train_ticks_freezes_the_model() -> None:
+    world = bandit_world(3, seed=1)
+    frozen, clicked = _feed(started("popularity", world, train_ticks=4), world, range(9))
+    assert frozen[4].sum() == sum(clicked[:4]) > frozen[3].sum() > 0
+    for later in frozen[5:]:
+        np.testing.assert_array_equal(later, frozen[4])
+    # trained once: nothing learnt before tick 4, then the logs of ticks 0-3 at once, frozen
+    world = bandit_world(3, seed=1)
+    policy = started("popularity", world, retrain_every=4, train_ticks=4)
+    once, clicked = _feed(policy, world, range(9))
+    assert all(s.sum() == 0 for s in once[:4])
+    assert once[4].sum() == sum(clicked[:4]) > 0
+    for later in once[5:]:
+        np.testing.assert_array_equal(later, once[4])
+    # never trained
+    world = bandit_world(3, seed=1)
+    never, _ = _feed(started("popularity", world, train_ticks=0), world, range(3))
+    assert all(s.sum() == 0 for s in never)
+
+
+def test_a_reranker_retrains_its_base_before_ranking() -> None:
+    world = bandit_world(3, seed=2)
+    mmr = started("mmr", world, base="popularity", base_kwargs={"retrain_every": 2}, pool=10)
+    counts = []
+    for tick in range(5):
+        world.tick = tick
+        users = np.arange(world.n_users)
+        slates = mmr.recommend(world.request(users))
+        counts.append(mmr.base.stats.pulls.sum())  # type: ignore[attr-defined]
+        mmr.update(world.feedback(users, slates))
+    assert counts[0] == counts[1] == 0 < counts[2] == counts[3] < counts[4]
+
+
+@pytest.mark.parametrize("name", LEARNERS)
+def test_training_options_keep_the_contract_and_defaults_change_nothing(name: str) -> None:
+    runs = {}
+    for params in ({}, {"retrain_every": 0}, {"retrain_every": 3, "train_ticks": 5}):
+        world = contract_world(seed=3)
+        policy = started(name, world, seed=11, **params)
+        log = world.run(policy, rounds=8, batch=20)
+        runs[str(params)] = np.stack([s for _, s, _ in log])
+    np.testing.assert_array_equal(runs["{}"], runs["{'retrain_every': 0}"])

@@ -61,9 +61,14 @@ def test_metrics_frame_has_every_metric_each_tick():
     world = run_world(small())
     frame = world.metrics_frame()
     assert list(frame["tick"]) == list(range(6))
-    for name in metrics.available():
+    for name in metrics.defaults():
         assert name in frame.columns
+    assert "niche_ctr_gap" not in frame.columns  # recorded on request only
     assert frame["ctr"].between(0, 1).all()
+    extra = run_world(small(extra_metrics="[niche_ctr_gap, catalog_diversity]")).metrics_frame()
+    assert list(extra.columns) == [*frame.columns[:-2], "niche_ctr_gap", "catalog_diversity",
+                                   *frame.columns[-2:]]  # fmt: skip
+    pd.testing.assert_frame_equal(extra[frame.columns], frame)
 
 
 class Recorder:
@@ -97,7 +102,9 @@ def test_policy_sees_only_observable_fields_and_gets_feedback():
         "item_age",
         "recent",
         "social",
+        "true_utility",  # only ever filled for an oracle (below)
     }
+    assert all(r.true_utility is None for r in rec.requests)
     fb = rec.feedback[0]
     np.testing.assert_array_equal(fb.chosen_item, fb.slates[:, 1])
     assert (fb.rating == 5.0).all()
@@ -195,3 +202,56 @@ def test_an_llm_scenario_never_runs_parametric_users_silently(tmp_path):
     assert world.decider.decisions > 0 and (tmp_path / "llm_cache.sqlite").is_file()
     utility = make_world("filter_bubble", policies.make("mf"))
     assert type(utility.decider) is UtilityDecider and utility.scenario.name == "filter_bubble"
+
+
+# --------------------------------------------------------------------------------------------
+# the oracle: true utilities handed over by the world
+# --------------------------------------------------------------------------------------------
+
+
+def test_oracle_gets_the_deciders_utilities_without_drawing_random_numbers():
+    world = World(small(), policies.make("oracle"), seed=0)
+    world.run(2)  # some history, boredom, popularity and recent items
+    users = np.arange(0, 120, 7)
+    request = world.request(users)
+    assert request.true_utility is not None
+    streams = {name: world.rngs[name].bit_generator.state for name in ("decider", "policy")}
+    avail = np.flatnonzero(world.items.available)
+    rows = np.arange(users.size)
+    got = request.true_utility(rows, avail)
+    assert got.shape == (users.size, avail.size) and got.dtype == np.float64
+    for name, state in streams.items():
+        assert world.rngs[name].bit_generator.state == state, name
+    # each item's utility is the decider's utility of that item at the top of a slate
+    others = avail[-(world.spec.k - 1) :]
+    for col in range(10):
+        slates = np.tile(np.r_[avail[col], others], (users.size, 1))
+        ctx = world.decision_context(users, slates, step=0)
+        want = world.decider.utility_matrix(ctx)[:, 0]
+        np.testing.assert_allclose(got[:, col], want, rtol=1e-5, atol=1e-5)
+    # the oracle shows every user the available items with the highest utilities, best first
+    # (items consumed recently come last, as with every policy)
+    slates = world.policy.recommend(request)
+    shown = np.take_along_axis(got, np.searchsorted(avail, slates), axis=1)
+    assert (np.diff(shown, axis=1) <= 1e-9).all()
+    fresh = np.where((avail[None, :, None] == request.recent[:, None, :]).any(2), -np.inf, got)
+    kth_best = -np.sort(-fresh, axis=1)[:, world.spec.k - 1]
+    assert (shown[:, -1] >= kth_best - 1e-9).all()
+
+
+def test_oracle_beats_random():
+    sc = small(ticks=4)
+    oracle = run_world(sc, "oracle").metrics_frame()["ctr"].mean()
+    random = run_world(sc, "random").metrics_frame()["ctr"].mean()
+    assert oracle > random + 0.2
+
+
+def test_oracle_needs_a_decider_with_utilities():
+    with pytest.raises(ValueError, match="'oracle' needs the users' true utilities, which the "
+                       "scripted decider does not define"):  # fmt: skip
+        World(small(), policies.make("oracle"), seed=0, decider=ScriptedDecider())
+    bare = policies.make("oracle")
+    world = World(small(), None, seed=0)  # an environment's world hands out no utilities
+    bare.reset(world.spec, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="got no true utilities"):
+        bare.recommend(world.request(np.arange(3)))

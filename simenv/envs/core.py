@@ -165,6 +165,10 @@ class SessionCore:
         self.weights = reward_weights(mode, reward)
         self.retriever = retriever
         self.retriever_kwargs = dict(retriever_kwargs or {})
+        import policies
+
+        # fail early on unknown names or parameters, and on the oracle (no utilities here)
+        policies.check_deployable(policies.make(retriever, **self.retriever_kwargs), "retriever")
         self.continuous = bool(continuous)
         self.explore_levels = np.asarray(explore_levels, dtype=np.float64)
         if self.explore_levels.size == 0 or np.any(

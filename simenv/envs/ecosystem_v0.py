@@ -188,7 +188,7 @@ class EcosystemEnv(ParallelEnv[str, np.ndarray, Any]):
         if not self.strategies:
             raise ValueError("at least one strategy is needed")
         for name, kwargs in self.strategies:  # fail early on unknown names or parameters
-            policies.make(name, **kwargs)
+            policies.check_deployable(policies.make(name, **kwargs), "strategy")
         self.n_platforms = int(n_platforms)
         self.max_cycles = int(max_cycles if max_cycles is not None else base.ticks)
         self.items_per_tick = int(items_per_tick)

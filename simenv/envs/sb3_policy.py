@@ -68,6 +68,7 @@ class SB3Policy:
     def reset(self, spec: PlatformSpec, rng: np.random.Generator) -> None:
         self.spec, self.rng = spec, rng
         self.base: Recommender = policies.make(self.retriever, **self.retriever_kwargs)
+        policies.check_deployable(self.base, "retriever")
         self.base.reset(spec, rng)
         max_steps = int(self.max_steps or spec.history)
         self.builder = ObservationBuilder(spec, max_steps)
@@ -152,6 +153,7 @@ class FixedExploration:
             raise ValueError(f"policy 'explore': share must be in [0, 1], got {share}")
         self.share = float(share)
         self.base_name, self.base_kwargs = base, dict(base_kwargs or {})
+        policies.check_deployable(policies.get_class(base), "explore's base")
 
     def reset(self, spec: PlatformSpec, rng: np.random.Generator) -> None:
         self.rng = rng

@@ -5,6 +5,7 @@ Usage::
     from simenv.metrics import available, compute, get
 
     available()                # sorted metric names
+    defaults()                 # the ones every world records unless its scenario says otherwise
     get("ctr").description     # the definition, formula included
     compute(ctx)               # {name: float} for every registered metric
     compute(ctx, ["ctr"])      # only the named ones
@@ -17,7 +18,14 @@ for it.
 from __future__ import annotations
 
 # Importing the definition modules registers their metrics.
-from simenv.metrics import diversity, engagement, exposure, retention, tastes  # noqa: F401
+from simenv.metrics import (  # noqa: F401
+    diversity,
+    engagement,
+    exposure,
+    groups,
+    retention,
+    tastes,
+)
 from simenv.metrics.context import MetricContext
 from simenv.metrics.registry import (
     CONTEXT_FIELDS,
@@ -26,7 +34,9 @@ from simenv.metrics.registry import (
     UnknownMetricError,
     available,
     compute,
+    defaults,
     get,
+    recorded,
     register,
 )
 
@@ -38,6 +48,8 @@ __all__ = [
     "UnknownMetricError",
     "available",
     "compute",
+    "defaults",
     "get",
+    "recorded",
     "register",
 ]

@@ -53,6 +53,26 @@ def aggregate_genre_entropy(ctx: MetricContext) -> float:
     return float(entropy_bits(s / total)) if total > 0 else NAN
 
 
+@register(
+    "catalog_diversity",
+    higher_is_better=True,
+    inputs=("item_features", "available"),
+    by_default=False,
+)
+def catalog_diversity(ctx: MetricContext) -> float:
+    """Diversity of what is on offer: the mean pairwise cosine distance between the topic
+    profiles (item_features) of the available items, mean over unordered pairs i<j of
+    (1 − cos(fᵢ, fⱼ)), computed exactly in O(m·d) as in intra_list_diversity (an all-zero
+    profile has similarity 0 with everything). 0 when every item has the same topic mix (for
+    instance when creators all chase the same trend); nan with fewer than 2 available items."""
+    unit = unit_rows(ctx.item_features[ctx.available], np.float64)
+    m = unit.shape[0]
+    if m < 2:
+        return NAN
+    sum_sq = np.asarray((unit * unit).sum())
+    return float(1.0 - mean_pairwise_cosine(unit.sum(axis=0), sum_sq, m))
+
+
 def _dedupe_sorted(rows: np.ndarray) -> np.ndarray:
     """Each row sorted, with repeated ids replaced by -1 (so a row is a set)."""
     rows = np.sort(rows, axis=1)

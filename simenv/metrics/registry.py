@@ -12,6 +12,11 @@ Adding a metric::
         ...
 
 and add its hand-computed value to ``tests/test_metrics.py`` (a test walks the whole registry).
+
+A world records the metrics its scenario names in ``metrics`` (default: every metric
+registered with ``by_default=True``) plus its ``extra_metrics``: `recorded`. Metrics that only
+some studies need (who pays for popularity bias, supply diversity, ...) are registered with
+``by_default=False`` and recorded only when a scenario asks for them.
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ class Metric:
         higher_is_better: ``True``/``False``, or ``None`` when the metric is descriptive only.
         inputs: names of the ``MetricContext`` fields ``fn`` reads.
         fn: ``MetricContext -> float``.
+        by_default: recorded by every world unless its scenario names its ``metrics``
+            (``False``: only when a scenario asks for it).
     """
 
     name: str
@@ -57,6 +64,7 @@ class Metric:
     higher_is_better: bool | None
     inputs: tuple[str, ...]
     fn: MetricFn
+    by_default: bool = True
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -88,11 +96,13 @@ def register(
     higher_is_better: bool | None,
     inputs: Iterable[str],
     description: str | None = None,
+    by_default: bool = True,
 ) -> Callable[[MetricFn], MetricFn]:
     """Decorator registering ``fn`` as metric ``name``.
 
-    The description defaults to the function's docstring. Registering a name twice raises
-    ``ValueError``. The function is returned unchanged.
+    The description defaults to the function's docstring. ``by_default=False`` records it
+    only in scenarios that ask for it. Registering a name twice raises ``ValueError``. The
+    function is returned unchanged.
     """
 
     def decorator(fn: MetricFn) -> MetricFn:
@@ -105,6 +115,7 @@ def register(
             higher_is_better=higher_is_better,
             inputs=tuple(inputs),
             fn=fn,
+            by_default=by_default,
         )
         return fn
 
@@ -114,6 +125,22 @@ def register(
 def available() -> list[str]:
     """Names of all registered metrics, sorted."""
     return sorted(_REGISTRY)
+
+
+def defaults() -> list[str]:
+    """Names of the metrics every world records unless told otherwise, sorted."""
+    return [name for name in available() if _REGISTRY[name].by_default]
+
+
+def recorded(metrics: Iterable[str] | None, extra: Iterable[str] = ()) -> list[str]:
+    """The metrics a scenario records, in column order: ``metrics`` (if none are named:
+    `defaults`), then the ``extra`` ones not already named. Unknown names raise
+    `UnknownMetricError`."""
+    names = list(metrics or defaults())
+    names += [m for m in dict.fromkeys(extra) if m not in names]
+    for name in names:
+        get(name)
+    return names
 
 
 def get(name: str, where: str | None = None) -> Metric:

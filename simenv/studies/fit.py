@@ -368,6 +368,8 @@ def run_fit(
     import sys
 
     config.check()
+    if write:
+        check_output_file(Path(config.out))
     scenario = fit_scenario(config, overrides)
     say = (lambda text: print(f"fit: {text}", file=sys.stderr)) if progress else None
     result = fit(scenario, config, say)
@@ -375,6 +377,16 @@ def run_fit(
     if write:
         write_fit(result, config.out)
     return result
+
+
+def check_output_file(out: Path) -> None:
+    """Refuse, before fitting, an ``--out`` that is a folder, lies under a file or cannot be
+    written (`check_output_folder` on the file's path, or on its folder when it exists)."""
+    from simenv.studies.run_folder import OutputFolderError, check_output_folder
+
+    if str(out) == "" or out.is_dir():
+        raise OutputFolderError(f"--out {str(out)!r} must name a file (fitted.yaml), not a folder")
+    check_output_folder(out.parent if out.exists() else out)
 
 
 def _jsonable(config: FitConfig) -> dict[str, Any]:

@@ -71,13 +71,21 @@ def run_scenario(
 
 
 def check_scenario(scenario: Scenario) -> None:
-    """Fail on unknown policies, policy parameters, metrics or plots, an LLM backend
-    configuration that cannot work, or a world too large for the memory available, before any
-    simulation starts (and before anything is written)."""
+    """Fail on unknown policies, policy parameters, metrics or plots, an oracle with personas
+    that define no true utilities, an LLM backend configuration that cannot work, or a world
+    too large for the memory available, before any simulation starts (and before anything is
+    written)."""
     for cfg in scenario.policies:
-        policies.make(cfg.name, **cfg.params)
-    for name in scenario.metrics or []:
-        metrics_registry.get(name, where="metrics")
+        policy = policies.make(cfg.name, **cfg.params)
+        if scenario.decider.kind != "utility" and policies.needs_true_utilities(policy):
+            raise ValueError(
+                f"policy '{cfg.display}' needs the users' true utilities, which "
+                f"{scenario.decider.kind} personas do not define: run it with "
+                "decider.kind: utility"
+            )
+    for field in ("metrics", "extra_metrics"):
+        for name in getattr(scenario, field) or []:
+            metrics_registry.get(name, where=field)
     check_plots(scenario)
     check_part_names(scenario)
     if scenario.decider.kind == "llm":

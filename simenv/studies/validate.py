@@ -774,13 +774,16 @@ def run_validation(
     from simenv.data.movielens import load_movielens
     from simenv.studies.factory import make_decider
     from simenv.studies.provenance import provenance
+    from simenv.studies.run_folder import check_output_folder
 
     config.check()
     started = time.perf_counter()
     seed = config.seed
     if out is not None:
-        Path(out).mkdir(parents=True, exist_ok=True)
+        out = check_output_folder(Path(out), into_run=False)
     ml = load_movielens(scenario.catalog.data_path)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
     split = time_split(ml.ratings, config.train_share)
     users = sample_users(split, config.users, seed)
     decider = decider if decider is not None else make_decider(scenario, out)
