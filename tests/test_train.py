@@ -340,3 +340,26 @@ def test_checkpoints_are_policies_too(tmp_path, capsys):
     train(config)
     checkpoint = out / "checkpoints" / "model_32_steps.zip"
     assert _run_sb3(tmp_path, checkpoint) == 0  # train.json beside checkpoints/ gives the menu
+
+
+# --- the CleanRL-style example -----------------------------------------------------------------
+
+
+def test_cleanrl_ppo_example_trains_on_the_batched_env(tmp_path):
+    import importlib.util
+    import sys
+
+    path = Path(__file__).parents[1] / "examples" / "cleanrl_ppo.py"
+    spec = importlib.util.spec_from_file_location("cleanrl_ppo", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["cleanrl_ppo"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    small = [arg for s in SMALL[:4] for arg in ("--set", s)]
+    for env_id in ("recloop/Exploration-v0", "recloop/Session-v0"):
+        result = module.main(["--env-id", env_id, "--total-timesteps", "128", "--num-envs", "4",
+                              "--num-steps", "16", "--update-epochs", "1", "--out",
+                              str(tmp_path), *small])  # fmt: skip
+        assert result["global_step"] == 128 and result["episodes"] > 0
+        assert (result["run_dir"] / "agent.pt").is_file()
+        assert any(result["run_dir"].glob("events.out.tfevents.*"))
