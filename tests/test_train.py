@@ -265,17 +265,23 @@ def test_bad_frequencies_are_refused(tmp_path):
 # --- a model trained with plain stable-baselines3 as --policy sb3:PATH -----------------------
 
 
-def _plain_sb3_model(path: Path, mode: str, **kwargs) -> Path:
-    """PPO on BatchedSessionVecEnv with VecMonitor, saved without any train.json."""
-    from stable_baselines3 import PPO
+def _plain_sb3_model(path: Path, mode: str, algo: str = "ppo", **kwargs) -> Path:
+    """A model trained on BatchedSessionVecEnv with VecMonitor, saved without train.json."""
+    from stable_baselines3 import A2C, DQN, PPO, SAC
     from stable_baselines3.common.vec_env import VecMonitor
 
     from simenv.envs.vector import BatchedSessionVecEnv
 
     venv = VecMonitor(BatchedSessionVecEnv("filter_bubble", 4, SMALL[:4], mode=mode, seed=0,
                                            **kwargs))  # fmt: skip
-    policy = "MultiInputPolicy"
-    model = PPO(policy, venv, n_steps=16, batch_size=32, n_epochs=1, seed=0)
+    tiny: dict[str, dict] = {
+        "ppo": {"n_steps": 16, "batch_size": 32, "n_epochs": 1},
+        "a2c": {},
+        "dqn": {"learning_starts": 16, "buffer_size": 500},
+        "sac": {"learning_starts": 16, "buffer_size": 500},
+    }
+    classes = {"ppo": PPO, "a2c": A2C, "dqn": DQN, "sac": SAC}
+    model = classes[algo]("MultiInputPolicy", venv, seed=0, **tiny[algo])
     model.learn(64)
     model.save(path)
     venv.close()
@@ -288,9 +294,18 @@ def _run_sb3(tmp_path: Path, model: Path, *extra: str, out: str = "run") -> int:
     return main(args)
 
 
-@pytest.mark.parametrize("mode", ["session", "exploration"])
-def test_plain_sb3_model_is_a_policy(mode, tmp_path, capsys):
-    model = _plain_sb3_model(tmp_path / "model.zip", mode)
+@pytest.mark.parametrize(
+    ("algo", "mode", "kwargs"),
+    [
+        ("ppo", "session", {}),
+        ("ppo", "exploration", {}),
+        ("a2c", "exploration", {}),
+        ("dqn", "exploration", {}),
+        ("sac", "exploration", {"continuous": True}),
+    ],
+)
+def test_plain_sb3_model_is_a_policy(algo, mode, kwargs, tmp_path, capsys):
+    model = _plain_sb3_model(tmp_path / "model.zip", mode, algo, **kwargs)
     assert not (tmp_path / "train.json").exists()
     assert _run_sb3(tmp_path, model) == 0, capsys.readouterr().err
     import pandas as pd
