@@ -14,6 +14,7 @@ import pytest
 from simenv.cli import main
 from simenv.envs.known_answer import KnownAnswerEnv
 from simenv.studies.train import (
+    EVAL_METRICS,
     TrainConfig,
     TrainingError,
     check,
@@ -215,7 +216,11 @@ def test_steps_and_frequencies_count_environment_steps(n_envs, tmp_path, capsys)
     assert meta["timesteps"] == 512
     assert meta["algo_kwargs"] == {"n_epochs": 1, "n_steps": 512 // n_envs, "batch_size": 64}
     with (out / "eval.csv").open() as fh:
-        assert [int(row["timesteps"]) for row in csv.DictReader(fh)] == [128, 256, 384, 512]
+        reader = csv.DictReader(fh)
+        rows = list(reader)
+    assert reader.fieldnames == ["timesteps", "mean_return", *EVAL_METRICS]
+    assert all(None not in row for row in rows)  # no row longer than the header
+    assert [int(row["timesteps"]) for row in rows] == [128, 256, 384, 512]
     saved = sorted(p.name for p in (out / "checkpoints").iterdir())
     assert saved == ["model_256_steps.zip", "model_512_steps.zip"]
     tags = _scalars(out / "tb")

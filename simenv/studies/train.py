@@ -515,8 +515,13 @@ class StopAtSteps(BaseCallback):
         return self.num_timesteps < self.steps
 
 
+#: The ecosystem metrics of the evaluation world that ``eval.csv`` records.
+EVAL_METRICS = ("ctr", "session_length", "intra_list_diversity", "churn_rate", "return_rate")
+
+
 class EvalRecorder(BaseCallback):
-    """After each evaluation: append the mean return and the eval world's last metrics to
+    """After each evaluation: append the mean return and, for envs with a world, the eval
+    world's last metrics (`EVAL_METRICS`; empty until its first tick has ended) to
     ``eval.csv`` and to TensorBoard (``eval_ecosystem/*``)."""
 
     def __init__(self, path: Path) -> None:
@@ -529,7 +534,10 @@ class EvalRecorder(BaseCallback):
             "timesteps": self.num_timesteps,
             "mean_return": float(parent.last_mean_reward) if parent is not None else float("nan"),
         }
-        row.update(self._world_metrics(parent))
+        world = self._world(parent)
+        if world is not None:
+            last = world.metric_rows[-1] if world.metric_rows else {}
+            row.update({m: float(last[m]) if m in last else None for m in EVAL_METRICS})
         new = not self.path.exists()
         with self.path.open("a", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(row))
@@ -537,24 +545,17 @@ class EvalRecorder(BaseCallback):
                 writer.writeheader()
             writer.writerow(row)
         for key, value in row.items():
-            if key not in {"timesteps"}:
+            if key != "timesteps" and value is not None:
                 self.logger.record(f"eval_ecosystem/{key}", value)
         self.logger.dump(self.num_timesteps)
         return True
 
     @staticmethod
-    def _world_metrics(parent: Any) -> dict[str, float]:
+    def _world(parent: Any) -> Any:
+        """The evaluation env's world, None for envs without one."""
         if parent is None:
-            return {}
+            return None
         try:
-            world = parent.eval_env.get_attr("world")[0]
+            return parent.eval_env.get_attr("world")[0]
         except AttributeError:
-            return {}
-        if world is None or not getattr(world, "metric_rows", None):
-            return {}
-        last = world.metric_rows[-1]
-        return {
-            k: float(v)
-            for k, v in last.items()
-            if k in {"ctr", "session_length", "intra_list_diversity", "churn_rate", "return_rate"}
-        }
+            return None
