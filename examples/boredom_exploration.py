@@ -68,7 +68,7 @@ def main() -> None:
                     "reward": args.reward,
                 },
                 algo_kwargs={"n_steps": 256, "batch_size": 512, "ent_coef": 0.01},
-                eval_freq=max(args.steps // (4 * args.n_envs), 1),
+                eval_freq=max(args.steps // 4, 1),  # environment steps: four evaluations
             ),
             progress=True,
         )

@@ -38,6 +38,7 @@ class PlatformSpec:
     n_features: int
     k: int  # slate size
     history: int  # length of ``RecommendRequest.recent`` rows
+    max_steps: int | None = None  # slates per session at most (None: not told)
 
 
 @dataclass(frozen=True)

@@ -378,9 +378,23 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
         help="run these registered policies instead of the scenario's (repeatable): a name, "
         "then parameters after ':' (key=value, comma-separated, values are YAML scalars) and a "
         "label after '@', e.g. --policy explore:share=0.25@explore-25 --policy mf:factors=8; "
-        "sb3:PATH runs a model saved by `recloop train`. The scenario's policies are replaced, "
-        "so --set policies.* cannot be combined with it",
+        "sb3:PATH runs a saved stable-baselines3 model (from `recloop train` or plain SB3). "
+        "The scenario's policies are replaced, so --set policies.* cannot be combined with it",
     )
+    sb3 = p.add_argument_group(
+        "sb3:PATH models",
+        "the env a model was trained on, for models without the train.json of `recloop "
+        "train` (given, these replace what train.json says); without either, the env is read "
+        "from the model's action space with its default arguments",
+    )
+    sb3.add_argument(
+        "--env", dest="sb3_env", metavar="ID",
+        help="e.g. recloop/Session-v0, recloop/Exploration-v0",
+    )  # fmt: skip
+    sb3.add_argument(
+        "--env-kwargs", dest="sb3_env_kwargs", type=json_object, metavar="JSON",
+        help='the env\'s arguments, e.g. \'{"retriever": "content", "max_steps": 8}\'',
+    )  # fmt: skip
     p.add_argument(
         "--download",
         action="store_true",
@@ -406,6 +420,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         updates["seeds"] = args.seeds
     if args.policies:
         updates["policies"] = [policy_from_cli(spec) for spec in args.policies]
+    if args.sb3_env or args.sb3_env_kwargs:
+        updates["policies"] = _with_sb3_env(updates.get("policies", scenario.policies), args)
     decider = _decider_from_cli(args, scenario.decider.model_dump())
     if decider is not None:
         updates["decider"] = decider
@@ -509,6 +525,19 @@ def _plots_line(files: Sequence[Path]) -> str:
     return f"{written[0].parent} ({', '.join(names)})"
 
 
+def _with_sb3_env(configs: Any, args: argparse.Namespace) -> list[PolicyConfig]:
+    """The ``sb3`` policies of ``configs`` with ``--env`` / ``--env-kwargs`` as parameters."""
+    configs = list(configs)
+    if not any(c.name == "sb3" for c in configs):
+        raise ValueError("--env and --env-kwargs describe the env of --policy sb3:PATH models")
+    given = {"env_id": args.sb3_env, "env_kwargs": args.sb3_env_kwargs}
+    given = {k: v for k, v in given.items() if v is not None}
+    return [
+        c.model_copy(update={"params": {**c.params, **given}}) if c.name == "sb3" else c
+        for c in configs
+    ]
+
+
 def _print_summary(summary: dict) -> None:
     rows = summary["policies"]
     shown = ["ctr", "mean_rating", "intra_list_diversity", "exposure_gini", "homogenization"]
@@ -609,6 +638,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scenario", help="scenario name or YAML path passed to the env")
     _add_set(p)
     _add_utility(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
@@ -630,18 +660,29 @@ def cmd_train(args: argparse.Namespace) -> int:
     from simenv.studies.train import train
 
     config = train_config(args)
-    model = train(config, progress=False)
-    print(f"model:       {model}")
-    print(f"evaluations: {config.out / 'eval.csv'}")
+    result = train(config, progress=not args.no_progress)
+    print(f"trained:     {result.plan.describe(config.steps)}")
+    print(f"model:       {result.model}  ({result.seconds:.1f} s)")
+    if config.eval_freq:
+        print(f"evaluations: {config.out / 'eval.csv'}")
+    if config.checkpoint_freq:
+        print(f"checkpoints: {config.out / 'checkpoints'}")
     print(f"tensorboard: tensorboard --logdir {config.out / 'tb'}")
+    print(f"use it:      recloop run SCENARIO --policy sb3:{result.model}")
     return 0
 
 
 TRAIN = Command(
     help="train an RL agent (stable-baselines3) on a recloop environment",
-    description="Train PPO, A2C or DQN on a registered environment; writes model.zip, "
-    "train.json, checkpoints/, TensorBoard logs (tb/) and eval.csv to --out. Every check "
-    "(algorithm, env id, action space) runs before training starts.",
+    description="Train PPO, A2C or DQN (stable-baselines3) on a registered environment; write\n"
+    "model.zip, train.json, checkpoints/, TensorBoard logs (tb/: SB3's train/*, rollout/*,\n"
+    "eval/* and recloop's eval_ecosystem/*) and eval.csv to --out. --steps and every\n"
+    "frequency count environment steps, whatever --n-envs is. Every check (algorithm,\n"
+    "--algo-kwargs, env id, action space) runs before training starts.",
+    epilog="Example:\n  recloop train ppo --env recloop/Exploration-v0 --scenario boredom "
+    "--steps 20000 --n-envs 16 \\\n      --algo-kwargs '{\"learning_rate\": 3e-4}' --out "
+    "runs/x\n  recloop run boredom --policy sb3:runs/x/model.zip --policy popularity",
+    formatter_class=argparse.RawDescriptionHelpFormatter,
     add_arguments=add_train_args,
     execute=cmd_train,
 )

@@ -140,6 +140,7 @@ class World(mesa.Model):
             n_features=self.items.n_features,
             k=scenario.session.slate_size,
             history=scenario.session.history,
+            max_steps=scenario.session.max_steps,
         )
         if self.spec.k > int(self.items.available.sum()):
             raise ValueError(

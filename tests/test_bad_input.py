@@ -42,6 +42,9 @@ def case(message: str, *argv: str, **env: str) -> Case:
 
 RUN = ("run", "filter_bubble", "--out", "{tmp}/out", *TINY)
 # fmt: off
+#: a valid `recloop train` up to the option under test
+TRAIN_PPO = ("train", "ppo", "--env", "recloop/Session-v0", "--out", "{tmp}/t")
+
 CASES: dict[str, Case] = {
     # --- the command line itself (argparse, in recloop's format)
     "unknown-command": case("invalid choice: 'nosuch'", "nosuch"),
@@ -287,6 +290,25 @@ CASES: dict[str, Case] = {
         "recloop/Session-v0",
         "--out",
         "{tmp}/t",
+    ),
+    "train-algo-kwargs-unknown": case(
+        "ppo has no argument 'nosuch'", *TRAIN_PPO, "--algo-kwargs", '{"nosuch": 1}'
+    ),
+    "train-algo-kwargs-reserved": case(
+        "'seed' is set by recloop train", *TRAIN_PPO, "--algo-kwargs", '{"seed": 1}'
+    ),
+    "train-algo-kwargs-bad-value": case(
+        "ppo rejected --algo-kwargs", *TRAIN_PPO, "--algo-kwargs", '{"learning_rate": "x"}'
+    ),
+    "train-zero-eval-episodes": case(
+        "--eval-episodes must be at least 1", *TRAIN_PPO, "--eval-episodes", "0"
+    ),
+    "train-negative-checkpoint-freq": case(
+        "--checkpoint-freq must be 0 (off) or positive", *TRAIN_PPO, "--checkpoint-freq", "-1"
+    ),
+    "run-env-without-sb3": case(
+        "describe the env of --policy sb3:PATH models",
+        "run", "filter_bubble", "--env", "recloop/Session-v0", "--out", "{tmp}/r",
     ),
     "train-out-is-a-file": case(
         "is a file, not a folder", "train", "ppo", "--env", "recloop/Session-v0", "--out", "{file}"

@@ -174,6 +174,9 @@ TRAIN_ARGS = {
     "env_kwargs": (["--env-kwargs", '{"max_steps": 8}'], {"max_steps": 8}),
     "n_envs": (["--n-envs", "4"], 4),
     "eval_freq": (["--eval-freq", "50"], 50),
+    "algo_kwargs": (["--algo-kwargs", '{"learning_rate": 0.001}'], {"learning_rate": 0.001}),
+    "eval_episodes": (["--eval-episodes", "3"], 3),
+    "checkpoint_freq": (["--checkpoint-freq", "500"], 500),
 }
 CALIBRATE_ARGS = {
     "states": (["--states", "20"], 20),
@@ -204,7 +207,7 @@ FIT_ARGS = {
     "seed": (["--seed", "2"], 2),
 }
 HIDDEN = {
-    TrainConfig: {"algo_kwargs", "eval_episodes", "checkpoint_freq"},
+    TrainConfig: set(),
     CalibrationConfig: set(),
     ValidateConfig: set(),
     FitConfig: set(),
@@ -248,11 +251,27 @@ def test_config_fields_and_options_cannot_drift(config, fields, minimal, to_conf
 def test_train_defaults_of_the_command_line(capsys):
     config = train_config(_parse("train", "ppo", "--env", "recloop/KnownAnswer-v0"))
     assert (config.steps, config.seed, config.n_envs, config.eval_freq) == (100_000, 0, 1, 2000)
-    assert config.env_kwargs == {} and config.out.parent == Path("runs")
-    assert config.out.name.startswith("train-")
+    assert (config.eval_episodes, config.checkpoint_freq) == (20, 10_000)
+    assert config.env_kwargs == {} and config.algo_kwargs == {}
+    assert config.out.parent == Path("runs") and config.out.name.startswith("train-")
     with pytest.raises(SystemExit):
         main(["train", "--help"])
-    assert "training timesteps (100000)" in capsys.readouterr().out
+    shown = " ".join(capsys.readouterr().out.split())
+    for default in ("(100000)", "(2000)", "(20)", "(10000)", "(0)", "(1)"):
+        assert default in shown, default
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--algo-kwargs", "{learning_rate: 1}"], "argument --algo-kwargs: not valid JSON"),
+        (["--algo-kwargs", "[1, 2]"], "argument --algo-kwargs: expected a JSON object"),
+        (["--env-kwargs", "3"], "argument --env-kwargs: expected a JSON object"),
+    ],
+)
+def test_json_options_are_checked_by_the_parser(argv, message, capsys):
+    assert main(["train", "ppo", "--env", "recloop/KnownAnswer-v0", *argv]) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_scenario_and_set_go_into_the_env_kwargs():

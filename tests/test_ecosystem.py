@@ -269,3 +269,23 @@ def test_rllib_trains_platforms_and_creators(tmp_path):
 def test_the_oracle_is_refused_as_a_platform_strategy() -> None:
     with pytest.raises(ValueError, match="strategy 'oracle' is not deployable"):
         make(strategies=["popularity", "oracle"])
+
+
+@pytest.mark.parametrize("mode", [None, "ansi", "rgb_array"])
+def test_renders_the_market(mode: str | None) -> None:
+    from simenv.envs.render import IMAGE_SIZE
+
+    env = make(max_cycles=2, render_mode=mode)
+    env.reset(seed=0)
+    env.step({a: env.action_space(a).sample() for a in env.agents})
+    frame = env.render()
+    if mode is None:
+        assert frame is None
+    elif mode == "ansi":
+        assert isinstance(frame, str)
+        assert frame.startswith("tick 1 of 2") and "platform_1" in frame and "creator_0" in frame
+    else:
+        assert isinstance(frame, np.ndarray)
+        assert frame.shape == (*IMAGE_SIZE, 3) and frame.dtype == np.uint8
+    with pytest.raises(ValueError, match="render_mode must be None or one of 'ansi'"):
+        make(render_mode="human")

@@ -329,3 +329,163 @@ def test_the_oracle_is_refused_as_a_retriever(env_id: str) -> None:
 
     with pytest.raises(ValueError, match="explore's base 'oracle' is not deployable"):
         policies.make("explore", base="oracle")
+
+
+# --- rendering -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("env_id", RECLOOP_IDS)
+def test_render_ansi_shows_slate_answer_and_reward(env_id: str) -> None:
+    env = make(env_id, render_mode="ansi")
+    _, info = env.reset(seed=0)
+    assert env.metadata["render_modes"] == ["ansi", "rgb_array"] and env.metadata["render_fps"]
+    assert "no slate served yet" in env.render()
+    _, reward, terminated, _, info = env.step(env.action_space.sample())
+    text = env.render()
+    assert isinstance(text, str) and f"user {info['user']}" in text
+    assert f"reward {reward:+.3f}" in text
+    for item in info["slate"]:
+        assert f"item {int(item):>6}" in text
+    answer = f"chose item {info['item']}" if info["clicked"] else "nothing chosen"
+    assert answer in text
+    assert ("session over" in text) == bool(terminated)
+
+
+@pytest.mark.parametrize("env_id", RECLOOP_IDS)
+def test_render_rgb_array_is_a_picture(env_id: str) -> None:
+    from simenv.envs.render import IMAGE_SIZE
+
+    env = make(env_id, render_mode="rgb_array")
+    env.reset(seed=0)
+    blank = env.render()
+    env.step(env.action_space.sample())
+    frame = env.render()
+    assert isinstance(frame, np.ndarray) and frame.dtype == np.uint8
+    assert frame.shape == blank.shape == (*IMAGE_SIZE, 3)
+    assert not np.array_equal(frame, blank)  # the served slate is drawn
+    assert len(np.unique(frame.reshape(-1, 3), axis=0)) > 8  # topic colours, text, bars
+
+
+def test_rendering_does_nothing_unless_asked() -> None:
+    code = (
+        "import sys, gymnasium, simenv\n"
+        "for mode in (None, 'ansi', 'rgb_array'):\n"
+        f"    env = gymnasium.make('recloop/Session-v0', overrides={SMALL!r}, render_mode=mode)\n"
+        "    env.reset(seed=0)\n"
+        "    for _ in range(3):\n"
+        "        env.step(env.action_space.sample())\n"
+        "    assert (env.unwrapped.traces is None) == (mode is None), mode\n"
+        "    assert 'matplotlib' not in sys.modules, mode\n"
+        "    if mode is None:\n"
+        "        assert env.render() is None\n"
+        "env.render()\n"
+        "assert 'matplotlib' in sys.modules\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+
+
+def test_unknown_render_mode_is_refused() -> None:
+    from simenv.envs.session import SessionEnv
+
+    with pytest.raises(ValueError, match="render_mode must be None or one of 'ansi', 'rgb_array'"):
+        SessionEnv(overrides=SMALL, render_mode="rgb")
+
+
+@pytest.mark.parametrize("env_id", RECLOOP_IDS)
+def test_sb3_make_vec_env_works_on_every_id(env_id: str) -> None:
+    """SB3's make_vec_env asks for render_mode="rgb_array" (the first line an SB3 user types)."""
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from simenv.envs.render import IMAGE_SIZE
+
+    venv = make_vec_env(env_id, n_envs=2, seed=0, env_kwargs={"overrides": SMALL})
+    assert venv.render_mode == "rgb_array"
+    venv.reset()
+    _, rewards, _, _ = venv.step(np.stack([venv.action_space.sample() for _ in range(2)]))
+    assert rewards.shape == (2,)
+    images = venv.get_images()
+    assert [im.shape for im in images] == [(*IMAGE_SIZE, 3)] * 2
+    venv.close()
+
+
+# --- gymnasium.make_vec: the batched env -----------------------------------------------------
+
+
+@pytest.mark.parametrize("env_id", RECLOOP_IDS)
+def test_make_vec_returns_the_batched_env(env_id: str) -> None:
+    from simenv.envs.batch import SessionVectorEnv
+
+    n = 4
+    vec = gymnasium.make_vec(
+        env_id, num_envs=n, vectorization_mode="vector_entry_point", overrides=SMALL
+    )
+    assert isinstance(vec, SessionVectorEnv) and vec.num_envs == n
+    assert isinstance(gymnasium.make_vec(env_id, num_envs=2, overrides=SMALL), SessionVectorEnv)
+    sync = gymnasium.make_vec(env_id, num_envs=2, vectorization_mode="sync", overrides=SMALL)
+    assert isinstance(sync, gymnasium.vector.SyncVectorEnv)  # N worlds, when asked for
+    single = make(env_id)
+    assert vec.single_observation_space == single.observation_space
+    assert vec.single_action_space == single.action_space
+    obs, infos = vec.reset(seed=0)
+    assert vec.observation_space.contains(obs) and infos["user"].shape == (n,)
+    counter = CountingDecider(vec.world.decider)
+    vec.world.decider = counter
+    vec.action_space.seed(0)
+    finished = 0
+    for step in range(25):
+        obs, rewards, terminated, truncated, infos = vec.step(vec.action_space.sample())
+        assert counter.calls == step + 1 and counter.sizes[-1] == n  # one decider call a step
+        assert vec.observation_space.contains(obs) and rewards.shape == (n,)
+        done = terminated | truncated
+        if done.any():
+            np.testing.assert_array_equal(infos["_final_obs"], done)
+            for i in np.flatnonzero(done):
+                assert vec.single_observation_space.contains(infos["final_obs"][i])
+                assert infos["final_info"]["_clicked"][i]
+        finished += int(done.sum())
+    assert finished > 0
+    vec.close()
+
+
+def test_gymnasium_and_sb3_vector_envs_step_alike() -> None:
+    """Both vector APIs run the same machinery: same seed and actions, same trajectory."""
+    from simenv.envs.vector import BatchedSessionVecEnv
+
+    vec = gymnasium.make_vec("recloop/Session-v0", num_envs=4, overrides=SMALL)
+    sb3 = BatchedSessionVecEnv("filter_bubble", 4, SMALL, mode="session", seed=5)
+    obs_a, _ = vec.reset(seed=5)
+    obs_b: Any = sb3.reset()
+    rng = np.random.default_rng(0)
+    core = vec.unwrapped.core
+    for _ in range(15):
+        for key in obs_a:
+            np.testing.assert_array_equal(obs_a[key], obs_b[key])
+        actions = rng.integers(0, core.n_candidates, (4, core.k))
+        obs_a, rew_a, term, trunc, _ = vec.step(actions)
+        obs_b, rew_b, dones, _ = sb3.step(actions)
+        np.testing.assert_array_equal(rew_a, rew_b)
+        np.testing.assert_array_equal(term | trunc, dones)
+
+
+def test_vector_envs_render_one_frame_per_session() -> None:
+    from simenv.envs.render import IMAGE_SIZE
+    from simenv.envs.vector import BatchedSessionVecEnv
+
+    vec = gymnasium.make_vec("recloop/Exploration-v0", num_envs=3, overrides=SMALL,
+                             render_mode="ansi")  # fmt: skip
+    vec.reset(seed=0)
+    vec.step(np.zeros(3, dtype=np.int64))
+    frames = vec.render()
+    assert len(frames) == 3
+    assert all("exploration share 0.00" in f or "no slate served yet" in f for f in frames)
+    quiet = gymnasium.make_vec("recloop/Exploration-v0", num_envs=2, overrides=SMALL)
+    quiet.reset(seed=0)
+    assert quiet.render() is None
+    sb3 = BatchedSessionVecEnv("filter_bubble", 2, SMALL, mode="session", seed=0,
+                               render_mode="rgb_array")  # fmt: skip
+    sb3.reset()
+    sb3.step(np.zeros((2, sb3.core.k), dtype=np.int64))
+    assert [im.shape for im in sb3.get_images()] == [(*IMAGE_SIZE, 3)] * 2
+    tiled = sb3.render()
+    assert tiled is not None and tiled.dtype == np.uint8 and tiled.shape[2] == 3

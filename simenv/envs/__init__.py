@@ -9,8 +9,10 @@ heavy is imported until ``gymnasium.make``):
   base recommender's next slate (`simenv.envs.exploration.ExplorationEnv`);
 - ``recloop/ExplorationContinuous-v0``: the same with a ``Box([0, 1])`` exploration share.
 
-`simenv.envs.vector.BatchedSessionVecEnv` (stable-baselines3) steps N sessions of one shared
-world with one decider call per step.
+N sessions of one shared world, stepped with one decider call per step:
+``gymnasium.make_vec(id, num_envs=N)`` on the three ids above returns
+`simenv.envs.batch.SessionVectorEnv` (a Gymnasium ``VectorEnv``, their ``vector_entry_point``);
+`simenv.envs.vector.BatchedSessionVecEnv` is the same for stable-baselines3.
 """
 
 from __future__ import annotations
@@ -19,16 +21,26 @@ from typing import Any
 
 ENV_IDS = ("recloop/Session-v0", "recloop/Exploration-v0", "recloop/ExplorationContinuous-v0")
 
-_SPECS: dict[str, tuple[str, dict[str, Any]]] = {
-    "recloop/Session-v0": ("simenv.envs.session:SessionEnv", {}),
-    "recloop/Exploration-v0": ("simenv.envs.exploration:ExplorationEnv", {"continuous": False}),
+#: id: (entry point, vector entry point or None, keyword arguments)
+_SPECS: dict[str, tuple[str, str | None, dict[str, Any]]] = {
+    "recloop/Session-v0": (
+        "simenv.envs.session:SessionEnv",
+        "simenv.envs.batch:session_vector_env",
+        {},
+    ),
+    "recloop/Exploration-v0": (
+        "simenv.envs.exploration:ExplorationEnv",
+        "simenv.envs.batch:exploration_vector_env",
+        {"continuous": False},
+    ),
     "recloop/ExplorationContinuous-v0": (
         "simenv.envs.exploration:ExplorationEnv",
+        "simenv.envs.batch:exploration_vector_env",
         {"continuous": True},
     ),
     # a known-answer env for testing training machinery (outside the recloop/ namespace, so
     # the simulator conformance tests over recloop/* do not treat it as a simulator env)
-    "recloop-test/KnownAnswer-v0": ("simenv.envs.known_answer:KnownAnswerEnv", {}),
+    "recloop-test/KnownAnswer-v0": ("simenv.envs.known_answer:KnownAnswerEnv", None, {}),
 }
 
 _LAZY = {
@@ -36,6 +48,7 @@ _LAZY = {
     "ExplorationEnv": "simenv.envs.exploration",
     "ObservationBuilder": "simenv.envs.observation",
     "BatchedSessionVecEnv": "simenv.envs.vector",
+    "SessionVectorEnv": "simenv.envs.batch",
     "make_gym_vector_env": "simenv.envs.vector",
 }
 
@@ -48,9 +61,14 @@ def register_envs() -> list[str]:
         import gymnasium
     except ImportError:  # pragma: no cover - gymnasium is a core dependency
         return []
-    for env_id, (entry_point, kwargs) in _SPECS.items():
+    for env_id, (entry_point, vector_entry_point, kwargs) in _SPECS.items():
         if env_id not in gymnasium.registry:
-            gymnasium.register(id=env_id, entry_point=entry_point, kwargs=dict(kwargs))
+            gymnasium.register(
+                id=env_id,
+                entry_point=entry_point,
+                vector_entry_point=vector_entry_point,
+                kwargs=dict(kwargs),
+            )
     return list(ENV_IDS)
 
 

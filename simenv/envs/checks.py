@@ -3,7 +3,8 @@
 Run them with ``python -m simenv.envs.checks`` (``--help`` lists the options). On every
 registered ``recloop/`` gymnasium id (`registered_ids`):
 
-- ``gymnasium.check_env``: `gymnasium.utils.env_checker.check_env` on the unwrapped env. The
+- ``gymnasium.check_env``: `gymnasium.utils.env_checker.check_env` on the unwrapped env (it
+  also makes the env in each declared render mode and checks what ``render()`` returns). The
   checker reports many problems (an observation outside its space, a wrong dtype) only as
   warnings, so any warning raised while it runs is a failure here;
 - ``sb3.check_env``: `stable_baselines3.common.env_checker.check_env` (stable-baselines3 is the

@@ -62,6 +62,10 @@ be changed before ``reset``); a creator agent whose world creator quits (``leave
 terminated. The world's scenario is copied with ``creators.enabled = true`` and ``ticks``
 raised so the `ItemStore` capacity holds ``max_cycles`` ticks of publications (with
 ``publish_rate = 0`` publications beyond the capacity are dropped: ``world.items.dropped``).
+
+Rendering: ``render_mode="ansi"`` gives a table of the platforms (strategy, market share, CTR,
+satisfaction) and creator agents (main topic, exposure and consumption shares) after the last
+tick, ``"rgb_array"`` the same as bar charts (`simenv.envs.render`).
 """
 
 from __future__ import annotations
@@ -84,6 +88,13 @@ from policies.base import Feedback, Recommender
 from scenarios import load
 from scenarios.schema import Scenario
 from simenv.creators import Order
+from simenv.envs.render import (
+    RENDER_FPS,
+    RENDER_MODES,
+    MarketView,
+    check_render_mode,
+    render_market,
+)
 from simenv.users import PlatformChoice
 from simenv.world import World
 
@@ -132,7 +143,8 @@ class EcosystemEnv(ParallelEnv[str, np.ndarray, Any]):
 
     metadata: ClassVar[dict[str, Any]] = {
         "name": "recloop/ecosystem_v0",
-        "render_modes": [],
+        "render_modes": list(RENDER_MODES),
+        "render_fps": RENDER_FPS,
         "is_parallelizable": True,
     }
 
@@ -198,7 +210,7 @@ class EcosystemEnv(ParallelEnv[str, np.ndarray, Any]):
         self.rating_weight = float(rating_weight)
         self.exposure_weight = float(exposure_weight)
         self.effort_cost = float(effort_cost)
-        self.render_mode = render_mode
+        self.render_mode = check_render_mode(render_mode)
         self._seed = int(seed)
         self._seeds = np.random.default_rng(self._seed)
 
@@ -262,8 +274,27 @@ class EcosystemEnv(ParallelEnv[str, np.ndarray, Any]):
         rewards, infos = self._rewards(tally, efforts)
         return self._end_step(rewards, infos)
 
-    def render(self) -> None:
-        return None
+    def render(self) -> str | np.ndarray | None:
+        """The platforms' market shares, CTR and satisfaction and the creator agents' exposure
+        after the last tick: text (``ansi``) or an ``(H, W, 3)`` uint8 picture
+        (``rgb_array``); None without a render mode."""
+        if self.render_mode is None:
+            return None
+        names = self.world.items.topic_names
+        view = MarketView(
+            cycle=self.cycle,
+            max_cycles=self.max_cycles,
+            platforms=list(self.platforms),
+            strategies=[self.strategies[s][0] for s in self._strategy_of],
+            share=self._share.copy(),
+            ctr=self._ctr.copy(),
+            satisfaction=self._mean_sat.copy(),
+            creators=list(self.creator_agents),
+            exposure=self._exp_share.copy(),
+            consumption=self._con_share.copy(),
+            topics=[names[int(t)] for t in np.argmax(self._creator_topics, axis=1)],
+        )
+        return render_market(self.render_mode, view)
 
     def close(self) -> None:
         return None

@@ -10,13 +10,20 @@ import numpy as np
 
 from scenarios import Scenario
 from simenv.envs.core import EXPLORE_LEVELS, Mode, SessionCore
+from simenv.envs.render import (
+    RENDER_FPS,
+    RENDER_MODES,
+    SessionTraces,
+    check_render_mode,
+    render_session,
+)
 from simenv.world import World
 
 
 class _CoreEnv(gym.Env[dict[str, np.ndarray], Any]):
     """A single-session gymnasium view of a `SessionCore` with one slot."""
 
-    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012
+    metadata: dict[str, Any] = {"render_modes": list(RENDER_MODES), "render_fps": RENDER_FPS}  # noqa: RUF012
     mode: Mode = "session"
 
     def __init__(
@@ -33,9 +40,9 @@ class _CoreEnv(gym.Env[dict[str, np.ndarray], Any]):
         continuous: bool = False,
         render_mode: str | None = None,
     ) -> None:
-        if render_mode is not None:
-            raise ValueError(f"render_mode must be None, got {render_mode!r}")
-        self.render_mode = render_mode
+        self.render_mode = check_render_mode(render_mode)
+        # the sessions as rendering shows them: kept only when a render mode was asked for
+        self.traces = SessionTraces(1) if render_mode is not None else None
         self.core = SessionCore(
             scenario,
             overrides,
@@ -71,12 +78,29 @@ class _CoreEnv(gym.Env[dict[str, np.ndarray], Any]):
         super().reset(seed=seed)
         self.core.reset(seed)
         obs = self._obs()
+        if self.traces is not None:
+            self.traces.start([0], self.core.users, self.core.tick)
         return obs, {"user": self.user, "tick": self.core.tick}
 
     def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         rewards, terminated, truncated, infos = self.core.step(np.asarray(action)[None])
         obs = self._obs()
+        if self.traces is not None:
+            self.traces.record(infos, rewards, terminated, truncated)
         return obs, float(rewards[0]), bool(terminated[0]), bool(truncated[0]), infos[0]
+
+    def render(self) -> str | np.ndarray | None:  # type: ignore[override]
+        """The session so far: text (``ansi``) or an ``(H, W, 3)`` uint8 picture
+        (``rgb_array``); None without a render mode (nothing is recorded then)."""
+        if self.traces is None:
+            return None
+        return render_session(
+            self.render_mode,
+            self.traces.sessions[0],
+            self.core._world,
+            max_steps=self.core.max_steps,
+            mode=self.core.mode,
+        )
 
 
 class SessionEnv(_CoreEnv):
@@ -130,7 +154,11 @@ class SessionEnv(_CoreEnv):
     ``scenario`` (name, path or `Scenario`; default ``"filter_bubble"``), ``overrides``
     (``["population.size=100", ...]``), ``max_steps``, ``reward``, ``retriever``,
     ``retriever_kwargs``, ``n_candidates`` (default ``min(3k, catalog)``), ``render_mode``
-    (None only). ``gymnasium.make("recloop/Session-v0", overrides=[...])``.
+    (None, ``"ansi"``: the last slate, the user's answer and the reward as text, or
+    ``"rgb_array"``: a picture of the session so far; `simenv.envs.render`).
+    ``gymnasium.make("recloop/Session-v0", overrides=[...])``;
+    ``gymnasium.make_vec("recloop/Session-v0", num_envs=N, overrides=[...])`` gives N sessions
+    on one world, one decider call per step (`simenv.envs.batch.SessionVectorEnv`).
 
     ## Version History
 

@@ -9,7 +9,9 @@ session is ``infos[i]["terminal_observation"]``, time-limit ends carry
 The N slots share the world, the base recommender and the observation statistics, so there is
 one environment state, not N: ``get_attr``/``set_attr``/``env_method`` act on the shared
 `SessionCore` (``env_method`` calls the method once and returns its result for every index),
-except ``get_attr("user")`` and ``get_attr("step_in_session")``, which are per slot.
+except ``get_attr("user")``, ``get_attr("step_in_session")`` and ``env_method("render")``,
+which are per slot. The stepping itself (auto-reset, world renewal) is
+`simenv.envs.batch.AutoResetSessions`, shared with the Gymnasium ``VectorEnv``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
 from scenarios import Scenario
+from simenv.envs.batch import AutoResetSessions
 from simenv.envs.core import Mode, SessionCore
+from simenv.envs.render import check_render_mode
 from simenv.world import World
 
 _PER_SLOT = {"user": "users", "step_in_session": "steps"}
@@ -35,12 +39,14 @@ class BatchedSessionVecEnv(VecEnv):
     ``recloop/Exploration-v0`` (``mode="exploration"``, ``continuous=`` as there) on one world.
 
     Keyword arguments are those of the single environments (``max_steps``, ``reward``,
-    ``retriever``, ``retriever_kwargs``, ``n_candidates``, ``explore_levels``, ``continuous``).
-    ``seed`` seeds the world at the first ``reset`` (``VecEnv.seed(s)`` rebuilds it at the
-    next one); without any seed the world is seeded from fresh entropy. With
-    ``renew_after_ticks=T`` the world is replaced by a fresh one (next seed) once it reaches
-    tick T, all running sessions ending truncated: training then sees worlds of the ages a
-    T-tick scenario run has, instead of one world aging forever.
+    ``retriever``, ``retriever_kwargs``, ``n_candidates``, ``explore_levels``, ``continuous``,
+    ``render_mode``). ``seed`` seeds the world at the first ``reset`` (``VecEnv.seed(s)``
+    rebuilds it at the next one); without any seed the world is seeded from fresh entropy.
+    With ``renew_after_ticks=T`` the world is replaced by a fresh one (next seed) once it
+    reaches tick T, all running sessions ending truncated: training then sees worlds of the
+    ages a T-tick scenario run has, instead of one world aging forever. With
+    ``render_mode="rgb_array"`` ``get_images()`` gives one picture per session (SB3's
+    ``render()`` tiles them); ``"ansi"`` frames come from ``env_method("render")``.
     """
 
     def __init__(
@@ -52,34 +58,39 @@ class BatchedSessionVecEnv(VecEnv):
         mode: Mode = "session",
         seed: int | None = None,
         renew_after_ticks: int | None = None,
+        render_mode: str | None = None,
         **kwargs: Any,
     ) -> None:
-        self.core = SessionCore(scenario, overrides, n_sessions=n_envs, mode=mode, **kwargs)
-        if renew_after_ticks is not None and renew_after_ticks < 1:
-            raise ValueError(f"renew_after_ticks must be positive, got {renew_after_ticks}")
-        self.renew_after_ticks = renew_after_ticks
-        self._world_seed: int | None = None
-        self.renewals = 0
-        self.render_mode = None
+        self.render_mode = check_render_mode(render_mode)
+        core = SessionCore(scenario, overrides, n_sessions=n_envs, mode=mode, **kwargs)
+        self.sessions = AutoResetSessions(core, renew_after_ticks, render=render_mode is not None)
         self._first_seed = seed
         self._actions: np.ndarray | None = None
-        super().__init__(n_envs, self.core.observation_space, self.core.action_space)
+        super().__init__(n_envs, core.observation_space, core.action_space)
+
+    @property
+    def core(self) -> SessionCore:
+        return self.sessions.core
 
     @property
     def world(self) -> World:
         """The shared world (after the first reset)."""
         return self.core._world
 
+    @property
+    def renewals(self) -> int:
+        """Worlds replaced so far (`renew_after_ticks`)."""
+        return self.sessions.renewals
+
     # ------------------------------------------------------------------ stepping
     def reset(self) -> VecEnvObs:
         seed = self._seeds[0] if self._seeds[0] is not None else self._first_seed
         self._first_seed = None
-        self.core.reset(seed)
-        self._world_seed = self.core._world.seed
+        obs = self.sessions.reset(seed)
         self._reset_seeds()
         self._reset_options()
         self.reset_infos = [{"user": int(u), "tick": self.core.tick} for u in self.core.users]
-        return self.core.observe()
+        return obs
 
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = np.asarray(actions)
@@ -88,28 +99,12 @@ class BatchedSessionVecEnv(VecEnv):
         if self._actions is None:
             raise RuntimeError("step_wait() without step_async()")
         actions, self._actions = self._actions, None
-        rewards, terminated, truncated, infos = self.core.step(actions)
-        renew = self.renew_after_ticks is not None and self.core.tick >= self.renew_after_ticks
-        if renew:  # every running session ends with the world it lived in
-            truncated = truncated | ~terminated
-        dones = terminated | truncated
-        done = np.flatnonzero(dones)
-        if done.size:
-            last = self.core.observe(done)
-            for j, i in enumerate(done):
-                infos[i]["terminal_observation"] = {key: v[j] for key, v in last.items()}
-                infos[i]["TimeLimit.truncated"] = bool(truncated[i])
-            if renew:
-                self._renew()
-            else:
-                self.core.reset_slots(done)
-        return self.core.observe(), rewards, dones, infos
-
-    def _renew(self) -> None:
-        """A fresh world (seed: the first world's seed + number of renewals) for new sessions,
-        so that training sees the same range of world ages as a scenario run does."""
-        self.renewals += 1
-        self.core.reset(int(self._world_seed or 0) + self.renewals)
+        out = self.sessions.step(actions)
+        infos = out.infos
+        for j, i in enumerate(out.done):
+            infos[i]["terminal_observation"] = {key: v[j] for key, v in out.final_obs.items()}
+            infos[i]["TimeLimit.truncated"] = bool(out.truncated[i])
+        return out.obs, out.rewards, out.terminated | out.truncated, infos
 
     def close(self) -> None:
         self.core.world = None
@@ -121,13 +116,19 @@ class BatchedSessionVecEnv(VecEnv):
         self._seeds = [int(seed)] * self.num_envs
         return self._seeds
 
+    def get_images(self) -> Sequence[np.ndarray | None]:
+        """One ``rgb_array`` picture per session (``render_mode="rgb_array"`` only)."""
+        if self.render_mode != "rgb_array":
+            return [None] * self.num_envs
+        return list(self.sessions.render(self.render_mode) or ())
+
     # ------------------------------------------------------------------ attributes
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
         idx = list(self._get_indices(indices))
         if attr_name in _PER_SLOT:
             values = getattr(self.core, _PER_SLOT[attr_name])
             return [int(values[i]) for i in idx]
-        target = self if attr_name in ("render_mode", "world") else self.core
+        target = self if attr_name in ("render_mode", "world", "renewals") else self.core
         value = getattr(target, attr_name)
         return [value for _ in idx]
 
@@ -143,8 +144,12 @@ class BatchedSessionVecEnv(VecEnv):
         indices: VecEnvIndices = None,
         **method_kwargs: Any,
     ) -> list[Any]:
+        idx = list(self._get_indices(indices))
+        if method_name == "render":  # one frame per session
+            frames = self.sessions.render(self.render_mode) or (None,) * self.num_envs
+            return [frames[i] for i in idx]
         result = getattr(self.core, method_name)(*method_args, **method_kwargs)
-        return [result for _ in self._get_indices(indices)]
+        return [result for _ in idx]
 
     def env_is_wrapped(
         self, wrapper_class: type[gymnasium.Wrapper], indices: VecEnvIndices = None
