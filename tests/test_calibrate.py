@@ -356,10 +356,16 @@ def test_cli_train_utility_reaches_the_env(tmp_path: Path, monkeypatch: pytest.M
     path = tmp_path / "utility.yaml"
     path.write_text(yaml.safe_dump(cal.utility_document(TRUE)))
     seen: list[Any] = []
-    monkeypatch.setattr(simenv.studies.train, "train", lambda config, progress: seen.append(config))
+
+    def stop_before_training(config: Any, progress: bool) -> None:
+        seen.append(config)
+        raise SystemExit(0)  # not an Exception: main does not turn it into an error line
+
+    monkeypatch.setattr(simenv.studies.train, "train", stop_before_training)
     args = ["train", "ppo", "--env", "recloop/Session-v0", "--scenario", "filter_bubble"]
     args += ["--utility", str(path), "--out", str(tmp_path / "t")]
-    assert main([*args, *[a for kv in SMALL_OVERRIDES for a in ("--set", kv)]]) == 0
+    with pytest.raises(SystemExit):
+        main([*args, *[a for kv in SMALL_OVERRIDES for a in ("--set", kv)]])
     overrides = seen[0].env_kwargs["overrides"]
     assert "decider.utility.taste=3.0" in overrides
     core = SessionCore("filter_bubble", overrides)
