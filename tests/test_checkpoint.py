@@ -94,12 +94,12 @@ def _interrupted_then_resumed(
     part = RunFolder(out).part(next(c for c in sc.policies if c.name == label), seed)
     assert not part.is_done()
     assert ck.read_header(part.checkpoint).tick == 4  # the last multiple of checkpoint_every
-    return run_scenario(sc, out, progress=False)
+    return run_scenario(sc, out, progress=True)
 
 
 @pytest.mark.parametrize("policy", ["popularity", "mf", "ucb"])
 def test_resumed_job_gives_the_bytes_of_an_uninterrupted_one(
-    policy: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    policy: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
     figures = [] if policy == "popularity" else ["plots=[]"]  # the figures' bytes once
     sc = load(
@@ -108,6 +108,8 @@ def test_resumed_job_gives_the_bytes_of_an_uninterrupted_one(
     run_scenario(sc, tmp_path / "whole", progress=False)
     result = _interrupted_then_resumed(sc, tmp_path, monkeypatch, policy, seed=1)
     assert [(r.label, r.seed, r.tick) for r in result.from_checkpoints] == [(policy, 1, 4)]
+    shown = capsys.readouterr()
+    assert f"resuming {policy} seed 1 from its checkpoint at tick 4" in shown.out + shown.err
     assert result.resumed_jobs == 3  # random seeds 0, 1 and the policy's seed 0 were done
     _assert_same_results(tmp_path / "whole", tmp_path / "resumed")
     assert not list((tmp_path / "resumed").rglob("checkpoint.pkl"))  # done jobs keep none
