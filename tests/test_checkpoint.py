@@ -128,6 +128,62 @@ def test_llm_personas_resume_with_their_priors_and_reflections(
     assert (stats["decisions"], stats["fallbacks"]) == (whole["decisions"], whole["fallbacks"])
 
 
+#: Every built-in policy but sb3 (a saved model): (name, params); mf retrains every 2 ticks
+#: so that the checkpoint falls between feedback kept and feedback learnt.
+EVERY_POLICY = [("content", {}), ("epsilon_greedy", {}), ("explore", {"share": 0.3}),
+                ("item_knn", {}), ("linucb", {}), ("mf", {"retrain_every": 2}), ("mmr", {}),
+                ("oracle", {}), ("popularity", {}), ("random", {}), ("social", {}),
+                ("softmax", {}), ("thompson", {}), ("ucb", {})]  # fmt: skip
+
+
+def _same_world(a: World, b: World) -> None:
+    from simenv.studies.interview import user_arrays
+
+    assert a.metrics_frame().equals(b.metrics_frame())
+    assert a.interactions_frame().equals(b.interactions_frame())
+    ua, ub = user_arrays(a.users), user_arrays(b.users)
+    assert sorted(ua) == sorted(ub)
+    for name in ua:
+        assert ua[name].tobytes() == ub[name].tobytes(), name
+
+
+@pytest.mark.parametrize(("name", "params"), EVERY_POLICY, ids=[p for p, _ in EVERY_POLICY])
+def test_every_policy_continues_from_a_checkpoint_as_if_never_stopped(
+    name: str, params: dict[str, Any], tmp_path: Path
+) -> None:
+    sc = load("cold_start", ["population.size=60", "catalog.n_items=120", "ticks=6"])
+    assert sc.creators.enabled  # creators publish and adapt across the checkpoint
+
+    def world() -> World:
+        return World(sc, policies.make(name, **params), seed=3)
+
+    whole = world()
+    whole.run(6)
+    stopped = world()
+    stopped.run(3)
+    ck.save_checkpoint(tmp_path / "c.pkl", stopped, "k", name)
+    del stopped
+    resumed = ck.load_checkpoint(tmp_path / "c.pkl", "k", {})
+    resumed.run(3)
+    _same_world(whole, resumed)
+
+
+@pytest.mark.slow  # two MovieLens worlds with implicit ALS
+def test_movielens_personas_with_latent_tastes_continue_from_a_checkpoint(
+    tmp_path: Path,
+) -> None:
+    sc = load("popularity_bias", ["population.size=80", "ticks=4",
+                                  "population.persona_model=mf"])  # fmt: skip
+    whole = World(sc, policies.make("mf"), seed=0)
+    whole.run(4)
+    stopped = World(sc, policies.make("mf"), seed=0)
+    stopped.run(2)
+    ck.save_checkpoint(tmp_path / "c.pkl", stopped, "k", "mf")
+    resumed = ck.load_checkpoint(tmp_path / "c.pkl", "k", {})
+    resumed.run(2)
+    _same_world(whole, resumed)
+
+
 def test_the_llm_backend_is_detached_and_the_resumed_jobs_attached(tmp_path: Path) -> None:
     from simenv.studies.factory import decider_factory
 
