@@ -282,6 +282,16 @@ def test_a_run_folder_resumes_with_another_checkpoint_interval(tmp_path: Path) -
         run_scenario(sc.model_copy(update={"ticks": 3}), tmp_path / "run", progress=False)
 
 
+def test_a_checkpoint_killed_while_written_is_removed(tmp_path: Path) -> None:
+    sc = load("filter_bubble", ["population.size=40", "catalog.n_items=80", "ticks=2", *ONE])
+    part = RunFolder(tmp_path / "run").part(sc.policies[0], 0)
+    part.path.mkdir(parents=True)
+    partial = part.path / ".checkpoint.pkl.tmp-99999"  # what atomic_write leaves when killed
+    partial.write_bytes(b"half a world")
+    run_scenario(sc, tmp_path / "run", progress=False)
+    assert part.is_done() and not partial.exists()
+
+
 def test_a_done_job_ignores_and_removes_its_checkpoint(tmp_path: Path) -> None:
     sc = load("filter_bubble", ["population.size=40", "catalog.n_items=80", "ticks=2", *ONE])
     run_scenario(sc, tmp_path / "run", progress=False)

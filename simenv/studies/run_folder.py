@@ -108,6 +108,12 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
     return path
 
 
+def temporaries(path: Path) -> list[Path]:
+    """The temporary files `atomic_write` left beside ``path`` in processes that were killed
+    while writing it (only the folder's lock holder may remove them)."""
+    return sorted(path.parent.glob(f".{path.name}.tmp-*"))
+
+
 def _fsync_dir(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:
@@ -261,6 +267,12 @@ class Part(_ResultFiles):
 
     def is_done(self) -> bool:
         return (self.path / DONE).exists()
+
+    def remove_partial_checkpoints(self) -> None:
+        """Remove checkpoints whose writing was killed (a whole world each: they can be
+        large); the caller holds the folder's lock."""
+        for tmp in temporaries(self.checkpoint):
+            tmp.unlink(missing_ok=True)
 
     def mark_done(self) -> None:
         """Write the done marker, then remove the checkpoint, which a done job never reads."""

@@ -212,6 +212,7 @@ def _run_job(
     """Run one job from its checkpoint, or from tick 0, to its done marker; returns where it
     resumed (None: from tick 0)."""
     scenario, cfg, seed = job.scenario, job.cfg, job.seed
+    part.remove_partial_checkpoints()
     decider = decider_factory(scenario) if decider_factory else None
     loaded = _resume(job, part, decider)
     resumed: Resumed | None = None
