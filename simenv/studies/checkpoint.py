@@ -18,8 +18,9 @@ shared inside the world shared. What is not captured: the decider's `attachments
 backend with its cache connection and wrappers, a text embedder), which are stored by name
 (pickle's persistent ids) and replaced, on loading, by the attachments of the decider the
 resumed job makes (`load_checkpoint`). A world holding anything else that cannot be pickled (a
-policy wrapping a torch model, say) raises `CheckpointError` at the first checkpoint; the
-runner then runs that job without checkpoints and says so.
+user's policy holding a lambda or an open file, say; the ``sb3`` policy's torch model pickles)
+raises `CheckpointError` at the first checkpoint; the runner then runs that job without
+checkpoints and says so.
 
 A checkpoint is tied to its job: the header's ``key`` is a digest of the result configuration
 (``config.yaml`` without the `RESULT_NEUTRAL` fields), of what the run was made with
