@@ -145,6 +145,12 @@ def _same_world(a: World, b: World) -> None:
     assert sorted(ua) == sorted(ub)
     for name in ua:
         assert ua[name].tobytes() == ub[name].tobytes(), name
+    assert _agents(a) == _agents(b)  # mesa's agents, their unique ids and order
+    assert len(a.item_agents) == a.items.size and len(a.user_agents) == a.n_users
+
+
+def _agents(world: World) -> list[tuple[str, int, int]]:
+    return [(type(x).__name__, x.view_id, x.unique_id) for x in world.agents]
 
 
 @pytest.mark.parametrize(("name", "params"), EVERY_POLICY, ids=[p for p, _ in EVERY_POLICY])
