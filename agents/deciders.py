@@ -88,7 +88,10 @@ class Decider(Protocol):
       calibration, `agents.label_calibration`), to keep with the job's results; empty when
       there are none;
     - `true_utilities` (only when `defines_true_utilities`): the users' deterministic
-      utilities of any items, which the world hands a policy that needs them (the oracle).
+      utilities of any items, which the world hands a policy that needs them (the oracle);
+    - `attachments`: the objects the decider uses but does not own, by name (an LLM backend,
+      a text embedder): a checkpoint of the world (`simenv.studies.checkpoint`) stores their
+      names only, and a resumed job puts the ones of its freshly made decider in their place.
 
     `BaseDecider` gives every hook but `decide` a default that does nothing (and defines no
     true utilities).
@@ -114,6 +117,8 @@ class Decider(Protocol):
     def true_utilities(
         self, ctx: DecisionContext, rows: np.ndarray, items: np.ndarray
     ) -> np.ndarray: ...
+
+    def attachments(self) -> dict[str, object]: ...
 
 
 class BaseDecider:
@@ -148,6 +153,9 @@ class BaseDecider:
         self, ctx: DecisionContext, rows: np.ndarray, items: np.ndarray
     ) -> np.ndarray:
         raise NotImplementedError(f"the {self.name} decider defines no true utilities")
+
+    def attachments(self) -> dict[str, object]:
+        return {}
 
 
 class UtilityParams(BaseModel):

@@ -122,6 +122,15 @@ class LLMDecider(BaseDecider):
         )
 
     # ------------------------------------------------------------------ hooks
+    def attachments(self) -> dict[str, object]:
+        """The backend (with its wrappers, cache and connections) and the text embedder:
+        a checkpoint names them, a resumed job attaches its own (the decider's state, its
+        label priors, counters, reflections and item embeddings, is checkpointed)."""
+        found: dict[str, object] = {"backend": self.backend}
+        if self.embeddings is not None:
+            found["embedder"] = self.embeddings.embedder
+        return found
+
     def tick_counters(self) -> dict[str, float]:
         """Counters since the last call (the world calls this once per tick)."""
         out = {"llm_fallbacks": float(self._fallbacks)}

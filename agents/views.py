@@ -23,6 +23,11 @@ class UserAgent(mesa.Agent):
         self.user_id = user_id
 
     @property
+    def view_id(self) -> int:
+        """The id this agent views (its constructor's argument)."""
+        return self.user_id
+
+    @property
     def world(self) -> Any:
         return self.model
 
@@ -57,6 +62,11 @@ class ItemAgent(mesa.Agent):
         self.item_id = item_id
 
     @property
+    def view_id(self) -> int:
+        """The id this agent views (its constructor's argument)."""
+        return self.item_id
+
+    @property
     def world(self) -> Any:
         return self.model
 
@@ -77,6 +87,11 @@ class CreatorAgent(mesa.Agent):
     def __init__(self, model: mesa.Model, creator_id: int) -> None:
         super().__init__(model)
         self.creator_id = creator_id
+
+    @property
+    def view_id(self) -> int:
+        """The id this agent views (its constructor's argument)."""
+        return self.creator_id
 
     @property
     def world(self) -> Any:

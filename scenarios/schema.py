@@ -203,6 +203,12 @@ class Scenario(_Strict):
         description="metrics plotted over time, one line per policy",
     )
     log_interactions: bool = Field(True, description="write interactions.parquet")
+    checkpoint_every: int = Field(
+        50,
+        ge=0,
+        description="ticks between checkpoints of each job's world (a killed job resumes from "
+        "its last one, not from tick 0); 0 = never. Results do not depend on it",
+    )
 
     @field_validator("seeds")
     @classmethod

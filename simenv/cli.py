@@ -402,6 +402,15 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
         "needs it and it is missing",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        metavar="N",
+        help="write each job's world to its part folder every N ticks, so that a killed run "
+        "resumes from its last checkpoint instead of tick 0, with the same results (0 = never; "
+        "default: the scenario's checkpoint_every, 50). Running again with the same --out "
+        "resumes; N may differ from the first run's",
+    )
     llm = _add_llm_options(p, "user model (decider.kind / decider.llm.*)")
     llm.add_argument("--decider", choices=["utility", "llm"], help="user model")
 
@@ -422,6 +431,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         updates["policies"] = [policy_from_cli(spec) for spec in args.policies]
     if args.sb3_env or args.sb3_env_kwargs:
         updates["policies"] = _with_sb3_env(updates.get("policies", scenario.policies), args)
+    if args.checkpoint_every is not None:
+        updates["checkpoint_every"] = args.checkpoint_every
     decider = _decider_from_cli(args, scenario.decider.model_dump())
     if decider is not None:
         updates["decider"] = decider
@@ -442,6 +453,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"plots:      {_plots_line(result.plots)}")
     if result.resumed_jobs:
         print(f"resumed:    {result.resumed_jobs} finished job(s) kept from an earlier run")
+    for job in result.from_checkpoints:
+        print(f"resumed:    {job.line()}")
     if result.llm is not None:
         print(result.llm.line())
     return 0

@@ -55,6 +55,14 @@ CASES: dict[str, Case] = {
     "run-unknown-decider": case("invalid choice: 'robot'", *RUN, "--decider", "robot"),
     "run-empty-out": case("argument --out: expected a path", "run", "filter_bubble", "--out", ""),
     "run-unknown-flag": case("unrecognized arguments: --fast", *RUN, "--fast"),
+    "run-checkpoint-every-not-int": case(
+        "argument --checkpoint-every: invalid int value: 'often'", *RUN, "--checkpoint-every",
+        "often",
+    ),
+    "run-checkpoint-every-negative": case(
+        "field 'checkpoint_every': Input should be greater than or equal to 0", *RUN,
+        "--checkpoint-every", "-1",
+    ),
     # --- run: the scenario and --set
     "run-unknown-scenario": case("unknown scenario 'nope'", "run", "nope", "--out", "{tmp}/o"),
     "run-missing-file": case("scenario file not found", "run", "{tmp}/missing.yaml"),

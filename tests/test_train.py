@@ -112,6 +112,27 @@ def test_trained_model_is_a_policy_in_any_run(exploration_model, tmp_path, capsy
     assert metrics.loc[metrics["policy"].str.startswith("sb3:"), "ctr"].notna().all()
 
 
+def test_trained_model_policy_continues_from_a_checkpoint(exploration_model, tmp_path):
+    import policies
+    from scenarios import load
+    from simenv.studies import checkpoint as ck
+    from simenv.world import World
+
+    sc = load("filter_bubble", [*SMALL, "ticks=6"])
+
+    def world() -> World:
+        return World(sc, policies.make("sb3", path=str(exploration_model)), seed=0)
+
+    whole, stopped = world(), world()
+    whole.run(6)
+    stopped.run(3)
+    ck.save_checkpoint(tmp_path / "c.pkl", stopped, "k", "sb3")  # the torch model pickles
+    resumed = ck.load_checkpoint(tmp_path / "c.pkl", "k", {})
+    resumed.run(3)
+    assert whole.metrics_frame().equals(resumed.metrics_frame())
+    assert whole.interactions_frame().equals(resumed.interactions_frame())
+
+
 def test_model_for_another_scenario_shape_is_refused_before_running(
     exploration_model, tmp_path, capsys
 ):

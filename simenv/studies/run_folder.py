@@ -10,6 +10,9 @@
                                                 and backend statistics
         llm_calibration.json                    LLM personas: the label priors divided out
                                                 (decider.llm.calibration: contextual)
+        checkpoint.pkl                          the world every ``checkpoint_every`` ticks
+                                                (`simenv.studies.checkpoint`); removed once
+                                                the job is done
         done                                    written last: the job finished
     metrics.parquet        one row per (policy, seed, tick), combined from the parts
     interactions.parquet   one row per impression, combined from the parts
@@ -63,6 +66,11 @@ USERS_NPZ = "users.npz"
 USERS_JSON = "users.json"
 MADE_WITH = "made_with.json"
 LOCK = ".lock"
+CHECKPOINT = "checkpoint.pkl"
+
+#: Scenario fields that change how a run is carried out but not its results: a run folder may
+#: be resumed with other values (`RunFolder.claim`), and checkpoints do not depend on them.
+RESULT_NEUTRAL = ("checkpoint_every",)
 
 
 class RunFolderError(ValueError):
@@ -72,6 +80,16 @@ class RunFolderError(ValueError):
 def config_text(scenario: Scenario) -> str:
     """``config.yaml`` as the run writes it: the resolved scenario, fields in schema order."""
     return yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False)
+
+
+def result_config(text: str) -> Any:
+    """A ``config.yaml`` text as data without the `RESULT_NEUTRAL` fields: two runs whose
+    result configurations are equal give the same results."""
+    data = yaml.safe_load(text)
+    if isinstance(data, dict):
+        for name in RESULT_NEUTRAL:
+            data.pop(name, None)
+    return data
 
 
 def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
@@ -88,6 +106,12 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
         tmp.unlink(missing_ok=True)
     _fsync_dir(path.parent)
     return path
+
+
+def temporaries(path: Path) -> list[Path]:
+    """The temporary files `atomic_write` left beside ``path`` in processes that were killed
+    while writing it (only the folder's lock holder may remove them)."""
+    return sorted(path.parent.glob(f".{path.name}.tmp-*"))
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -229,6 +253,11 @@ class Part(_ResultFiles):
     def users_json(self) -> Path:
         return self.path / USERS_JSON
 
+    @property
+    def checkpoint(self) -> Path:
+        """The job's last checkpoint (`simenv.studies.checkpoint`), while it runs."""
+        return self.path / CHECKPOINT
+
     def read_llm_stats(self) -> dict[str, Any] | None:
         """The job's ``llm_stats.json`` (LLM personas), or None when it has none."""
         if not self.llm_stats.is_file():
@@ -239,8 +268,16 @@ class Part(_ResultFiles):
     def is_done(self) -> bool:
         return (self.path / DONE).exists()
 
+    def remove_partial_checkpoints(self) -> None:
+        """Remove checkpoints whose writing was killed (a whole world each: they can be
+        large); the caller holds the folder's lock."""
+        for tmp in temporaries(self.checkpoint):
+            tmp.unlink(missing_ok=True)
+
     def mark_done(self) -> None:
+        """Write the done marker, then remove the checkpoint, which a done job never reads."""
         write_text(self.path / DONE, "ok\n")
+        self.checkpoint.unlink(missing_ok=True)
 
     def has_user_state(self) -> bool:
         return self.users_npz.is_file() and self.users_json.is_file()
@@ -283,10 +320,12 @@ class RunFolder(_ResultFiles):
 
     def claim(self, scenario: Scenario, made_with: dict[str, Any]) -> None:
         """Make the folder this scenario's: write ``config.yaml`` and ``made_with.json``, or
-        refuse when it holds a run of a different configuration or made with other inputs."""
+        refuse when it holds a run of a different configuration or made with other inputs.
+        The `RESULT_NEUTRAL` fields (``checkpoint_every``) may differ: ``config.yaml`` then
+        records the latest value."""
         self.path.mkdir(parents=True, exist_ok=True)
         text = config_text(scenario)
-        if self.config.exists() and self.config.read_text() != text:
+        if self.config.exists() and result_config(self.config.read_text()) != result_config(text):
             raise RunFolderError(
                 f"{self.path} holds a run of a different configuration (see {self.config}); "
                 "choose another --out, or delete the folder"

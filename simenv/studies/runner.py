@@ -4,9 +4,12 @@ The layout of the folder is `simenv.studies.run_folder`'s. Each finished (policy
 written to its part folder at once; running the same command with the same ``--out`` again
 skips finished jobs, so an interrupted study resumes where it stopped. The combined
 ``metrics.parquet``, ``interactions.parquet``, ``summary.json`` and ``plots/`` are rebuilt from
-the parts. With LLM personas, each job ends with the decider's `finish` check (too many
-decisions fell back: `LLMError`, the job is not marked done) and ``summary.json`` holds ``llm``,
-the decisions and fallbacks of every job, resumed ones included (`llm_totals`).
+the parts. A job also writes a checkpoint of its world every ``checkpoint_every`` ticks
+(`simenv.studies.checkpoint`); a killed job resumes from its last checkpoint, with the same
+results as a job never interrupted. With LLM personas, each job ends with the decider's
+`finish` check (too many decisions fell back: `LLMError`, the job is not marked done) and
+``summary.json`` holds ``llm``, the decisions and fallbacks of every job, resumed ones included
+(`llm_totals`).
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ from __future__ import annotations
 import difflib
 import json
 import platform
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +34,12 @@ from agents.deciders import Decider
 from scenarios.schema import PolicyConfig, Scenario
 from simenv import metrics as metrics_registry
 from simenv.sizing import check_fits
+from simenv.studies.checkpoint import (
+    CheckpointError,
+    checkpoint_key,
+    load_checkpoint,
+    save_checkpoint,
+)
 from simenv.studies.provenance import provenance
 from simenv.studies.run_folder import (
     Part,
@@ -44,6 +55,18 @@ from simenv.world import EXTRA_COLUMNS, World
 DeciderFactory = Callable[[Scenario], Decider]
 
 
+@dataclass(frozen=True)
+class Resumed:
+    """A job that continued from its checkpoint."""
+
+    label: str
+    seed: int
+    tick: int  # ticks done when the checkpoint was written
+
+    def line(self) -> str:
+        return f"{self.label} seed {self.seed} from its checkpoint at tick {self.tick}"
+
+
 @dataclass
 class RunResult:
     out: Path
@@ -52,6 +75,7 @@ class RunResult:
     resumed_jobs: int
     plots: list[Path]  # the figures written (none when no plotted metric was recorded)
     llm: FallbackTotals | None = None  # LLM personas: decisions and fallbacks of all jobs
+    from_checkpoints: list[Resumed] = dataclass_field(default_factory=list)
 
 
 def run_scenario(
@@ -67,7 +91,7 @@ def run_scenario(
     made_with = provenance(scenario)  # fails on missing data or model files
     with folder.lock():
         folder.claim(scenario, made_with)
-        return _run(scenario, folder, progress, decider_factory)
+        return _run(scenario, folder, progress, decider_factory, made_with)
 
 
 def check_scenario(scenario: Scenario) -> None:
@@ -113,6 +137,7 @@ def _run(
     folder: RunFolder,
     progress: bool,
     decider_factory: DeciderFactory | None,
+    made_with: dict[str, object],
 ) -> RunResult:
     if decider_factory is None and scenario.decider.kind != "utility":
         from simenv.studies.factory import decider_factory as make_factory
@@ -121,17 +146,22 @@ def _run(
     jobs = [(cfg, seed) for cfg in scenario.policies for seed in scenario.seeds]
     started = time.perf_counter()
     resumed = 0
+    from_checkpoints: list[Resumed] = []
     with tqdm(
         total=len(jobs) * scenario.ticks, disable=not progress, unit="tick", dynamic_ncols=True
     ) as bar:
         for cfg, seed in jobs:
             part = folder.part(cfg, seed)
             if part.is_done():
+                part.checkpoint.unlink(missing_ok=True)  # killed between done and its removal
                 resumed += 1
                 bar.update(scenario.ticks)
                 continue
             bar.set_description(f"{cfg.display} seed {seed}")
-            _run_job(scenario, cfg, seed, folder, part, bar, decider_factory)
+            job = Job(scenario, cfg, seed, checkpoint_key(scenario, made_with, cfg.display, seed))
+            start = _run_job(job, folder, part, bar, decider_factory)
+            if start is not None:
+                from_checkpoints.append(start)
     parts = folder.parts(scenario)
     metrics = _combine(folder, parts)
     summary = summarize(metrics, scenario)
@@ -158,24 +188,83 @@ def _run(
         resumed_jobs=resumed,
         plots=plots,
         llm=llm,
+        from_checkpoints=from_checkpoints,
     )
 
 
+@dataclass(frozen=True)
+class Job:
+    """One (policy, seed) of a scenario, with the key its checkpoints carry."""
+
+    scenario: Scenario
+    cfg: PolicyConfig
+    seed: int
+    key: str  # `checkpoint_key`
+
+
 def _run_job(
-    scenario: Scenario,
-    cfg: PolicyConfig,
-    seed: int,
+    job: Job,
     folder: RunFolder,
     part: Part,
     bar: tqdm,
     decider_factory: DeciderFactory | None,
-) -> None:
-    policy = policies.make(cfg.name, **cfg.params)
+) -> Resumed | None:
+    """Run one job from its checkpoint, or from tick 0, to its done marker; returns where it
+    resumed (None: from tick 0)."""
+    scenario, cfg, seed = job.scenario, job.cfg, job.seed
+    part.remove_partial_checkpoints()
     decider = decider_factory(scenario) if decider_factory else None
-    world = World(scenario, policy, seed=seed, decider=decider)
-    for _ in range(scenario.ticks):
+    loaded = _resume(job, part, decider)
+    resumed: Resumed | None = None
+    if loaded is not None:
+        world, resumed = loaded
+        bar.update(resumed.tick)
+        bar.set_description(f"{cfg.display} seed {seed} (from tick {resumed.tick})")
+        if not bar.disable:
+            bar.write(f"resuming {resumed.line()}")
+    else:
+        policy = policies.make(cfg.name, **cfg.params)
+        world = World(scenario, policy, seed=seed, decider=decider)
+    every = scenario.checkpoint_every
+    while world.tick < scenario.ticks:
         world.step()
         bar.update(1)
+        if every and world.tick % every == 0 and world.tick < scenario.ticks:
+            every = _checkpoint(world, job, part, bar)
+    _finish_job(world, job, folder, part)
+    return resumed
+
+
+def _resume(job: Job, part: Part, decider: Decider | None) -> tuple[World, Resumed] | None:
+    """The job's world from its checkpoint, if it has one (`CheckpointError` when that
+    checkpoint belongs to another job or format)."""
+    if not part.checkpoint.is_file():
+        return None
+    attachments = decider.attachments() if decider is not None else {}
+    world = load_checkpoint(part.checkpoint, job.key, attachments)
+    return world, Resumed(job.cfg.display, job.seed, world.tick)
+
+
+def _checkpoint(world: World, job: Job, part: Part, bar: tqdm) -> int:
+    """Write the job's checkpoint; returns the checkpoint interval to go on with (0 when the
+    world cannot be checkpointed: the job goes on without, and says so once)."""
+    try:
+        save_checkpoint(part.checkpoint, world, job.key, job.cfg.display)
+    except CheckpointError as err:
+        message = (
+            f"recloop: warning: {job.cfg.display} seed {job.seed} runs without checkpoints: {err}"
+        )
+        if bar.disable:
+            print(message, file=sys.stderr)
+        else:
+            bar.write(message, file=sys.stderr)
+        return 0
+    return job.scenario.checkpoint_every
+
+
+def _finish_job(world: World, job: Job, folder: RunFolder, part: Part) -> None:
+    """The job's results into its part folder, the done marker last."""
+    scenario, cfg, seed = job.scenario, job.cfg, job.seed
     world.decider.finish()  # the LLM decider refuses a job with too many fallbacks
     part.path.mkdir(parents=True, exist_ok=True)
     stats = world.decider.stats()  # the LLM decider: decisions, fallbacks, backend statistics
