@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pandas as pd
 
@@ -10,7 +12,7 @@ from policies.base import Feedback
 
 class InteractionLog:
     #: Columns and their dtypes (an empty log has the same columns and dtypes).
-    DTYPES = {
+    DTYPES: ClassVar[dict[str, type]] = {
         "tick": np.int64,
         "step": np.int16,
         "user": np.int32,
