@@ -10,6 +10,7 @@
     recloop validate --dataset movielens-100k [--decider D] [--utility FILE] [--users N] ...
     recloop fit --dataset movielens-100k [--out fitted.yaml]
     recloop compare RUN RUN ... [--label NAME ...]
+    recloop report PATH [--out FILE]
 
 Each subcommand is a `Command`: a function that adds its arguments to its subparser and one
 that executes it; `COMMANDS` lists them, `build_parser` assembles them and `main` dispatches.
@@ -1014,6 +1015,47 @@ COMPARE = Command(
 )
 
 
+# --- recloop report --------------------------------------------------------------------------
+
+
+def add_report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "path", type=path_arg, metavar="PATH", help="a finished run folder or sweep folder"
+    )
+    p.add_argument(
+        "--out", type=path_arg, metavar="FILE", help="the HTML file to write (PATH/report.html)"
+    )
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from simenv.studies.report import write_report
+
+    report = write_report(args.path, args.out)
+    print(
+        f"report: {report.path} ({report.figures} figures over {report.settings} setting(s); "
+        "one file, opens offline)"
+    )
+    return 0
+
+
+REPORT = Command(
+    help="write report.html of a finished run or sweep",
+    description="Write one static HTML file (figures inline, no network) of a finished run "
+    "folder or sweep folder: for every recorded metric, the mean over seeds per tick with a "
+    "95% interval, a line per policy and a panel per setting; a summary table of each "
+    "policy's mean over ticks and last-tick value with the paired differences between "
+    "policies (per seed, on the seeds both ran) and their 95% intervals; the LLM cost "
+    "(decisions, fallbacks, calls, tokens) where personas were LLMs; the configuration "
+    "(config.yaml, sweep.json) and provenance (made_with.json). To plot your own figures, "
+    "read the same data with simenv.studies.load(PATH).",
+    epilog="Example:\n  recloop run filter_bubble --set ticks=20 --out runs/fb\n"
+    "  recloop report runs/fb                 # runs/fb/report.html",
+    formatter_class=argparse.RawDescriptionHelpFormatter,
+    add_arguments=add_report_args,
+    execute=cmd_report,
+)
+
+
 # --- recloop show ----------------------------------------------------------------------------
 
 
@@ -1047,6 +1089,7 @@ COMMANDS: dict[str, Command] = {
     "validate": VALIDATE,
     "fit": FIT,
     "compare": COMPARE,
+    "report": REPORT,
     "show": SHOW,
 }
 
