@@ -64,9 +64,10 @@ def write_report(source: Path | str, out: Path | str | None = None) -> Report:
     """Read the run or sweep folder ``source`` (`simenv.studies.load`) and write its report
     to ``out`` (default ``<source>/report.html``)."""
     source = Path(source)
-    target = Path(out) if out is not None else source / REPORT
-    check_target(target)
+    if out is not None:
+        check_target(Path(out))  # before reading anything
     res = load(source, interactions=False)
+    target = Path(out) if out is not None else source / REPORT
     names = metric_columns(res)
     figures = [(name, figure_png(res, name)) for name in names]
     page = render(res, names, figures)
