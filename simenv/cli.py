@@ -540,18 +540,34 @@ def _with_sb3_env(configs: Any, args: argparse.Namespace) -> list[PolicyConfig]:
 
 
 def _print_summary(summary: dict) -> None:
+    """Per policy, a few metrics' mean over ticks: the mean over seeds and its 95% interval."""
     rows = summary["policies"]
     shown = ["ctr", "mean_rating", "intra_list_diversity", "exposure_gini", "homogenization"]
     first = next(iter(rows.values()))
     shown = [m for m in shown if m in first]
     print(f"\n{'policy':<24}" + "".join(f"{m[:20]:>22}" for m in shown))
+    seeds = 0
     for label, stats in rows.items():
         cells = []
         for m in shown:
-            mean = stats[m]["mean"]["mean"]
-            cells.append(f"{'n/a' if mean is None else f'{mean:.3f}':>22}")
+            cell = stats[m]["mean"]
+            seeds = max(seeds, cell["n"])
+            cells.append(f"{_with_interval(cell):>22}")
         print(f"{label:<24}" + "".join(cells))
-    print("(mean over ticks and seeds)")
+    if seeds > 1:
+        print(f"(mean over ticks: mean over {seeds} seeds ± half-width of its 95% t-interval)")
+    else:
+        print("(mean over ticks, one seed: no interval; run more seeds with --seed or seeds=[...])")
+
+
+def _with_interval(cell: dict) -> str:
+    """``0.546 ± 0.034``, the mean and the half-width of its (symmetric) 95% t-interval
+    (``n/a`` when undefined; the mean alone for one value)."""
+    if cell["mean"] is None:
+        return "n/a"
+    if cell["n"] < 2:
+        return f"{cell['mean']:.3f}"
+    return f"{cell['mean']:.3f} ± {(cell['high'] - cell['low']) / 2:.3f}"
 
 
 RUN = Command(
@@ -597,13 +613,27 @@ def cmd_list(args: argparse.Namespace) -> int:
         for param, doc in policies.TRAINING_PARAMS.items():
             print(f"    {param}: {doc}")
     if what in (None, "metrics"):
-        print("metrics (* recorded only when a scenario asks: extra_metrics):")
+        print("metrics (↑ higher is better, ↓ lower; * recorded only when a scenario asks: "
+              "extra_metrics):")  # fmt: skip
         for name in metrics.available():
             m = metrics.get(name)
             arrow = {True: "↑", False: "↓", None: " "}[m.higher_is_better]
             mark = " " if m.by_default else "*"
-            print(f"  {name:<24}{arrow}{mark} {m.description.splitlines()[0]}")
+            print(_wrapped(f"  {name:<24}{arrow}{mark} ", m.description))
     return 0
+
+
+def _wrapped(head: str, text: str, width: int = 100) -> str:
+    """``head`` then the whole of ``text`` (no definition is cut), wrapped under itself."""
+    import textwrap
+
+    return textwrap.fill(
+        " ".join(text.split()),
+        width=width,
+        initial_indent=head,
+        subsequent_indent=" " * len(head),
+        break_on_hyphens=False,
+    )
 
 
 def _print_policy(name: str) -> None:
@@ -1065,15 +1095,18 @@ def add_show_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from scenarios import load
+    from scenarios import commented_yaml, load
 
     scenario = load(args.scenario, list(args.overrides))
-    print(yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False), end="")
+    print(commented_yaml(scenario), end="")
     return 0
 
 
 SHOW = Command(
-    help="print a scenario as it resolves, defaults included",
+    help="print a scenario as it resolves, defaults included, with each field's description",
+    description="Print a scenario as it resolves (after --set), defaults included, as YAML "
+    "with each field's description from the schema as a comment above it; the output is a "
+    "scenario file: `recloop show X > my.yaml`, edit, `recloop run my.yaml`.",
     add_arguments=add_show_args,
     execute=cmd_show,
 )
