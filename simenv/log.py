@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pandas as pd
 
@@ -9,16 +11,18 @@ from policies.base import Feedback
 
 
 class InteractionLog:
-    COLUMNS = (
-        "tick",
-        "step",
-        "user",
-        "position",
-        "item",
-        "clicked",
-        "rating",
-        "ended_session",
-    )
+    #: Columns and their dtypes (an empty log has the same columns and dtypes).
+    DTYPES: ClassVar[dict[str, type]] = {
+        "tick": np.int64,
+        "step": np.int16,
+        "user": np.int32,
+        "position": np.int16,
+        "item": np.int32,
+        "clicked": np.bool_,
+        "rating": np.float32,
+        "ended_session": np.bool_,
+    }
+    COLUMNS = tuple(DTYPES)
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
@@ -33,7 +37,7 @@ class InteractionLog:
         rating = np.where(clicked, np.repeat(feedback.rating, k), np.nan).astype(np.float32)
         self._chunks.append(
             {
-                "tick": np.full(n * k, feedback.tick, dtype=np.int32),
+                "tick": np.full(n * k, feedback.tick, dtype=np.int64),  # as in metrics.parquet
                 "step": np.full(n * k, step, dtype=np.int16),
                 "user": np.repeat(feedback.users, k).astype(np.int32),
                 "position": position,
@@ -49,7 +53,7 @@ class InteractionLog:
 
     def to_frame(self) -> pd.DataFrame:
         if not self._chunks:
-            return pd.DataFrame({c: pd.Series(dtype="float64") for c in self.COLUMNS})
+            return pd.DataFrame({c: pd.Series(dtype=t) for c, t in self.DTYPES.items()})
         return pd.DataFrame(
             {c: np.concatenate([chunk[c] for chunk in self._chunks]) for c in self.COLUMNS}
         )

@@ -434,7 +434,7 @@ class World(mesa.Model):
             taste_initial=u.taste_initial,
             rng=self.rngs["metrics"],
         )
-        row: dict[str, float] = {"tick": float(t)}
+        row: dict[str, float] = {"tick": t}  # an int: metrics.parquet's tick is int64
         row.update(metrics_registry.compute(ctx, self.metric_names))
         row["items_available"] = float(self.items.available.sum())
         row["creators_active"] = float(self.creators.active.sum())

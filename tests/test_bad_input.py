@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -500,6 +501,18 @@ CASES: dict[str, Case] = {
     "compare-empty-out": case(
         "argument --out: expected a path", "compare", "{run}", "{run2}", "--out", ""
     ),
+    # --- report
+    "report-no-path": case("required: PATH (see recloop report --help)", "report"),
+    "report-missing": case("does not exist", "report", "{tmp}/nope"),
+    "report-a-file": case("is a file, not a run or sweep folder", "report", "{file}"),
+    "report-not-a-run": case("is not a run or sweep folder", "report", "{tmp}"),
+    "report-unfinished-run": case("is an unfinished run", "report", "{unfinished}"),
+    "report-out-is-a-folder": case("is a folder; name the HTML file", "report", "{run}",
+                                   "--out", "{tmp}"),
+    "report-out-under-a-file": case("cannot be written", "report", "{run}", "--out",
+                                    "{file}/r.html"),
+    "report-empty-out": case("argument --out: expected a path", "report", "{run}", "--out", ""),
+    "report-bad-sweep-index": case("is not a recloop sweep index", "report", "{bad_sweep}"),
     # --- validate
     "validate-unknown-dataset": case(
         "unknown dataset 'nosuch'", "validate", "--dataset", "nosuch", "--out", "{tmp}/v"
@@ -566,12 +579,18 @@ def places(tmp_path, runs, monkeypatch) -> dict[str, str]:
     (tmp_path / "bad.yaml").write_text("name: x\nticks: [1, 2\n")
     (tmp_path / "list.yaml").write_text("- a\n- b\n")
     (tmp_path / "typo.yaml").write_text("name: x\ntickz: 3\n")
+    (tmp_path / "unfinished").mkdir()  # a run folder whose run has not finished
+    shutil.copy(runs["run"] / "config.yaml", tmp_path / "unfinished" / "config.yaml")
+    (tmp_path / "bad_sweep").mkdir()
+    (tmp_path / "bad_sweep" / "sweep.json").write_text('{"kind": "other"}\n')
     return {
         "tmp": str(tmp_path),
         "file": str(tmp_path / "afile"),
         "bad_yaml": str(tmp_path / "bad.yaml"),
         "list_yaml": str(tmp_path / "list.yaml"),
         "typo_yaml": str(tmp_path / "typo.yaml"),
+        "unfinished": str(tmp_path / "unfinished"),
+        "bad_sweep": str(tmp_path / "bad_sweep"),
         "closed_url": _closed_url(),
         **{k: str(v) for k, v in runs.items()},
     }
@@ -634,6 +653,7 @@ SUBPROCESS_CASES = [
     "movielens-download-offline",
     "train-env-kwargs-not-json",
     "compare-into-a-run",
+    "report-not-a-run",
 ]
 
 

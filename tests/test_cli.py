@@ -408,3 +408,39 @@ def test_plots_line_names_only_the_files_written(tmp_path, capsys):
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("plots:"))
     assert line.startswith("plots:      none (no metric named in the scenario's plots")
     assert not list((other / "plots").glob("*.png"))
+
+
+def test_list_metrics_prints_whole_definitions(capsys):
+    from simenv import metrics
+
+    assert main(["list", "metrics"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for name in metrics.available():
+        assert " ".join(metrics.get(name).description.split()) in out, name
+
+
+def test_show_prints_field_descriptions_and_loads_back(capsys, tmp_path):
+    from scenarios import load
+
+    assert main(["show", "boredom", "--set", "population.drift=0.1"]) == 0
+    text = capsys.readouterr().out
+    assert "# share of the way taste moves toward each consumed item\n  drift: 0.1" in text
+    assert "# simulated ticks (days)\nticks: 40" in text
+    scenario = load("boredom", ["population.drift=0.1"])
+    assert yaml.safe_load(text) == scenario.model_dump(mode="json")
+    (tmp_path / "mine.yaml").write_text(text)
+    assert load(tmp_path / "mine.yaml") == scenario
+
+
+def test_run_summary_shows_intervals(tmp_path, capsys):
+    argv = ["run", "filter_bubble", "--out", str(tmp_path / "r"), "--no-progress",
+            "--policy", "random", "--set", "ticks=2", "--set", "population.size=30",
+            "--set", "catalog.n_items=60", "--set", "seeds=[0, 1]"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    ctr = summary["policies"]["random"]["ctr"]["mean"]
+    half = (ctr["high"] - ctr["low"]) / 2
+    row = next(line for line in out.splitlines() if line.startswith("random"))
+    assert f"{ctr['mean']:.3f} ± {half:.3f}" in row
+    assert "mean over 2 seeds ± half-width of its 95% t-interval" in out

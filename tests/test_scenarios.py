@@ -136,3 +136,15 @@ def test_override_errors_name_the_key():
         apply_override({"policies": [{}]}, "policies.9.name=x")
     with pytest.raises(ScenarioError, match="field 'ticks'"):
         load("filter_bubble", ["ticks=-1"])
+
+
+def test_readme_lists_every_builtin_scenario_and_the_python_api():
+    """Every built-in scenario has a row in one of the README's scenario tables, and its Python
+    API section shows `run_scenario` and `simenv.studies.load`."""
+    from scenarios import available
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    missing = [name for name in available() if f"| `{name}` |" not in readme]
+    assert not missing, f"scenarios missing from the README's tables: {missing}"
+    api = readme.split("## Python API", 1)[1].split("\n## ", 1)[0]
+    assert "run_scenario(" in api and "from simenv.studies import load" in api

@@ -4,6 +4,8 @@ plots, training, and the factory that builds deciders and their LLM backends.
 `run_folder` alone knows the layout of a run folder; the other modules ask it for paths.
 The world itself (`simenv.world` and the modules it orders) never imports from here.
 
+`load` reads a run folder or a sweep folder into tidy pandas frames (`results`).
+
 `make_world` is the one call that builds a `World` with the users its scenario names (LLM
 personas or the utility model); it imports the factory only when called, so importing any
 module of this package stays light.
@@ -17,9 +19,18 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from policies.base import Recommender
     from scenarios.schema import Scenario
+    from simenv.studies.results import Results
     from simenv.world import World
 
-__all__ = ["make_world"]
+__all__ = ["load", "make_world"]
+
+
+def load(path: Path | str, *, interactions: bool = True) -> Results:
+    """The results of a run folder or a sweep folder as tidy pandas frames (``metrics``,
+    ``configs``, ``summary``, ``interactions``): `simenv.studies.results.load`."""
+    from simenv.studies.results import load as load_results
+
+    return load_results(path, interactions=interactions)
 
 
 def make_world(

@@ -123,11 +123,12 @@ def _draw(
     ax.set_xlabel("tick")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # ticks are whole days
     ax.set_ylabel(name)
-    ax.set_title(_title(name), fontsize=9)
+    ax.set_title(metric_title(name), fontsize=9)
     ax.grid(alpha=0.3)
 
 
-def _title(name: str) -> str:
+def metric_title(name: str) -> str:
+    """The metric's name with "(higher is better)" or "(lower is better)" when it is known."""
     try:
         metric = registry.get(name)
     except ValueError:

@@ -380,7 +380,7 @@ def interval(values: np.ndarray | pd.Series) -> dict[str, float | int | None]:
     mean = float(x.mean())
     if x.size == 1:
         return {"mean": mean, "low": mean, "high": mean, "n": 1}
-    half = _t95(x.size - 1) * float(x.std(ddof=1)) / np.sqrt(x.size)
+    half = t95(x.size - 1) * float(x.std(ddof=1)) / np.sqrt(x.size)
     return {"mean": mean, "low": mean - half, "high": mean + half, "n": int(x.size)}
 
 
@@ -388,7 +388,7 @@ _T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8
         9: 2.262, 10: 2.228, 15: 2.131, 20: 2.086, 30: 2.042}  # fmt: skip
 
 
-def _t95(dof: int) -> float:
+def t95(dof: int) -> float:
     """Two-sided 95% Student-t quantile (table, nearest lower dof; 1.96 past 30)."""
     if dof > 30:
         return 1.96
