@@ -125,13 +125,19 @@ def _run(
         total=len(jobs) * scenario.ticks, disable=not progress, unit="tick", dynamic_ncols=True
     ) as bar:
         for cfg, seed in jobs:
-            part = folder.part(cfg, seed)
-            if part.is_done():
+            if folder.part(cfg, seed).is_done():
                 resumed += 1
                 bar.update(scenario.ticks)
                 continue
             bar.set_description(f"{cfg.display} seed {seed}")
-            _run_job(scenario, cfg, seed, folder, part, bar, decider_factory)
+            run_job(scenario, cfg, seed, folder, decider_factory, on_tick=lambda: bar.update(1))
+    return finish_run(scenario, folder, resumed, time.perf_counter() - started)
+
+
+def finish_run(scenario: Scenario, folder: RunFolder, resumed: int, seconds: float) -> RunResult:
+    """Combine the finished parts of every job into the run folder's ``metrics.parquet``,
+    ``interactions.parquet``, ``summary.json`` and ``plots/`` (the same bytes however the jobs
+    were run: in order, resumed, or by the workers of a sweep)."""
     parts = folder.parts(scenario)
     metrics = _combine(folder, parts)
     summary = summarize(metrics, scenario)
@@ -144,7 +150,7 @@ def _run(
         "ticks": scenario.ticks,
         "policies": [cfg.display for cfg in scenario.policies],
         "resumed_jobs": resumed,
-        "seconds": round(time.perf_counter() - started, 3),
+        "seconds": round(seconds, 3),
         "python": platform.python_version(),
     }
     write_text(folder.summary, json.dumps(summary, indent=2, allow_nan=False))
@@ -161,21 +167,25 @@ def _run(
     )
 
 
-def _run_job(
+def run_job(
     scenario: Scenario,
     cfg: PolicyConfig,
     seed: int,
     folder: RunFolder,
-    part: Part,
-    bar: tqdm,
-    decider_factory: DeciderFactory | None,
+    decider_factory: DeciderFactory | None = None,
+    on_tick: Callable[[], object] | None = None,
 ) -> None:
+    """One (policy, seed) job of ``scenario``: run the world and write its part of ``folder``
+    (every file atomically, the ``done`` marker last). The caller holds the folder's lock and
+    has claimed it; `recloop run` and the workers of `recloop sweep` both come through here."""
+    part = folder.part(cfg, seed)
     policy = policies.make(cfg.name, **cfg.params)
     decider = decider_factory(scenario) if decider_factory else None
     world = World(scenario, policy, seed=seed, decider=decider)
     for _ in range(scenario.ticks):
         world.step()
-        bar.update(1)
+        if on_tick is not None:
+            on_tick()
     world.decider.finish()  # the LLM decider refuses a job with too many fallbacks
     part.path.mkdir(parents=True, exist_ok=True)
     stats = world.decider.stats()  # the LLM decider: decisions, fallbacks, backend statistics
