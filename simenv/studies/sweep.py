@@ -35,6 +35,7 @@ import multiprocessing
 import re
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -364,9 +365,15 @@ def in_process(jobs: list[Job], running: Callable[[int], None]) -> Iterator[Outc
     running(0)
 
 
-def _ignore_sigint() -> None:
-    """Pool workers leave Ctrl-C to the sweep, which stops them (no traceback per worker)."""
+def _worker_init() -> None:
+    """Pool workers leave Ctrl-C to the sweep, which stops them (no traceback per worker), and
+    on Linux die with it (a sweep killed by ``kill -9`` leaves no worker writing behind)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def process_pool(workers: int) -> Executor:
@@ -374,7 +381,7 @@ def process_pool(workers: int) -> Executor:
 
     def execute(jobs: list[Job], running: Callable[[int], None]) -> Iterator[Outcome]:
         context = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_sigint)
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init)
         futures: dict[Future[Outcome], Job] = {}
         try:
             futures = {pool.submit(run_job_task, job): job for job in jobs}
