@@ -10,6 +10,9 @@
     recloop validate --dataset movielens-100k [--decider D] [--utility FILE] [--users N] ...
     recloop fit --dataset movielens-100k [--out fitted.yaml]
     recloop compare RUN RUN ... [--label NAME ...]
+    recloop sweep SCENARIO [--seeds N | --seed S ...] [--grid FIELD=V1,V2 ...]
+                  [--setting 'FIELD=V,...' ...] [--workers K] [--ray-address ADDR] [--out DIR]
+    recloop resume DIR
 
 Each subcommand is a `Command`: a function that adds its arguments to its subparser and one
 that executes it; `COMMANDS` lists them, `build_parser` assembles them and `main` dispatches.
@@ -96,6 +99,7 @@ def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentPars
         "  recloop run filter_bubble_llm                  # LLM personas, embedded model\n"
         '  recloop interview runs/x --user 12 "Why did you stop watching?"\n'
         "  recloop compare runs/a runs/b\n"
+        "  recloop sweep filter_bubble --seeds 10 --grid policy=popularity,mf --workers 2\n"
         "  recloop list policies\n  recloop show cold_start\n"
         "  recloop run boredom --policy explore:share=0.25@explore-25 --policy popularity\n\n"
         "Bad input prints one line `recloop: error: ...` and exits with code 2.",
