@@ -36,6 +36,7 @@ import errno
 import json
 import re
 import sys
+import textwrap
 import time
 import types
 import typing
@@ -621,8 +622,9 @@ def add_sweep_args(p: argparse.ArgumentParser) -> None:
         help="one more setting, besides the grid's (repeatable): an explicit list of settings",
     )  # fmt: skip
     p.add_argument(
-        "--out", type=path_arg, help="sweep folder (default: runs/<scenario>-sweep-<time>)"
-    )
+        "--out", type=path_arg, metavar="DIR",
+        help="sweep folder (default: runs/<scenario>-sweep-<time>)",
+    )  # fmt: skip
     _add_set(p)
     _add_executor_options(p)
 
@@ -669,12 +671,15 @@ def _sweep(plan: Any, out: Path, args: argparse.Namespace) -> int:
 
 SWEEP = Command(
     help="run a grid of scenario settings times seeds, in parallel",
-    description="Run every (setting, policy, seed) of a sweep as a job: in this process, in "
-    "--workers processes or as Ray tasks (--ray-address). A setting is a combination of the "
-    "--grid values, or one --setting. The sweep folder holds sweep.json (the settings) and one "
-    "run folder per setting under settings/; results are the same bytes whatever the "
-    "executor. Running the same command again, or `recloop resume DIR`, keeps finished jobs. "
-    "Failed jobs are listed at the end (exit 1, resumable).",
+    description=textwrap.fill(
+        "Run every (setting, policy, seed) of a sweep as a job: in this process, in "
+        "--workers processes or as Ray tasks (--ray-address). A setting is a combination of the "
+        "--grid values, or one --setting. The sweep folder holds sweep.json (the settings) and one "
+        "run folder per setting under settings/; results are the same bytes whatever the "
+        "executor. Running the same command again, or `recloop resume DIR`, keeps finished jobs. "
+        "Failed jobs are listed at the end (exit 1, resumable).",
+        width=88,
+    ),
     epilog="Examples:\n"
     "  recloop sweep filter_bubble --seeds 10 --grid policy=popularity,mf,ucb "
     "--grid population.drift=0,0.05 --workers 2\n"

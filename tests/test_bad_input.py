@@ -552,6 +552,12 @@ CASES: dict[str, Case] = {
         "--seeds", "2", "--grid", "policy=random,mf", *TINY,
     ),
     "sweep-unknown-scenario": case("unknown scenario 'nope'", "sweep", "nope"),
+    "run-into-a-sweep": case(
+        "is a sweep folder", "run", "filter_bubble", "--out", "{sweep}", *TINY
+    ),
+    "compare-into-a-sweep": case(
+        "is a sweep folder", "compare", "{run}", "{run2}", "--out", "{sweep}"
+    ),
     # --- resume
     "resume-missing": case("does not exist: not a sweep folder", "resume", "{tmp}/nope"),
     "resume-not-a-run": case("has no sweep.json or config.yaml", "resume", "{tmp}"),

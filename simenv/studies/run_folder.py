@@ -63,6 +63,8 @@ USERS_NPZ = "users.npz"
 USERS_JSON = "users.json"
 MADE_WITH = "made_with.json"
 LOCK = ".lock"
+#: The index of a sweep folder (`simenv.studies.sweep`), whose settings are run folders.
+SWEEP_INDEX = "sweep.json"
 
 
 class RunFolderError(ValueError):
@@ -134,10 +136,11 @@ class OutputFolderError(ValueError):
     """An output folder that cannot be made or written, or that must not be written into."""
 
 
-def check_output_folder(path: Path, *, into_run: bool = True) -> Path:
+def check_output_folder(path: Path, *, into_run: bool = True, into_sweep: bool = False) -> Path:
     """Refuse, before anything is written, an output folder (``--out``) that names a file,
     lies under a file, cannot be written, or, with ``into_run`` false, is a run folder (which
-    a command other than `recloop run` would change). Returns ``path``."""
+    a command other than `recloop run` would change), or, with ``into_sweep`` false, is a
+    sweep folder (which only `recloop sweep` and `recloop resume` write). Returns ``path``."""
     path = Path(path)
     if str(path) == "":
         raise OutputFolderError("--out is empty: name a folder")
@@ -156,6 +159,11 @@ def check_output_folder(path: Path, *, into_run: bool = True) -> Path:
         raise OutputFolderError(
             f"--out {path}: {whose} is not writable by this user (or is on a read-only file "
             "system); choose another --out"
+        )
+    if not into_sweep and (path / SWEEP_INDEX).is_file():
+        raise OutputFolderError(
+            f"--out {path} is a sweep folder: writing into it would change that sweep; choose "
+            f"another --out (`recloop resume {path}` continues the sweep)"
         )
     if not into_run and RunFolder(path).is_run():
         raise OutputFolderError(

@@ -51,6 +51,7 @@ from scenarios.schema import PolicyConfig, Scenario
 from simenv.studies.factory import SharedBackends
 from simenv.studies.provenance import provenance, recloop_version
 from simenv.studies.run_folder import (
+    SWEEP_INDEX,
     RunFolder,
     RunFolderError,
     check_output_folder,
@@ -60,7 +61,7 @@ from simenv.studies.run_folder import (
 )
 from simenv.studies.runner import RunResult, check_scenario, finish_run, run_job
 
-SWEEP_JSON = "sweep.json"
+SWEEP_JSON = SWEEP_INDEX
 SETTINGS = "settings"
 KIND = "recloop-sweep"
 FORMAT_VERSION = 1
@@ -497,7 +498,7 @@ def run_sweep(
     setting whose jobs are all done. Failed jobs are in the result (the sweep can be resumed)."""
     if workers < 1:
         raise SweepError(f"--workers must be at least 1, got {workers}")
-    out = check_output_folder(Path(out), into_run=False)
+    out = check_output_folder(Path(out), into_run=False, into_sweep=True)
     made_with = [provenance(s.scenario) for s in plan.settings]  # fails on missing data files
     executor: Executor = in_process
     if ray_address is not None:
