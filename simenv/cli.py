@@ -661,7 +661,7 @@ def _sweep(plan: Any, out: Path, args: argparse.Namespace) -> int:
     if result.resumed:
         print(f"resumed:      {result.resumed} finished run(s) kept from an earlier sweep")
     if result.failures:
-        print(f"\n{len(result.failures)} run(s) failed:", file=sys.stderr)
+        print(f"\n{len(result.failures)} task(s) failed:", file=sys.stderr)
         for failure in result.failures:
             print(f"  {failure.name}: {failure.error}", file=sys.stderr)
         print(f"resume with: recloop resume {out}", file=sys.stderr)

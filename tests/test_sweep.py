@@ -203,7 +203,7 @@ def test_failed_jobs_are_reported_and_resumed(
     args += [a for s in TINY for a in ("--set", s)]
     assert main(args) == 1
     err = capsys.readouterr().err
-    assert "1 run(s) failed" in err and "s001 random seed 1: RuntimeError: the disk went" in err
+    assert "1 task(s) failed" in err and "s001 random seed 1: RuntimeError: the disk went" in err
     assert f"recloop resume {out}" in err
     assert (out / "settings/s000/summary.json").is_file()  # the finished setting is combined
     assert not (out / "settings/s001/summary.json").exists()
@@ -298,7 +298,7 @@ def test_llm_sweep_shares_one_backend_per_worker_over_a_pool_of_endpoints(
         seeds=[0],
     )
     result = run_sweep(plan, tmp_path / "s", progress=False)
-    assert not result.failures and len(result.runs) == 2
+    assert not result.failures and len(result.summaries) == 2
     assert shared.built == 1  # one backend for both settings' jobs ...
     for s in plan.settings:  # ... under each run folder's own answer cache
         assert (tmp_path / "s" / s.folder / "llm_cache.sqlite").is_file()

@@ -37,11 +37,12 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from tqdm import tqdm
@@ -59,7 +60,7 @@ from simenv.studies.run_folder import (
     folder_lock,
     write_json,
 )
-from simenv.studies.runner import RunResult, check_scenario, finish_run, run_job
+from simenv.studies.runner import check_scenario, finish_run, run_job
 
 SWEEP_JSON = SWEEP_INDEX
 SETTINGS = "settings"
@@ -162,6 +163,10 @@ class Setting:
     @property
     def folder(self) -> str:
         return f"{SETTINGS}/{self.id}"
+
+    @property
+    def jobs(self) -> int:
+        return len(self.scenario.policies) * len(self.scenario.seeds)
 
 
 def resolve_setting(
@@ -311,7 +316,7 @@ def claim_sweep(root: Path, plan: SweepPlan) -> None:
     write_json(root / SWEEP_JSON, record)
 
 
-# ---------------------------------------------------------------------------- the jobs
+# ---------------------------------------------------------------------------- the tasks
 
 
 @dataclass(frozen=True)
@@ -333,10 +338,32 @@ class Job:
 
 
 @dataclass(frozen=True)
+class Combine:
+    """Combine a setting whose jobs are all done (`runner.finish_run`: its parquet files,
+    ``summary.json`` and plots), in a worker like a job."""
+
+    setting: str
+    folder: Path
+    scenario: Scenario
+    kept: int  # jobs of the setting found done when the sweep started
+    started: float  # when the sweep started (`time.time`)
+
+    @property
+    def name(self) -> str:
+        return f"{self.setting} combine"
+
+
+Task = Job | Combine
+
+
+@dataclass(frozen=True)
 class Outcome:
-    """What a job reports back: its name and, when it failed, the error in one line."""
+    """What a task reports back: its name and setting and, when it failed, the error in one
+    line."""
 
     name: str
+    setting: str
+    is_job: bool
     error: str | None = None
 
 
@@ -344,26 +371,58 @@ class Outcome:
 _PROCESS_BACKENDS = SharedBackends()
 
 
-def run_job_task(job: Job) -> Outcome:
-    """Run one job in this process (the sweep's own, a pool worker or a Ray worker); an error
-    is reported, not raised, so the other jobs go on."""
+def run_task(task: Task) -> Outcome:
+    """Run one task in this process (the sweep's own, a pool worker or a Ray worker); an error
+    is reported, not raised, so the other tasks go on."""
+    is_job = isinstance(task, Job)
     try:
-        folder = RunFolder(job.folder)
-        run_job(job.scenario, job.policy, job.seed, folder, _PROCESS_BACKENDS.factory(job.folder))
-    except Exception as exc:  # reported at the end of the sweep; the job can be resumed
-        return Outcome(job.name, f"{type(exc).__name__}: {' '.join(str(exc).split())}")
-    return Outcome(job.name)
+        folder = RunFolder(task.folder)
+        if isinstance(task, Job):
+            factory = _PROCESS_BACKENDS.factory(task.folder)
+            run_job(task.scenario, task.policy, task.seed, folder, factory)
+        else:
+            finish_run(task.scenario, folder, task.kept, time.time() - task.started)
+    except Exception as exc:  # reported at the end of the sweep; the task can be resumed
+        return Outcome(task.name, task.setting, is_job, _one_line(exc))
+    return Outcome(task.name, task.setting, is_job)
 
 
-#: Runs jobs and yields each one's outcome as it finishes; ``running()`` is how many run now.
-Executor = Callable[[list[Job], Callable[[int], None]], Iterator[Outcome]]
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:500]}"
 
 
-def in_process(jobs: list[Job], running: Callable[[int], None]) -> Iterator[Outcome]:
-    for job in jobs:
-        running(1)
-        yield run_job_task(job)
-    running(0)
+class Executor(Protocol):
+    """Runs tasks; tasks may be submitted while `outcomes` is iterated."""
+
+    def submit(self, task: Task) -> None: ...
+
+    def outcomes(self) -> Iterator[Outcome]:
+        """Each task's outcome as it finishes, until no task is left."""
+        ...
+
+    def running(self) -> int: ...
+
+    def close(self, interrupted: bool) -> None: ...
+
+
+class InProcess:
+    """Tasks one after the other in this process (``--workers 1``)."""
+
+    def __init__(self) -> None:
+        self.queue: deque[Task] = deque()
+
+    def submit(self, task: Task) -> None:
+        self.queue.append(task)
+
+    def outcomes(self) -> Iterator[Outcome]:
+        while self.queue:
+            yield run_task(self.queue.popleft())
+
+    def running(self) -> int:
+        return min(1, len(self.queue))
+
+    def close(self, interrupted: bool) -> None:
+        self.queue.clear()
 
 
 def _worker_init() -> None:
@@ -377,69 +436,78 @@ def _worker_init() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
-def process_pool(workers: int) -> Executor:
-    """Jobs in ``workers`` spawned processes (each keeps its backends across its jobs)."""
+class ProcessPool:
+    """Tasks in ``workers`` spawned processes (each keeps its backends across its jobs)."""
 
-    def execute(jobs: list[Job], running: Callable[[int], None]) -> Iterator[Outcome]:
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
         context = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init)
-        futures: dict[Future[Outcome], Job] = {}
-        try:
-            futures = {pool.submit(run_job_task, job): job for job in jobs}
-            pending = set(futures)
-            while pending:
-                running(min(workers, len(pending)))
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    yield _outcome(fut, futures[fut])
-            running(0)
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            for child in multiprocessing.active_children():  # the pool's workers
-                child.terminate()
-            raise
-        pool.shutdown()
+        self.pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init)
+        self.pending: dict[Future[Outcome], Task] = {}
 
-    return execute
+    def submit(self, task: Task) -> None:
+        self.pending[self.pool.submit(run_task, task)] = task
+
+    def outcomes(self) -> Iterator[Outcome]:
+        while self.pending:
+            done, _ = wait(list(self.pending), return_when=FIRST_COMPLETED)
+            for fut in done:
+                task = self.pending.pop(fut)
+                try:
+                    yield fut.result()
+                except Exception as exc:  # the worker died (killed, out of memory)
+                    yield Outcome(task.name, task.setting, isinstance(task, Job), _one_line(exc))
+
+    def running(self) -> int:
+        return min(self.workers, len(self.pending))
+
+    def close(self, interrupted: bool) -> None:
+        if not interrupted:
+            self.pool.shutdown()
+            return
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for child in multiprocessing.active_children():  # the pool's workers
+            child.terminate()
 
 
-def _outcome(fut: Future[Outcome], job: Job) -> Outcome:
-    try:
-        return fut.result()
-    except Exception as exc:  # the worker died (killed, out of memory)
-        return Outcome(job.name, f"{type(exc).__name__}: {' '.join(str(exc).split())}")
-
-
-def ray_executor(address: str, workers: int) -> Executor:
-    """Jobs as Ray tasks (one CPU each) on the cluster at ``address``, or on a local Ray
+class RayTasks:
+    """Tasks as Ray tasks (one CPU each) on the cluster at ``address``, or on a local Ray
     runtime of ``workers`` CPUs (``local``). Connects at once: an address that does not
     answer is a `SweepError` before anything is written."""
-    import ray
 
-    connect_ray(address, workers)
+    def __init__(self, address: str, workers: int) -> None:
+        import ray
 
-    def execute(jobs: list[Job], running: Callable[[int], None]) -> Iterator[Outcome]:
-        task = ray.remote(num_cpus=1)(run_job_task)
-        refs = {task.remote(job): job for job in jobs}
-        pending = list(refs)
-        capacity = int(ray.cluster_resources().get("CPU", 1))
-        try:
-            while pending:
-                running(min(capacity, len(pending)))
-                done, pending = ray.wait(pending, num_returns=1)
-                for ref in done:
-                    try:
-                        yield ray.get(ref)
-                    except Exception as exc:  # the worker died
-                        name, text = refs[ref].name, " ".join(str(exc).split())[:300]
-                        yield Outcome(name, f"{type(exc).__name__}: {text}")
-            running(0)
-        except BaseException:
-            for ref in pending:
+        connect_ray(address, workers)
+        self.remote = ray.remote(num_cpus=1)(run_task)
+        self.capacity = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self.pending: dict[Any, Task] = {}
+
+    def submit(self, task: Task) -> None:
+        self.pending[self.remote.remote(task)] = task
+
+    def outcomes(self) -> Iterator[Outcome]:
+        import ray
+
+        while self.pending:
+            done, _ = ray.wait(list(self.pending), num_returns=1)
+            for ref in done:
+                task = self.pending.pop(ref)
+                try:
+                    yield ray.get(ref)
+                except Exception as exc:  # the worker died
+                    yield Outcome(task.name, task.setting, isinstance(task, Job), _one_line(exc))
+
+    def running(self) -> int:
+        return min(self.capacity, len(self.pending))
+
+    def close(self, interrupted: bool) -> None:
+        import ray
+
+        if interrupted:
+            for ref in self.pending:
                 ray.cancel(ref, force=True)
-            raise
-
-    return execute
+        ray.shutdown()
 
 
 def connect_ray(address: str, workers: int) -> None:
@@ -480,7 +548,7 @@ def connect_ray(address: str, workers: int) -> None:
 class SweepResult:
     out: Path
     plan: SweepPlan
-    runs: dict[str, RunResult]  # setting id -> its combined results (settings all done)
+    summaries: dict[str, dict[str, Any]]  # setting id -> its summary.json (combined settings)
     failures: list[Outcome] = field(default_factory=list)
     resumed: int = 0  # jobs found finished
     ran: int = 0  # jobs run now (failed ones included)
@@ -494,24 +562,25 @@ def run_sweep(
     ray_address: str | None = None,
     progress: bool = True,
 ) -> SweepResult:
-    """Run every job of ``plan`` not yet done into the sweep folder ``out``; combine every
-    setting whose jobs are all done. Failed jobs are in the result (the sweep can be resumed)."""
+    """Run every job of ``plan`` not yet done into the sweep folder ``out``, and combine each
+    setting when its jobs are all done. Failed tasks are in the result (the sweep can be
+    resumed)."""
     if workers < 1:
         raise SweepError(f"--workers must be at least 1, got {workers}")
     out = check_output_folder(Path(out), into_run=False, into_sweep=True)
     made_with = [provenance(s.scenario) for s in plan.settings]  # fails on missing data files
-    executor: Executor = in_process
+    executor: Executor = InProcess()
     if ray_address is not None:
-        executor = ray_executor(ray_address, workers)  # connects: no answer, nothing written
+        executor = RayTasks(ray_address, workers)  # connects: no answer, nothing written
     elif workers > 1:
-        executor = process_pool(workers)
+        executor = ProcessPool(workers)
     try:
-        return _locked_sweep(plan, out, made_with, executor, progress)
-    finally:
-        if ray_address is not None:
-            import ray
-
-            ray.shutdown()
+        result = _locked_sweep(plan, out, made_with, executor, progress)
+    except BaseException:
+        executor.close(interrupted=True)
+        raise
+    executor.close(interrupted=False)
+    return result
 
 
 def _locked_sweep(
@@ -529,41 +598,52 @@ def _locked_sweep(
                 folder.claim(setting.scenario, inputs)
             except RunFolderError as exc:
                 raise SweepError(f"setting {setting.id}: {exc}") from None
-        return _run_jobs(plan, out, executor, progress)
+        return _run_tasks(plan, out, executor, progress)
 
 
-def _run_jobs(plan: SweepPlan, out: Path, executor: Executor, progress: bool) -> SweepResult:
+def _run_tasks(plan: SweepPlan, out: Path, executor: Executor, progress: bool) -> SweepResult:
+    """Submit the jobs not done; submit a setting's `Combine` when its last job is done."""
     jobs = plan.jobs(out)
     todo = [job for job in jobs if not job.is_done()]
     result = SweepResult(out, plan, {}, resumed=len(jobs) - len(todo), ran=len(todo))
-    started = time.perf_counter()
+    left = Counter(job.setting for job in todo)
+    started = time.time()
+    combine_task = {
+        s.id: Combine(s.id, (out / s.folder).absolute(), s.scenario, s.jobs - left[s.id], started)
+        for s in plan.settings
+    }
+    for job in todo:
+        executor.submit(job)
+    for s in plan.settings:
+        if left[s.id] == 0:
+            executor.submit(combine_task[s.id])
+    combined: list[str] = []
     with tqdm(
-        total=len(jobs),
+        total=len(jobs) + len(plan.settings),
         initial=result.resumed,
-        disable=not progress or not todo,
-        unit="run",
+        disable=not progress,
+        unit="task",
         desc="sweep",
         dynamic_ncols=True,
     ) as bar:
-        state = {"running": 0}
-
-        def running(n: int) -> None:
-            state["running"] = n
-            bar.set_postfix_str(f"running {n}, failed {len(result.failures)}", refresh=True)
-
-        for outcome in executor(todo, running):
+        for outcome in executor.outcomes():
             if outcome.error is not None:
                 result.failures.append(outcome)
                 bar.write(f"failed: {outcome.name}: {outcome.error}")
+            elif not outcome.is_job:
+                combined.append(outcome.setting)
+            if outcome.is_job:
+                left[outcome.setting] -= 1
+                failed = any(f.setting == outcome.setting for f in result.failures)
+                if left[outcome.setting] == 0 and not failed:
+                    executor.submit(combine_task[outcome.setting])
             bar.update(1)
-            running(state["running"])
-    seconds = time.perf_counter() - started
-    ran = {job.name for job in todo}
-    for setting in plan.settings:
-        folder = RunFolder(out / setting.folder)
-        if all(p.is_done() for p in folder.parts(setting.scenario)):
-            kept = sum(1 for j in jobs if j.setting == setting.id and j.name not in ran)
-            result.runs[setting.id] = finish_run(setting.scenario, folder, kept, seconds)
+            bar.set_postfix_str(
+                f"running {executor.running()}, failed {len(result.failures)}", refresh=False
+            )
+    for s in plan.settings:  # in the order of the settings
+        if s.id in combined:
+            result.summaries[s.id] = json.loads(RunFolder(out / s.folder).summary.read_text())
     return result
 
 
@@ -579,10 +659,10 @@ def table_lines(result: SweepResult) -> list[str]:
     rows: list[list[str]] = []
     shown: list[str] = []
     for setting in result.plan.settings:
-        run = result.runs.get(setting.id)
-        if run is None:
+        summary = result.summaries.get(setting.id)
+        if summary is None:
             continue
-        policies: dict[str, Any] = run.summary["policies"]  # type: ignore[assignment]
+        policies: dict[str, Any] = summary["policies"]
         for label, stats in policies.items():
             shown = shown or [m for m in TABLE_METRICS if m in stats]
             over = {k: v for k, v in setting.overrides.items() if k != POLICY}
@@ -616,8 +696,12 @@ def seeds_from(count: int | None, seeds: Iterable[int] | None) -> list[int] | No
 
 
 __all__ = [
+    "Combine",
+    "InProcess",
     "Job",
     "Outcome",
+    "ProcessPool",
+    "RayTasks",
     "Setting",
     "SweepError",
     "SweepPlan",
