@@ -565,6 +565,9 @@ CASES: dict[str, Case] = {
         "apply to sweep folders", "resume", "{run}", "--workers", "2"
     ),
     "resume-not-a-sweep-json": case("is not the index of a recloop sweep", "resume", "{not_sweep}"),
+    "resume-incomplete-sweep-json": case(
+        "sweep.json is incomplete (no 'scenario')", "resume", "{half_sweep}"
+    ),
     # --- fit
     "fit-unknown-dataset": case("unknown dataset 'nosuch'", "fit", "--dataset", "nosuch"),
     "fit-train-share": case("--train-share must be in (0, 1)", "fit", "--train-share", "2"),
@@ -618,6 +621,9 @@ def places(tmp_path, runs, monkeypatch) -> dict[str, str]:
     not_sweep = tmp_path / "notsweep"
     not_sweep.mkdir()
     (not_sweep / "sweep.json").write_text('{"kind": "something else"}\n')
+    half_sweep = tmp_path / "halfsweep"
+    half_sweep.mkdir()
+    (half_sweep / "sweep.json").write_text('{"kind": "recloop-sweep"}\n')
     return {
         "tmp": str(tmp_path),
         "file": str(tmp_path / "afile"),
@@ -627,6 +633,7 @@ def places(tmp_path, runs, monkeypatch) -> dict[str, str]:
         "closed_url": _closed_url(),
         "closed_addr": _closed_url().split("/")[2],
         "not_sweep": str(not_sweep),
+        "half_sweep": str(half_sweep),
         **{k: str(v) for k, v in runs.items()},
     }
 

@@ -265,13 +265,13 @@ def plan_sweep(
 def plan_from_record(record: dict[str, Any]) -> SweepPlan:
     """The plan a ``sweep.json`` records (`recloop resume`): every setting resolved again from
     the scenario, the common overrides and its own, with the recorded seeds."""
-    base = plan_sweep(
-        record["scenario"],
-        common=record["set"],
-        settings=[s["overrides"] for s in record["settings"]],
-        seeds=record["seeds"],
-    )
-    return SweepPlan(base.scenario, base.common, record["grid"], base.seeds, base.settings)
+    try:
+        scenario, common, grid = record["scenario"], record["set"], record["grid"]
+        settings, seeds = [s["overrides"] for s in record["settings"]], record["seeds"]
+    except (KeyError, TypeError) as exc:
+        raise SweepError(f"{SWEEP_JSON} is incomplete (no {exc}); it cannot be resumed") from None
+    base = plan_sweep(scenario, common=common, settings=settings, seeds=seeds)
+    return SweepPlan(base.scenario, base.common, grid, base.seeds, base.settings)
 
 
 def read_record(root: Path) -> dict[str, Any] | None:
@@ -286,10 +286,6 @@ def read_record(root: Path) -> dict[str, Any] | None:
     if not isinstance(record, dict) or record.get("kind") != KIND:
         raise SweepError(f"{path} is not the index of a recloop sweep")
     return record
-
-
-def is_sweep(root: Path) -> bool:
-    return (Path(root) / SWEEP_JSON).is_file()
 
 
 def claim_sweep(root: Path, plan: SweepPlan) -> None:
