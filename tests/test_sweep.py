@@ -102,6 +102,15 @@ def test_every_setting_is_resolved_and_checked_before_anything_runs() -> None:
     s1 = plan.settings[1].scenario
     assert [p.name for p in s1.policies] == ["popularity"] and s1.population.drift == 0.05
     assert s1.seeds == [0, 1] and s1.ticks == 2
+    params = plan_sweep(
+        "boredom",
+        common=[*TINY, "policies=[{name: explore}]"],
+        grid={"policies.0.params.share": [0.1, 0.25]},
+    )
+    assert [s.scenario.policies[0].params for s in params.settings] == [
+        {"share": 0.1},
+        {"share": 0.25},
+    ]
     with pytest.raises(SweepError, match=r"setting s001 \(ticks=many\): .*field 'ticks'"):
         _plan(grid={"ticks": [2, "many"]})
     with pytest.raises(SweepError, match="unknown field"):
