@@ -355,3 +355,15 @@ def test_killed_sweep_resumes_to_the_same_bytes(tmp_path: Path, how: int, worker
     assert main(["resume", str(killed), "--workers", workers, "--no-progress"]) == 0
     assert _digests(killed) == _digests(whole)
     assert _digests(killed, "settings/*/parts/*/*") == _digests(whole, "settings/*/parts/*/*")
+
+
+def test_one_progress_bar_counts_tasks_running_and_failed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_sweep(_plan(), tmp_path / "s", progress=True)
+    err = capsys.readouterr().err
+    frames = [f for f in err.replace("\r", "\n").splitlines() if f.strip()]
+    assert frames and all(f.startswith("sweep:") for f in frames), frames  # one bar, no other
+    # 4 runs and 2 combinations; the last frame has no task running and none failed
+    assert "6/6" in frames[-1] and "running 0, failed 0" in frames[-1]
+    assert "<" in frames[-1]  # elapsed<left: the time left
