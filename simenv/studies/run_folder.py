@@ -76,6 +76,10 @@ def config_text(scenario: Scenario) -> str:
     return yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False)
 
 
+#: The names `atomic_write` writes to before renaming (``.<name>.tmp-<pid>``).
+TEMPORARY = ".*.tmp-*"
+
+
 def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
     """``write(tmp)`` to a temporary name beside ``path``, flush it to disk, rename it into
     place: readers see the old file or the whole new one, never a part."""
@@ -204,6 +208,13 @@ class _ResultFiles:
 
     path: Path
 
+    def remove_temporary(self) -> None:
+        """Remove the temporary files a killed writer left in the folder (`atomic_write`'s,
+        never trusted); the caller holds the folder's lock, so their writer is gone."""
+        if self.path.is_dir():
+            for tmp in self.path.glob(TEMPORARY):
+                tmp.unlink(missing_ok=True)
+
     @property
     def metrics(self) -> Path:
         return self.path / METRICS
@@ -288,6 +299,13 @@ class RunFolder(_ResultFiles):
     def lock(self) -> contextlib.AbstractContextManager[None]:
         """The exclusive lock of the folder (`folder_lock`)."""
         return folder_lock(self.path)
+
+    def remove_temporary(self) -> None:
+        """The temporary files a killed writer left in the folder and in ``plots/``."""
+        super().remove_temporary()
+        if self.plots.is_dir():
+            for tmp in self.plots.glob(TEMPORARY):
+                tmp.unlink(missing_ok=True)
 
     def claim(self, scenario: Scenario, made_with: dict[str, Any]) -> None:
         """Make the folder this scenario's: write ``config.yaml`` and ``made_with.json``, or

@@ -138,6 +138,7 @@ def finish_run(scenario: Scenario, folder: RunFolder, resumed: int, seconds: flo
     """Combine the finished parts of every job into the run folder's ``metrics.parquet``,
     ``interactions.parquet``, ``summary.json`` and ``plots/`` (the same bytes however the jobs
     were run: in order, resumed, or by the workers of a sweep)."""
+    folder.remove_temporary()  # what a killed attempt at combining left
     parts = folder.parts(scenario)
     metrics = _combine(folder, parts)
     summary = summarize(metrics, scenario)
@@ -179,6 +180,7 @@ def run_job(
     (every file atomically, the ``done`` marker last). The caller holds the folder's lock and
     has claimed it; `recloop run` and the workers of `recloop sweep` both come through here."""
     part = folder.part(cfg, seed)
+    part.remove_temporary()  # what a killed attempt at this job left
     policy = policies.make(cfg.name, **cfg.params)
     decider = decider_factory(scenario) if decider_factory else None
     world = World(scenario, policy, seed=seed, decider=decider)

@@ -462,8 +462,11 @@ class ProcessPool:
             self.pool.shutdown()
             return
         self.pool.shutdown(wait=False, cancel_futures=True)
-        for child in multiprocessing.active_children():  # the pool's workers
+        workers = multiprocessing.active_children()  # the pool's workers
+        for child in workers:
             child.terminate()
+        for child in workers:  # gone before the sweep lets go of its locks
+            child.join(timeout=10)
 
 
 class RayTasks:
