@@ -77,6 +77,8 @@ test: lint
 test-fast: $(VENV)/.installed-dev
 	MPLBACKEND=Agg $(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow" $(ARGS)
 
+# benchmarks/sweep.py (sweep throughput: 1 and 2 workers, local Ray) needs the ray extra
+# (make install-dev): `$(BIN)/python benchmarks/sweep.py`.
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/run.py $(ARGS)
 

@@ -11,6 +11,9 @@
     recloop fit --dataset movielens-100k [--out fitted.yaml]
     recloop compare RUN RUN ... [--label NAME ...]
     recloop report PATH [--out FILE]
+    recloop sweep SCENARIO [--seeds N | --seed S ...] [--grid FIELD=V1,V2 ...]
+                  [--setting 'FIELD=V,...' ...] [--workers K] [--ray-address ADDR] [--out DIR]
+    recloop resume DIR
 
 Each subcommand is a `Command`: a function that adds its arguments to its subparser and one
 that executes it; `COMMANDS` lists them, `build_parser` assembles them and `main` dispatches.
@@ -34,6 +37,7 @@ import errno
 import json
 import re
 import sys
+import textwrap
 import time
 import types
 import typing
@@ -97,6 +101,7 @@ def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentPars
         "  recloop run filter_bubble_llm                  # LLM personas, embedded model\n"
         '  recloop interview runs/x --user 12 "Why did you stop watching?"\n'
         "  recloop compare runs/a runs/b\n"
+        "  recloop sweep filter_bubble --seeds 10 --grid policy=popularity,mf --workers 2\n"
         "  recloop list policies\n  recloop show cold_start\n"
         "  recloop run boredom --policy explore:share=0.25@explore-25 --policy popularity\n\n"
         "Bad input prints one line `recloop: error: ...` and exits with code 2.",
@@ -592,6 +597,166 @@ RUN = Command(
     "(exit 2, resumable) when it passes decider.llm.max_fallback_share.",
     add_arguments=add_run_args,
     execute=cmd_run,
+)
+
+
+# --- recloop sweep / recloop resume ---------------------------------------------------------
+
+
+def positive_int(text: str) -> int:
+    """An integer of at least 1 (``--workers``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _add_executor_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--workers", type=positive_int, default=1, metavar="K",
+        help="jobs at once: 1 runs them in this process, more in K spawned processes (each "
+        "keeps its LLM backend across its jobs); with --ray-address local, the CPUs of the "
+        "local Ray runtime (default 1)",
+    )  # fmt: skip
+    p.add_argument(
+        "--ray-address", metavar="ADDR",
+        help="run each job as a Ray task: 'local' starts a Ray runtime on this machine, "
+        "'auto' joins the cluster started here by `ray start`, HOST:PORT or ray://HOST:PORT "
+        "joins that cluster (the run folders must be on a file system every node sees)",
+    )  # fmt: skip
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_sweep_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scenario", help="built-in scenario name (see `recloop list`) or YAML path")
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument(
+        "--seeds", type=positive_int, metavar="N", help="run seeds 0..N-1 of every setting"
+    )
+    seeds.add_argument(
+        "--seed", type=int, action="append", dest="seed_list", metavar="S",
+        help="run this seed (repeat for several); default: the scenario's seeds",
+    )  # fmt: skip
+    p.add_argument(
+        "--grid", action="append", default=[], metavar="FIELD=V1,V2,...",
+        help="sweep FIELD over these values (repeatable: every combination is a setting). "
+        "FIELD is a dotted scenario field as in --set, or 'policy' (the scenario's policies "
+        "replaced by that one policy); values are YAML scalars",
+    )  # fmt: skip
+    p.add_argument(
+        "--setting", action="append", default=[], dest="settings",
+        metavar="'FIELD=V,FIELD=V'",
+        help="one more setting, besides the grid's (repeatable): an explicit list of settings",
+    )  # fmt: skip
+    p.add_argument(
+        "--out", type=path_arg, metavar="DIR",
+        help="sweep folder (default: runs/<scenario>-sweep-<time>)",
+    )  # fmt: skip
+    _add_set(p)
+    _add_executor_options(p)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from simenv.studies.sweep import parse_grid, parse_setting, plan_sweep, seeds_from
+
+    plan = plan_sweep(
+        args.scenario,
+        common=args.overrides,
+        grid=parse_grid(args.grid),
+        settings=[parse_setting(text) for text in args.settings],
+        seeds=seeds_from(args.seeds, args.seed_list),
+    )
+    out = args.out or _timestamped(f"{plan.settings[0].scenario.name}-sweep")
+    return _sweep(plan, out, args)
+
+
+def _sweep(plan: Any, out: Path, args: argparse.Namespace) -> int:
+    from simenv.studies.sweep import run_sweep, table_lines
+
+    jobs = len(plan.jobs(out))
+    print(f"sweep: {len(plan.settings)} setting(s) x policies x {len(plan.seeds)} seed(s) = "
+          f"{jobs} run(s) into {out}")  # fmt: skip
+    result = run_sweep(
+        plan, out, workers=args.workers, ray_address=args.ray_address,
+        progress=not args.no_progress,
+    )  # fmt: skip
+    lines = table_lines(result)
+    if lines:
+        print()
+        print("\n".join(lines))
+    print(f"\nsweep folder: {out} (sweep.json; one run folder per setting in settings/)")
+    if result.resumed:
+        print(f"resumed:      {result.resumed} finished run(s) kept from an earlier sweep")
+    if result.failures:
+        print(f"\n{len(result.failures)} task(s) failed:", file=sys.stderr)
+        for failure in result.failures:
+            print(f"  {failure.name}: {failure.error}", file=sys.stderr)
+        print(f"resume with: recloop resume {out}", file=sys.stderr)
+        return 1
+    return 0
+
+
+SWEEP = Command(
+    help="run a grid of scenario settings times seeds, in parallel",
+    description=textwrap.fill(
+        "Run every (setting, policy, seed) of a sweep as a job: in this process, in "
+        "--workers processes or as Ray tasks (--ray-address). A setting is a combination of the "
+        "--grid values, or one --setting. The sweep folder holds sweep.json (the settings) and one "
+        "run folder per setting under settings/; results are the same bytes whatever the "
+        "executor. Running the same command again, or `recloop resume DIR`, keeps finished jobs. "
+        "Failed jobs are listed at the end (exit 1, resumable).",
+        width=88,
+    ),
+    epilog="Examples:\n"
+    "  recloop sweep filter_bubble --seeds 10 --grid policy=popularity,mf,ucb "
+    "--grid population.drift=0,0.05 --workers 2\n"
+    "  recloop sweep filter_bubble --seeds 100 --ray-address auto\n"
+    "  recloop sweep filter_bubble --setting 'policy=mf,ticks=50' --setting policy=random "
+    "--out runs/s --set ticks=20\n"
+    "  recloop resume runs/s",
+    formatter_class=argparse.RawDescriptionHelpFormatter,
+    add_arguments=add_sweep_args,
+    execute=cmd_sweep,
+)
+
+
+def add_resume_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("folder", type=path_arg, help="a sweep folder or a run folder")
+    _add_executor_options(p)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from simenv.studies.run_folder import RunFolder
+    from simenv.studies.sweep import plan_from_record, read_record
+
+    record = read_record(args.folder)
+    if record is not None:
+        return _sweep(plan_from_record(record), args.folder, args)
+    folder = RunFolder(args.folder)
+    if not folder.is_run():
+        what = "does not exist" if not args.folder.exists() else "has no sweep.json or config.yaml"
+        raise ValueError(f"{args.folder} {what}: not a sweep folder or a run folder")
+    if args.ray_address is not None or args.workers != 1:
+        raise ValueError("--workers and --ray-address apply to sweep folders; a run resumes alone")
+    from simenv.studies.runner import run_scenario
+
+    result = run_scenario(folder.scenario(), args.folder, progress=not args.no_progress)
+    _print_summary(result.summary)
+    print(f"\nrun folder: {args.folder}")
+    print(f"resumed:    {result.resumed_jobs} finished job(s) kept from an earlier run")
+    return 0
+
+
+RESUME = Command(
+    help="continue an interrupted sweep or run",
+    description="Continue the sweep (its sweep.json) or the run (its config.yaml) in FOLDER "
+    "after Ctrl-C, kill -9 or failed jobs: finished jobs are kept, the others run, and the "
+    "results are the same bytes as an uninterrupted run's.",
+    add_arguments=add_resume_args,
+    execute=cmd_resume,
 )
 
 
@@ -1137,6 +1302,8 @@ COMMANDS: dict[str, Command] = {
     "compare": COMPARE,
     "report": REPORT,
     "show": SHOW,
+    "sweep": SWEEP,
+    "resume": RESUME,
 }
 
 

@@ -42,6 +42,8 @@ def case(message: str, *argv: str, **env: str) -> Case:
 
 
 RUN = ("run", "filter_bubble", "--out", "{tmp}/out", *TINY)
+#: a valid `recloop sweep` up to the option under test
+SWEEP = ("sweep", "filter_bubble", "--seeds", "2", "--out", "{tmp}/s", *TINY)
 # fmt: off
 #: a valid `recloop train` up to the option under test
 TRAIN_PPO = ("train", "ppo", "--env", "recloop/Session-v0", "--out", "{tmp}/t")
@@ -532,6 +534,61 @@ CASES: dict[str, Case] = {
     "validate-missing-data": case(
         "MovieLens-100k not found", "validate", "--data", "{tmp}/nodata", "--out", "{tmp}/v"
     ),
+    # --- sweep (every setting is checked before anything runs)
+    "sweep-unknown-grid-field": case("unknown field", *SWEEP, "--grid", "population.sise=1,2"),
+    "sweep-grid-wrong-type": case(
+        "setting s001 (ticks=many): ", *SWEEP, "--grid", "ticks=2,many"
+    ),
+    "sweep-grid-no-values": case("--grid ticks=: no values", *SWEEP, "--grid", "ticks="),
+    "sweep-grid-empty-value": case("value 2: empty value", *SWEEP, "--grid", "ticks=1,,2"),
+    "sweep-grid-twice": case("gridded twice", *SWEEP, "--grid", "ticks=1", "--grid", "ticks=2"),
+    "sweep-grid-seeds": case("seeds are given by --seeds", *SWEEP, "--grid", "seeds=1,2"),
+    "sweep-grid-not-scalar": case("is not a single value", *SWEEP, "--grid", "ticks={a: 1}"),
+    "sweep-unknown-policy": case("unknown policy 'nosuch'", *SWEEP, "--grid", "policy=mf,nosuch"),
+    "sweep-duplicate-setting": case(
+        "are the same scenario", *SWEEP, "--grid", "policy=mf,random", "--setting", "policy=mf"
+    ),
+    "sweep-same-values": case("are the same scenario", *SWEEP, "--grid", "ticks=2,2.0"),
+    "sweep-empty-setting": case("--setting: empty", *SWEEP, "--setting", " "),
+    "sweep-setting-twice": case("given twice", *SWEEP, "--setting", "ticks=1,ticks=2"),
+    "sweep-policy-and-set-policies": case(
+        "the field 'policy' replaces", *SWEEP, "--grid", "policy=mf", "--set",
+        "policies.0.name=random",
+    ),
+    "sweep-workers-zero": case("argument --workers: must be at least 1", *SWEEP, "--workers", "0"),
+    "sweep-seeds-zero": case("argument --seeds: must be at least 1", *SWEEP, "--seeds", "0"),
+    "sweep-seeds-and-seed": case("not allowed with argument", *SWEEP, "--seed", "1"),
+    "sweep-ray-no-answer": case(
+        "no Ray answers there", *SWEEP, "--ray-address", "{closed_addr}"
+    ),
+    "sweep-ray-bad-address": case("expected HOST:PORT", *SWEEP, "--ray-address", "nowhere"),
+    "sweep-out-is-a-run": case(
+        "is a run folder", "sweep", "filter_bubble", "--out", "{run}", *TINY
+    ),
+    "sweep-out-is-a-file": case(
+        "is a file, not a folder", "sweep", "filter_bubble", "--out", "{file}", *TINY
+    ),
+    "sweep-into-another-sweep": case(
+        "holds another sweep (grid.policy: ", "sweep", "filter_bubble", "--out", "{sweep}",
+        "--seeds", "2", "--grid", "policy=random,mf", *TINY,
+    ),
+    "sweep-unknown-scenario": case("unknown scenario 'nope'", "sweep", "nope"),
+    "run-into-a-sweep": case(
+        "is a sweep folder", "run", "filter_bubble", "--out", "{sweep}", *TINY
+    ),
+    "compare-into-a-sweep": case(
+        "is a sweep folder", "compare", "{run}", "{run2}", "--out", "{sweep}"
+    ),
+    # --- resume
+    "resume-missing": case("does not exist: not a sweep folder", "resume", "{tmp}/nope"),
+    "resume-not-a-run": case("has no sweep.json or config.yaml", "resume", "{tmp}"),
+    "resume-run-with-workers": case(
+        "apply to sweep folders", "resume", "{run}", "--workers", "2"
+    ),
+    "resume-not-a-sweep-json": case("is not the index of a recloop sweep", "resume", "{not_sweep}"),
+    "resume-incomplete-sweep-json": case(
+        "sweep.json is incomplete (no 'scenario')", "resume", "{half_sweep}"
+    ),
     # --- fit
     "fit-unknown-dataset": case("unknown dataset 'nosuch'", "fit", "--dataset", "nosuch"),
     "fit-train-share": case("--train-share must be in (0, 1)", "fit", "--train-share", "2"),
@@ -559,6 +616,9 @@ def runs(tmp_path_factory) -> dict[str, Path]:
         policies = ["--policy", "random"] + (["--policy", "popularity"] if name == "run" else [])
         argv = ["run", "filter_bubble", "--out", str(folder), *TINY, *policies]
         assert main([*argv, "--set", "seeds=[0,1]"]) == 0
+    folders["sweep"] = root / "s"  # a finished sweep: policy=popularity,random x seeds 0, 1
+    grid = ["--grid", "policy=popularity,random", "--seeds", "2", "--set", "plots=[ctr]"]
+    assert main(["sweep", "filter_bubble", "--out", str(folders["sweep"]), *TINY, *grid]) == 0
     return folders
 
 
@@ -583,6 +643,12 @@ def places(tmp_path, runs, monkeypatch) -> dict[str, str]:
     shutil.copy(runs["run"] / "config.yaml", tmp_path / "unfinished" / "config.yaml")
     (tmp_path / "bad_sweep").mkdir()
     (tmp_path / "bad_sweep" / "sweep.json").write_text('{"kind": "other"}\n')
+    not_sweep = tmp_path / "notsweep"
+    not_sweep.mkdir()
+    (not_sweep / "sweep.json").write_text('{"kind": "something else"}\n')
+    half_sweep = tmp_path / "halfsweep"
+    half_sweep.mkdir()
+    (half_sweep / "sweep.json").write_text('{"kind": "recloop-sweep"}\n')
     return {
         "tmp": str(tmp_path),
         "file": str(tmp_path / "afile"),
@@ -592,6 +658,9 @@ def places(tmp_path, runs, monkeypatch) -> dict[str, str]:
         "unfinished": str(tmp_path / "unfinished"),
         "bad_sweep": str(tmp_path / "bad_sweep"),
         "closed_url": _closed_url(),
+        "closed_addr": _closed_url().split("/")[2],
+        "not_sweep": str(not_sweep),
+        "half_sweep": str(half_sweep),
         **{k: str(v) for k, v in runs.items()},
     }
 
@@ -654,6 +723,8 @@ SUBPROCESS_CASES = [
     "train-env-kwargs-not-json",
     "compare-into-a-run",
     "report-not-a-run",
+    "sweep-grid-wrong-type",
+    "sweep-ray-no-answer",
 ]
 
 

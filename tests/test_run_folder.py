@@ -100,6 +100,22 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path: Path) -> N
     assert target.read_text() == "new"
 
 
+def test_temporary_files_of_a_killed_writer_are_removed_on_resume(tmp_path: Path) -> None:
+    """kill -9 in the middle of `atomic_write` leaves ``.<name>.tmp-<pid>``; the next run of
+    that job (or of the combination) removes it."""
+    out = tmp_path / "run"
+    run_scenario(_tiny(), out, progress=False)
+    part = next((out / "parts").iterdir())
+    left = [part / ".metrics.parquet.tmp-999999", out / ".summary.json.tmp-999999"]
+    left += [out / "plots" / ".overview.png.tmp-999999"]
+    for tmp in left:
+        tmp.write_text("half")
+    (part / "done").unlink()
+    run_scenario(_tiny(), out, progress=False)
+    assert not [tmp for tmp in left if tmp.exists()]
+    assert not list(out.rglob(".*.tmp-*"))
+
+
 # ---------------------------------------------------------------------------- no mixing
 
 

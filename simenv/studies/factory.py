@@ -52,11 +52,16 @@ def backend_kwargs(cfg: LLMConfig) -> dict[str, Any]:
     return {}
 
 
-def make_backend_for(cfg: LLMConfig, run_dir: Path | None) -> LLMBackend:
+def make_backend_for(
+    cfg: LLMConfig, run_dir: Path | None, inner: LLMBackend | None = None
+) -> LLMBackend:
+    """The backend of ``cfg`` in its wrappers; ``inner`` (built from ``cfg`` when None) lets a
+    process reuse one loaded model or client under the wrappers of several run folders."""
     from simenv.llm.transformers_backend import cache_root
     from simenv.llm.wrappers import BudgetedBackend, CachedBackend, RetryingBackend
 
-    inner = make_backend(cfg.backend, **backend_kwargs(cfg))
+    if inner is None:
+        inner = make_backend(cfg.backend, **backend_kwargs(cfg))
     wrapped: LLMBackend = RetryingBackend(inner, retries=cfg.retries, backoff=0.5)
     if cfg.max_calls is not None or cfg.max_prompt_tokens is not None:
         # outside the retries (a refused call is not retried), inside the cache (hits are free)
@@ -120,3 +125,41 @@ def decider_factory(run_dir: Path | None) -> Callable[[Scenario], Decider]:
         return make_decider(scenario, run_dir, backends[key], embedders[cfg.embeddings])
 
     return factory
+
+
+class SharedBackends:
+    """The backends and text embedders one process keeps for every job it runs, whatever run
+    folder the job writes (a worker of `recloop sweep` runs jobs of several settings): one
+    model or client per LLM configuration, loaded once, under per-folder wrappers (each run
+    folder keeps its own answer cache, retries and budget)."""
+
+    def __init__(self) -> None:
+        self.backends: dict[str, LLMBackend] = {}
+        self.embedders: dict[str, TextEmbedder | None] = {}
+        self.built = 0  # backends built so far (tests count them)
+
+    def factory(self, run_dir: Path) -> Callable[[Scenario], Decider]:
+        """``Scenario -> Decider`` for the jobs of the run folder ``run_dir``."""
+
+        def make(scenario: Scenario) -> Decider:
+            if scenario.decider.kind != "llm":
+                return make_decider(scenario, run_dir)
+            cfg = scenario.decider.llm
+            key = cfg.model_dump_json(include=BACKEND_FIELDS)
+            if key not in self.backends:
+                self.backends[key] = make_backend(cfg.backend, **backend_kwargs(cfg))
+                self.built += 1
+            if cfg.embeddings not in self.embedders:
+                self.embedders[cfg.embeddings] = make_embedder(cfg)
+            backend = make_backend_for(cfg, run_dir, inner=self.backends[key])
+            return make_decider(scenario, run_dir, backend, self.embedders[cfg.embeddings])
+
+        return make
+
+
+#: The fields of ``decider.llm`` that `backend_kwargs` builds a backend from (the wrappers'
+#: fields, such as ``cache`` or ``retries``, do not make another backend).
+BACKEND_FIELDS = {
+    "backend", "model", "base_url", "base_urls", "api_key_env", "timeout", "max_concurrency",
+    "batch_size",
+}  # fmt: skip

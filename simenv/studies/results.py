@@ -34,10 +34,8 @@ from typing import Any
 
 import pandas as pd
 
-from simenv.studies.run_folder import CONFIG, METRICS, RunFolder
+from simenv.studies.run_folder import CONFIG, METRICS, SWEEP_INDEX, SWEEP_KIND, RunFolder
 
-SWEEP_INDEX = "sweep.json"  # written by `recloop sweep` (simenv/studies/sweep.py)
-SWEEP_KIND = "recloop-sweep"
 #: The columns every sweep row starts with: the setting's id (then one column per swept field).
 SETTING = "setting"
 

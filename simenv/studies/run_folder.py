@@ -71,6 +71,10 @@ CHECKPOINT = "checkpoint.pkl"
 #: Scenario fields that change how a run is carried out but not its results: a run folder may
 #: be resumed with other values (`RunFolder.claim`), and checkpoints do not depend on them.
 RESULT_NEUTRAL = ("checkpoint_every",)
+#: The index of a sweep folder (`simenv.studies.sweep`), whose settings are run folders.
+SWEEP_INDEX = "sweep.json"
+#: The ``kind`` a sweep folder's index names.
+SWEEP_KIND = "recloop-sweep"
 
 
 class RunFolderError(ValueError):
@@ -92,6 +96,10 @@ def result_config(text: str) -> Any:
     return data
 
 
+#: The names `atomic_write` writes to before renaming (``.<name>.tmp-<pid>``).
+TEMPORARY = ".*.tmp-*"
+
+
 def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
     """``write(tmp)`` to a temporary name beside ``path``, flush it to disk, rename it into
     place: readers see the old file or the whole new one, never a part."""
@@ -106,12 +114,6 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
         tmp.unlink(missing_ok=True)
     _fsync_dir(path.parent)
     return path
-
-
-def temporaries(path: Path) -> list[Path]:
-    """The temporary files `atomic_write` left beside ``path`` in processes that were killed
-    while writing it (only the folder's lock holder may remove them)."""
-    return sorted(path.parent.glob(f".{path.name}.tmp-*"))
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -158,10 +160,11 @@ class OutputFolderError(ValueError):
     """An output folder that cannot be made or written, or that must not be written into."""
 
 
-def check_output_folder(path: Path, *, into_run: bool = True) -> Path:
+def check_output_folder(path: Path, *, into_run: bool = True, into_sweep: bool = False) -> Path:
     """Refuse, before anything is written, an output folder (``--out``) that names a file,
     lies under a file, cannot be written, or, with ``into_run`` false, is a run folder (which
-    a command other than `recloop run` would change). Returns ``path``."""
+    a command other than `recloop run` would change), or, with ``into_sweep`` false, is a
+    sweep folder (which only `recloop sweep` and `recloop resume` write). Returns ``path``."""
     path = Path(path)
     if str(path) == "":
         raise OutputFolderError("--out is empty: name a folder")
@@ -180,6 +183,11 @@ def check_output_folder(path: Path, *, into_run: bool = True) -> Path:
         raise OutputFolderError(
             f"--out {path}: {whose} is not writable by this user (or is on a read-only file "
             "system); choose another --out"
+        )
+    if not into_sweep and (path / SWEEP_INDEX).is_file():
+        raise OutputFolderError(
+            f"--out {path} is a sweep folder: writing into it would change that sweep; choose "
+            f"another --out (`recloop resume {path}` continues the sweep)"
         )
     if not into_run and RunFolder(path).is_run():
         raise OutputFolderError(
@@ -219,6 +227,13 @@ class _ResultFiles:
     """The result files a run folder and each of its parts both hold."""
 
     path: Path
+
+    def remove_temporary(self) -> None:
+        """Remove the temporary files a killed writer left in the folder (`atomic_write`'s,
+        never trusted); the caller holds the folder's lock, so their writer is gone."""
+        if self.path.is_dir():
+            for tmp in self.path.glob(TEMPORARY):
+                tmp.unlink(missing_ok=True)
 
     @property
     def metrics(self) -> Path:
@@ -268,12 +283,6 @@ class Part(_ResultFiles):
     def is_done(self) -> bool:
         return (self.path / DONE).exists()
 
-    def remove_partial_checkpoints(self) -> None:
-        """Remove checkpoints whose writing was killed (a whole world each: they can be
-        large); the caller holds the folder's lock."""
-        for tmp in temporaries(self.checkpoint):
-            tmp.unlink(missing_ok=True)
-
     def mark_done(self) -> None:
         """Write the done marker, then remove the checkpoint, which a done job never reads."""
         write_text(self.path / DONE, "ok\n")
@@ -317,6 +326,13 @@ class RunFolder(_ResultFiles):
     def lock(self) -> contextlib.AbstractContextManager[None]:
         """The exclusive lock of the folder (`folder_lock`)."""
         return folder_lock(self.path)
+
+    def remove_temporary(self) -> None:
+        """The temporary files a killed writer left in the folder and in ``plots/``."""
+        super().remove_temporary()
+        if self.plots.is_dir():
+            for tmp in self.plots.glob(TEMPORARY):
+                tmp.unlink(missing_ok=True)
 
     def claim(self, scenario: Scenario, made_with: dict[str, Any]) -> None:
         """Make the folder this scenario's: write ``config.yaml`` and ``made_with.json``, or

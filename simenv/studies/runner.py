@@ -19,7 +19,7 @@ import json
 import platform
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from pathlib import Path
@@ -151,17 +151,31 @@ def _run(
         total=len(jobs) * scenario.ticks, disable=not progress, unit="tick", dynamic_ncols=True
     ) as bar:
         for cfg, seed in jobs:
-            part = folder.part(cfg, seed)
-            if part.is_done():
-                part.checkpoint.unlink(missing_ok=True)  # killed between done and its removal
+            if folder.part(cfg, seed).is_done():
                 resumed += 1
                 bar.update(scenario.ticks)
                 continue
             bar.set_description(f"{cfg.display} seed {seed}")
-            job = Job(scenario, cfg, seed, checkpoint_key(scenario, made_with, cfg.display, seed))
-            start = _run_job(job, folder, part, bar, decider_factory)
+            start = run_job(scenario, cfg, seed, folder, decider_factory, bar=bar)
             if start is not None:
                 from_checkpoints.append(start)
+    seconds = time.perf_counter() - started
+    return finish_run(scenario, folder, resumed, seconds, from_checkpoints)
+
+
+def finish_run(
+    scenario: Scenario,
+    folder: RunFolder,
+    resumed: int,
+    seconds: float,
+    from_checkpoints: Sequence[Resumed] = (),
+) -> RunResult:
+    """Combine the finished parts of every job into the run folder's ``metrics.parquet``,
+    ``interactions.parquet``, ``summary.json`` and ``plots/`` (the same bytes however the jobs
+    were run: in order, resumed, or by the workers of a sweep)."""
+    folder.remove_temporary()  # what a killed attempt at combining left
+    for part in folder.parts(scenario):
+        part.checkpoint.unlink(missing_ok=True)  # killed between done and its removal
     parts = folder.parts(scenario)
     metrics = _combine(folder, parts)
     summary = summarize(metrics, scenario)
@@ -174,7 +188,7 @@ def _run(
         "ticks": scenario.ticks,
         "policies": [cfg.display for cfg in scenario.policies],
         "resumed_jobs": resumed,
-        "seconds": round(time.perf_counter() - started, 3),
+        "seconds": round(seconds, 3),
         "python": platform.python_version(),
     }
     write_text(folder.summary, json.dumps(summary, indent=2, allow_nan=False))
@@ -188,7 +202,7 @@ def _run(
         resumed_jobs=resumed,
         plots=plots,
         llm=llm,
-        from_checkpoints=from_checkpoints,
+        from_checkpoints=list(from_checkpoints),
     )
 
 
@@ -202,33 +216,42 @@ class Job:
     key: str  # `checkpoint_key`
 
 
-def _run_job(
-    job: Job,
+def run_job(
+    scenario: Scenario,
+    cfg: PolicyConfig,
+    seed: int,
     folder: RunFolder,
-    part: Part,
-    bar: tqdm,
-    decider_factory: DeciderFactory | None,
+    decider_factory: DeciderFactory | None = None,
+    bar: tqdm | None = None,
 ) -> Resumed | None:
-    """Run one job from its checkpoint, or from tick 0, to its done marker; returns where it
-    resumed (None: from tick 0)."""
-    scenario, cfg, seed = job.scenario, job.cfg, job.seed
-    part.remove_partial_checkpoints()
+    """One (policy, seed) job of ``scenario``, from its checkpoint or from tick 0, to its
+    ``done`` marker: run the world, checkpoint it every ``checkpoint_every`` ticks and write
+    its part of ``folder`` (every file atomically, the marker last). The caller holds the
+    folder's lock and has claimed it; `recloop run` and the workers of `recloop sweep` both
+    come through here. ``bar`` (ticks) is advanced when given. Returns where the job resumed
+    (None: from tick 0)."""
+    part = folder.part(cfg, seed)
+    part.remove_temporary()  # what a killed attempt at this job left (checkpoints included)
+    made_with = json.loads(folder.made_with.read_text())
+    job = Job(scenario, cfg, seed, checkpoint_key(scenario, made_with, cfg.display, seed))
     decider = decider_factory(scenario) if decider_factory else None
     loaded = _resume(job, part, decider)
     resumed: Resumed | None = None
     if loaded is not None:
         world, resumed = loaded
-        bar.update(resumed.tick)
-        bar.set_description(f"{cfg.display} seed {seed} (from tick {resumed.tick})")
-        if not bar.disable:
-            bar.write(f"resuming {resumed.line()}")
+        if bar is not None:
+            bar.update(resumed.tick)
+            bar.set_description(f"{cfg.display} seed {seed} (from tick {resumed.tick})")
+            if not bar.disable:
+                bar.write(f"resuming {resumed.line()}")
     else:
         policy = policies.make(cfg.name, **cfg.params)
         world = World(scenario, policy, seed=seed, decider=decider)
     every = scenario.checkpoint_every
     while world.tick < scenario.ticks:
         world.step()
-        bar.update(1)
+        if bar is not None:
+            bar.update(1)
         if every and world.tick % every == 0 and world.tick < scenario.ticks:
             every = _checkpoint(world, job, part, bar)
     _finish_job(world, job, folder, part)
@@ -245,7 +268,7 @@ def _resume(job: Job, part: Part, decider: Decider | None) -> tuple[World, Resum
     return world, Resumed(job.cfg.display, job.seed, world.tick)
 
 
-def _checkpoint(world: World, job: Job, part: Part, bar: tqdm) -> int:
+def _checkpoint(world: World, job: Job, part: Part, bar: tqdm | None) -> int:
     """Write the job's checkpoint; returns the checkpoint interval to go on with (0 when the
     world cannot be checkpointed: the job goes on without, and says so once)."""
     try:
@@ -254,7 +277,7 @@ def _checkpoint(world: World, job: Job, part: Part, bar: tqdm) -> int:
         message = (
             f"recloop: warning: {job.cfg.display} seed {job.seed} runs without checkpoints: {err}"
         )
-        if bar.disable:
+        if bar is None or bar.disable:
             print(message, file=sys.stderr)
         else:
             bar.write(message, file=sys.stderr)
