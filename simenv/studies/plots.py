@@ -58,6 +58,34 @@ def plot_compare(runs: dict[str, pd.DataFrame], names: list[str], folder: Path) 
     )
 
 
+def metrics_figure(
+    metrics: pd.DataFrame,
+    names: list[str],
+    *,
+    title: str | None = None,
+    columns: int = 2,
+) -> Figure:
+    """One panel per metric of ``names``, the figures of `plot_run` side by side: a line per
+    policy over ticks, mean over seeds with a 95% band. A `Figure` not attached to pyplot
+    (a notebook shows it as the cell's value; ``fig.savefig(path)`` writes it)."""
+    missing = [n for n in names if n not in metrics.columns]
+    if not names or missing:
+        raise ValueError(f"no such metric in the frame: {', '.join(missing) or '(none named)'}")
+    cols = max(1, min(columns, len(names)))
+    rows = int(np.ceil(len(names) / cols))
+    fig = Figure(figsize=(5.5 * cols, 3.6 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax, name in zip(axes.ravel(), names, strict=False):
+        _draw(ax, metrics, name)
+    for ax in axes.ravel()[len(names) :]:
+        ax.axis("off")
+    axes[0, 0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
 def _write_figures(
     folder: Path,
     names: list[str],
