@@ -7,6 +7,7 @@ the suite affords. Notebooks are committed without outputs.
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,23 @@ def test_notebook_outputs_are_stripped(path: Path) -> None:
         if cell["cell_type"] == "code":
             assert cell["outputs"] == [], f"{path.name} cell {i} has outputs: strip them"
             assert cell["execution_count"] is None, f"{path.name} cell {i} has a count"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_logic_lives_in_the_packages(path: Path) -> None:
+    """Notebooks call public functions: they define no function or class of their own and
+    import no private name."""
+    for i, source in enumerate(code_cells(path)):
+        for node in ast.walk(ast.parse(source)):
+            where = f"{path.name} code cell {i}, line {getattr(node, 'lineno', '?')}"
+            assert not isinstance(node, ast.FunctionDef | ast.ClassDef | ast.Lambda), (
+                f"{where}: defines logic; move it into a package (simenv/studies)"
+            )
+            if isinstance(node, ast.ImportFrom):
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                assert not private, f"{where}: imports private {private}"
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
+                raise AssertionError(f"{where}: uses private attribute {node.attr}")
 
 
 def _marks(path: Path) -> list[pytest.MarkDecorator]:
