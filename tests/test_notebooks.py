@@ -23,7 +23,8 @@ SMALL = {
     "filter_bubble.ipynb": "USERS = 200\nTICKS = 6\nSEEDS = [0, 1]",
     "quickstart.ipynb": "USERS = 150\nTICKS = 5\nSEEDS = [0, 1]",
     "train_exploration_sb3.ipynb": (
-        "STEPS = 512\nN_ENVS = 4\nTICKS = 3\nEVAL_SEEDS = [100, 101]\nPROGRESS = False"
+        "STEPS = 512\nN_ENVS = 4\nROLLOUT = 64\nTICKS = 3\n"
+        "EVAL_SEEDS = [100, 101]\nPROGRESS = False"
     ),
     "llm_personas.ipynb": 'USERS = 4\nTICKS = 2\nPOLICIES = ["mf"]',
 }
