@@ -97,6 +97,7 @@ def test_metrics_figure() -> None:
     assert isinstance(fig, Figure)
     assert sum(ax.axison for ax in fig.axes) == 3 and len(fig.axes) == 4
     assert [line.get_label() for line in fig.axes[0].get_lines()] == ["a", "b", "c"]
+    assert fig._repr_png_().startswith(b"\x89PNG")  # Jupyter shows it without pyplot
     with pytest.raises(ValueError, match="nope"):
         metrics_figure(_metrics(), ["nope"])
 

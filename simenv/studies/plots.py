@@ -6,6 +6,7 @@ pyplot's global state or the backend, so importing this module in a notebook cha
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -58,13 +59,23 @@ def plot_compare(runs: dict[str, pd.DataFrame], names: list[str], folder: Path) 
     )
 
 
+class NotebookFigure(Figure):
+    """A `Figure` that Jupyter shows as a cell's value by itself (``_repr_png_``), also when
+    nothing in the notebook has touched pyplot or chosen a backend."""
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=100)
+        return buffer.getvalue()
+
+
 def metrics_figure(
     metrics: pd.DataFrame,
     names: list[str],
     *,
     title: str | None = None,
     columns: int = 2,
-) -> Figure:
+) -> NotebookFigure:
     """One panel per metric of ``names``, the figures of `plot_run` side by side: a line per
     policy over ticks, mean over seeds with a 95% band. A `Figure` not attached to pyplot
     (a notebook shows it as the cell's value; ``fig.savefig(path)`` writes it)."""
@@ -73,7 +84,7 @@ def metrics_figure(
         raise ValueError(f"no such metric in the frame: {', '.join(missing) or '(none named)'}")
     cols = max(1, min(columns, len(names)))
     rows = int(np.ceil(len(names) / cols))
-    fig = Figure(figsize=(5.5 * cols, 3.6 * rows))
+    fig = NotebookFigure(figsize=(5.5 * cols, 3.6 * rows))
     axes = fig.subplots(rows, cols, squeeze=False)
     for ax, name in zip(axes.ravel(), names, strict=False):
         _draw(ax, metrics, name)
