@@ -6,6 +6,7 @@ pyplot's global state or the backend, so importing this module in a notebook cha
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,44 @@ def plot_compare(runs: dict[str, pd.DataFrame], names: list[str], folder: Path) 
         panel=(6.5, 3.8),
         legend={"fontsize": 7, "ncol": 2},
     )
+
+
+class NotebookFigure(Figure):
+    """A `Figure` that Jupyter shows as a cell's value by itself (``_repr_png_``), also when
+    nothing in the notebook has touched pyplot or chosen a backend."""
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=100)
+        return buffer.getvalue()
+
+
+def metrics_figure(
+    metrics: pd.DataFrame,
+    names: list[str],
+    *,
+    title: str | None = None,
+    columns: int = 2,
+) -> NotebookFigure:
+    """One panel per metric of ``names``, the figures of `plot_run` side by side: a line per
+    policy over ticks, mean over seeds with a 95% band. A `Figure` not attached to pyplot
+    (a notebook shows it as the cell's value; ``fig.savefig(path)`` writes it)."""
+    missing = [n for n in names if n not in metrics.columns]
+    if not names or missing:
+        raise ValueError(f"no such metric in the frame: {', '.join(missing) or '(none named)'}")
+    cols = max(1, min(columns, len(names)))
+    rows = int(np.ceil(len(names) / cols))
+    fig = NotebookFigure(figsize=(5.5 * cols, 3.6 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax, name in zip(axes.ravel(), names, strict=False):
+        _draw(ax, metrics, name)
+    for ax in axes.ravel()[len(names) :]:
+        ax.axis("off")
+    axes[0, 0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
 
 
 def _write_figures(
