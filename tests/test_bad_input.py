@@ -514,7 +514,7 @@ CASES: dict[str, Case] = {
     "report-out-under-a-file": case("cannot be written", "report", "{run}", "--out",
                                     "{file}/r.html"),
     "report-empty-out": case("argument --out: expected a path", "report", "{run}", "--out", ""),
-    "report-bad-sweep-index": case("is not a recloop sweep index", "report", "{bad_sweep}"),
+    "report-bad-sweep-index": case("is not the index of a recloop sweep", "report", "{bad_sweep}"),
     # --- validate
     "validate-unknown-dataset": case(
         "unknown dataset 'nosuch'", "validate", "--dataset", "nosuch", "--out", "{tmp}/v"

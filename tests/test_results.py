@@ -119,7 +119,7 @@ def test_not_a_finished_run_or_sweep(run: Path, sweep: Path, tmp_path: Path) -> 
     with pytest.raises(ResultsError, match=r"unfinished sweep: 1 of 4 settings .*s001"):
         load(half)
     (half / "sweep.json").write_text('{"kind": "something else"}')
-    with pytest.raises(ResultsError, match="not a recloop sweep index"):
+    with pytest.raises(ResultsError, match="not the index of a recloop sweep"):
         load(half)
     (half / "sweep.json").write_text("{")
     with pytest.raises(ResultsError, match="not valid JSON"):

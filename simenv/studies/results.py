@@ -34,7 +34,8 @@ from typing import Any
 
 import pandas as pd
 
-from simenv.studies.run_folder import CONFIG, METRICS, SWEEP_INDEX, SWEEP_KIND, RunFolder
+from simenv.studies import run_folder
+from simenv.studies.run_folder import CONFIG, METRICS, SWEEP_INDEX, RunFolder, RunFolderError
 
 #: The columns every sweep row starts with: the setting's id (then one column per swept field).
 SETTING = "setting"
@@ -154,14 +155,15 @@ def summary_frame(summary: dict[str, Any]) -> pd.DataFrame:
 
 
 def read_sweep_index(path: Path) -> dict[str, Any]:
-    """``sweep.json`` of the sweep folder ``path``, checked for what `load` needs."""
+    """``sweep.json`` of the sweep folder ``path`` (`run_folder.read_sweep_index`), checked for
+    what `load` needs."""
     file = path / SWEEP_INDEX
     try:
-        index = json.loads(file.read_text())
-    except json.JSONDecodeError as exc:
-        raise ResultsError(f"{file} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
-    if not isinstance(index, dict) or index.get("kind") != SWEEP_KIND:
-        raise ResultsError(f"{file} is not a recloop sweep index (kind {SWEEP_KIND!r})")
+        index = run_folder.read_sweep_index(path)
+    except RunFolderError as exc:
+        raise ResultsError(str(exc)) from None
+    if index is None:
+        raise ResultsError(f"{path} holds no {SWEEP_INDEX}: it is not a sweep folder")
     settings = index.get("settings")
     if not isinstance(settings, list) or not all(
         isinstance(s, dict) and {"id", "folder", "overrides"} <= s.keys() for s in settings

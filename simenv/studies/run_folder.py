@@ -81,6 +81,24 @@ class RunFolderError(ValueError):
     """The folder is not a run folder, or belongs to a different scenario configuration."""
 
 
+def read_sweep_index(root: Path) -> dict[str, Any] | None:
+    """The ``sweep.json`` of the folder ``root`` (a sweep's index: valid JSON of kind
+    `SWEEP_KIND`), or None when it has none; `RunFolderError` when it is not a sweep's."""
+    path = Path(root) / SWEEP_INDEX
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise RunFolderError(
+            f"{path} is not valid JSON ({exc.msg}, line {exc.lineno}): it is not the index of a "
+            "recloop sweep"
+        ) from None
+    if not isinstance(record, dict) or record.get("kind") != SWEEP_KIND:
+        raise RunFolderError(f"{path} is not the index of a recloop sweep (kind {SWEEP_KIND!r})")
+    return record
+
+
 def config_text(scenario: Scenario) -> str:
     """``config.yaml`` as the run writes it: the resolved scenario, fields in schema order."""
     return yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False)

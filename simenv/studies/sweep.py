@@ -59,6 +59,7 @@ from simenv.studies.run_folder import (
     check_output_folder,
     config_text,
     folder_lock,
+    read_sweep_index,
     write_json,
 )
 from simenv.studies.runner import check_scenario, finish_run, run_job
@@ -276,17 +277,11 @@ def plan_from_record(record: dict[str, Any]) -> SweepPlan:
 
 
 def read_record(root: Path) -> dict[str, Any] | None:
-    """The ``sweep.json`` of ``root``, or None when it has none."""
-    path = Path(root) / SWEEP_JSON
-    if not path.is_file():
-        return None
+    """The ``sweep.json`` of ``root``, or None when it has none (`run_folder.read_sweep_index`)."""
     try:
-        record = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise SweepError(f"{path} is not valid JSON ({exc.msg}); it is not a sweep's") from None
-    if not isinstance(record, dict) or record.get("kind") != KIND:
-        raise SweepError(f"{path} is not the index of a recloop sweep")
-    return record
+        return read_sweep_index(root)
+    except RunFolderError as exc:
+        raise SweepError(str(exc)) from None
 
 
 def claim_sweep(root: Path, plan: SweepPlan) -> None:
