@@ -72,13 +72,21 @@ class TieKeys:
             self.offset = np.zeros(n_rows, dtype=np.int64)
         else:
             raise ValueError(f"tie_break must be one of {TIE_BREAKS}, got {tie_break!r}")
-        self.inv_perm = np.empty(m, dtype=np.int64)
-        self.inv_perm[self.perm] = np.arange(m, dtype=np.int64)
+        self._inv_perm: np.ndarray | None = None
+
+    @property
+    def inv_perm(self) -> np.ndarray:
+        """The inverse permutation (column of each key), computed on first use."""
+        if self._inv_perm is None:
+            self._inv_perm = np.empty(self.m, dtype=np.int64)
+            self._inv_perm[self.perm] = np.arange(self.m, dtype=np.int64)
+        return self._inv_perm
 
     def subset(self, rows: np.ndarray) -> TieKeys:
         """The same keys for the request rows ``rows`` only (renumbered 0..len(rows)-1)."""
         sub = object.__new__(TieKeys)
-        sub.m, sub.per_row, sub.perm, sub.inv_perm = self.m, self.per_row, self.perm, self.inv_perm
+        sub.m, sub.per_row, sub.perm = self.m, self.per_row, self.perm
+        sub._inv_perm = self.inv_perm
         sub.offset = self.offset[rows]
         return sub
 
@@ -202,7 +210,8 @@ def top_global(
     s = np.asarray(scores, dtype=np.float64)
     if s.size != m:
         s = s[avail]
-    s = np.nan_to_num(s, nan=-_BIG, posinf=_BIG, neginf=-_BIG)
+    if not np.isfinite(s).all():
+        s = np.nan_to_num(s, nan=-_BIG, posinf=_BIG, neginf=-_BIG)
     order = np.lexsort((ties.global_key(), -s))
     n_cand = min(m, length + recent.shape[1])
     if ties.per_row:

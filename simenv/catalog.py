@@ -288,6 +288,8 @@ class ItemStore:
         self.descriptions: list[str] = []
         self.size = 0
         self.dropped = 0  # publications that did not fit into the capacity
+        self._age = np.zeros(0, dtype=np.int32)
+        self._age_key: tuple[int, int] = (-1, -1)
 
     @property
     def n_features(self) -> int:
@@ -316,11 +318,23 @@ class ItemStore:
 
     def record(self, slates: np.ndarray, consumed: np.ndarray) -> None:
         """Add one impression per entry of ``slates`` and one consumption per ``consumed`` id."""
-        self.exposure_total += np.bincount(slates.ravel(), minlength=self.capacity)
+        shown = np.asarray(slates).ravel()
+        if 16 * shown.size < self.capacity:  # a few slates: touch their items only
+            np.add.at(self.exposure_total, shown, 1)
+            np.add.at(self.consumption_total, consumed, 1)
+            return
+        self.exposure_total += np.bincount(shown, minlength=self.capacity)
         self.consumption_total += np.bincount(consumed, minlength=self.capacity)
 
     def age(self, tick: int) -> np.ndarray:
-        return np.where(self.publish_tick >= 0, tick - self.publish_tick, -1).astype(np.int32)
+        """(capacity,) int32 age of every item at ``tick`` (-1: not published yet); read-only,
+        computed once per tick and catalog size (a session env asks at every step)."""
+        key = (tick, self.size)
+        if self._age_key != key:
+            age = np.where(self.publish_tick >= 0, tick - self.publish_tick, -1).astype(np.int32)
+            age.flags.writeable = False
+            self._age, self._age_key = age, key
+        return self._age
 
     def retire_older_than(self, tick: int, max_age: int) -> int:
         old = self.available & (tick - self.publish_tick > max_age)

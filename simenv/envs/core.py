@@ -27,7 +27,7 @@ from agents import emotion as emo
 from agents.deciders import UtilityDecider
 from policies.base import Feedback, Recommender, RecommendRequest
 from scenarios import Scenario, load
-from simenv.arrays import unit_rows_clipped
+from simenv.arrays import nan_to, unit_rows_clipped
 from simenv.envs.observation import ObservationBuilder, item_age_feature, recent_stats
 from simenv.world import World
 
@@ -81,6 +81,8 @@ def resolve_duplicates(actions: np.ndarray, n_candidates: int) -> np.ndarray:
         raise ValueError(f"slate of {k} items cannot be drawn from {n_candidates} candidates")
     if a.size and (a.min() < 0 or a.max() >= n_candidates):
         raise ValueError(f"candidate indices must be in [0, {n_candidates}), got {a.tolist()}")
+    if n == 1:  # one session: a Python loop over k slots beats the array bookkeeping
+        return np.array([_distinct_row(a[0].tolist(), n_candidates)], dtype=np.int64)
     rows = np.arange(n)
     used = np.zeros((n, n_candidates), dtype=bool)
     out = np.empty_like(a)
@@ -91,6 +93,18 @@ def resolve_duplicates(actions: np.ndarray, n_candidates: int) -> np.ndarray:
             idx[dup] = np.argmin(used[dup], axis=1)  # first False = first unused candidate
         used[rows, idx] = True
         out[:, j] = idx
+    return out
+
+
+def _distinct_row(row: list[int], n_candidates: int) -> list[int]:
+    """`resolve_duplicates` of one row."""
+    used: set[int] = set()
+    out = []
+    for idx in row:
+        if idx in used:
+            idx = next(c for c in range(n_candidates) if c not in used)
+        used.add(idx)
+        out.append(idx)
     return out
 
 
@@ -326,7 +340,7 @@ class SessionCore:
         terminated = fb.ended_session | ~world.users.present[users]
         truncated = (self.steps >= self.max_steps) & ~terminated
         rewards = self.reward(fb, terminated | truncated)
-        rating = np.where(fb.clicked, np.nan_to_num(fb.rating, nan=0.0), 0.0)  # 0 = no rating
+        rating = np.where(fb.clicked, nan_to(fb.rating, 0.0), 0.0)  # 0 = no rating
         infos = [
             {
                 "user": int(users[i]),
@@ -347,7 +361,7 @@ class SessionCore:
         clicked = fb.clicked
         r = w["click"] * clicked.astype(np.float64)
         if w["rating"]:
-            r += w["rating"] * np.where(clicked, (np.nan_to_num(fb.rating, nan=3.0) - 3.0) / 2, 0)
+            r += w["rating"] * np.where(clicked, (nan_to(fb.rating, 3.0) - 3.0) / 2, 0)
         if w["diversity"]:
             r += w["diversity"] * intra_list_diversity(fb.slates, fb.item_features)
         if w["continue"]:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from policies.base import NO_ITEM, Feedback, PlatformSpec, RecommendRequest
-from simenv.arrays import unit_rows_clipped
+from simenv.arrays import nan_to, unit_rows_clipped
 
 if TYPE_CHECKING:
     from gymnasium import spaces
@@ -83,6 +83,7 @@ class ObservationBuilder:
         self.impressions = np.zeros(n, dtype=np.float32)  # slates seen
         self.clicks = np.zeros(n, dtype=np.float32)
         self.item_consumed = np.zeros(m, dtype=np.float64)
+        self.top_consumed = 0.0  # item_consumed.max()
 
     # ------------------------------------------------------------------ learning
     def update(self, feedback: Feedback) -> None:
@@ -93,13 +94,15 @@ class ObservationBuilder:
         clicked = np.asarray(feedback.chosen_pos) >= 0
         rating = np.asarray(feedback.rating, dtype=np.float32)
         self.last_click[u] = clicked
-        self.last_rating[u] = np.where(clicked, (np.nan_to_num(rating, nan=1.0) - 1.0) / 4.0, 0.0)
+        self.last_rating[u] = np.where(clicked, (nan_to(rating, 1.0) - 1.0) / 4.0, 0.0)
         self.streak[u] = np.where(clicked, self.streak[u] + 1.0, 0.0)
         self.last_tick[u] = feedback.tick
         self.impressions[u] += 1.0
         self.clicks[u] += clicked
         items = np.asarray(feedback.chosen_item)[clicked]
         np.add.at(self.item_consumed, items, 1.0)
+        if items.size:  # counts only grow: the maximum is kept, not searched for
+            self.top_consumed = max(self.top_consumed, float(self.item_consumed[items].max()))
 
     # ------------------------------------------------------------------ observing
     def observe(
@@ -131,7 +134,7 @@ class ObservationBuilder:
 
     def item_popularity(self, items: np.ndarray) -> np.ndarray:
         """Observed popularity in [0, 1] of ``items``: log consumptions over the maximum."""
-        top = np.log1p(self.item_consumed.max()) if self.item_consumed.size else 0.0
+        top = np.log1p(self.top_consumed)
         pop = np.log1p(self.item_consumed[np.asarray(items)])
         return (pop / top if top > 0 else np.zeros_like(pop)).astype(np.float32)
 
