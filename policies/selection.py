@@ -189,6 +189,21 @@ def _complete(out: np.ndarray, fallback: np.ndarray, recent: np.ndarray, length:
 # --------------------------------------------------------------------------------------------
 
 
+def _head_order(neg: np.ndarray, key: np.ndarray, n: int) -> tuple[np.ndarray, int]:
+    """The first entries of ``np.lexsort((key, neg))`` (``key`` distinct) down to the end of the
+    group of entries equal to the ``n``-th smallest ``neg``, and the start of that group.
+
+    The same as sorting everything and cutting at the group's end, in O(m + head log head):
+    a session env ranks the whole catalog for one user at every step.
+    """
+    cut = np.partition(neg, n - 1)[n - 1]
+    above = np.flatnonzero(neg < cut)
+    tied = np.flatnonzero(neg == cut)
+    above = above[np.lexsort((key[above], neg[above]))]
+    tied = tied[np.argsort(key[tied])]
+    return np.concatenate([above, tied]), int(above.size)
+
+
 def top_global(
     scores: np.ndarray,
     avail: np.ndarray,
@@ -212,22 +227,21 @@ def top_global(
         s = s[avail]
     if not np.isfinite(s).all():
         s = np.nan_to_num(s, nan=-_BIG, posinf=_BIG, neginf=-_BIG)
-    order = np.lexsort((ties.global_key(), -s))
+    key = ties.global_key()
     n_cand = min(m, length + recent.shape[1])
-    if ties.per_row:
-        neg = -s[order]
-        g0, g1 = (
-            np.searchsorted(neg, neg[n_cand - 1], "left"),
-            np.searchsorted(neg, neg[n_cand - 1], "right"),
-        )
-        if g1 - g0 > 1:
-            # the tie group at the cut-off: each row gets it rotated by its own offset, so tied
-            # items (cold items, unseen bandit arms) are spread over the users
-            group = avail[order[g0:g1]]
-            idx = (ties.offset[:, None] + np.arange(n_cand - g0)[None, :]) % group.size
-            head = np.broadcast_to(avail[order[:g0]], (rows, int(g0)))
-            cands = np.concatenate([head, group[idx]], 1)
-            return _complete(first_distinct(cands, length, recent), avail[order], recent, length)
+    order, g0 = _head_order(-s, key, n_cand)
+    g1 = order.size
+    if ties.per_row and g1 - g0 > 1:
+        # the tie group at the cut-off: each row gets it rotated by its own offset, so tied
+        # items (cold items, unseen bandit arms) are spread over the users
+        group = avail[order[g0:g1]]
+        idx = (ties.offset[:, None] + np.arange(n_cand - g0)[None, :]) % group.size
+        head = np.broadcast_to(avail[order[:g0]], (rows, int(g0)))
+        cands = np.concatenate([head, group[idx]], 1)
+        out = first_distinct(cands, length, recent)
+        if (out < 0).any():  # rows that ran out: the whole ranking is needed
+            out = _complete(out, avail[np.lexsort((key, -s))], recent, length)
+        return out
     cand = avail[order[:n_cand]]
     pos = positions(cand, int(max(avail.max(), cand.max()) + 1))
     p = lookup(pos, recent)

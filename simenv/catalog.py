@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from simenv.arrays import unit_rows_clipped
+
 #: Words per built-in topic; the first ``n_topics`` names are used, ``topic-25``... beyond.
 TOPIC_WORDS: dict[str, tuple[str, ...]] = {
     "comedy": ("jokes", "sitcom", "prank", "laughs", "parody", "roast", "blunders", "punchline"),
@@ -290,6 +292,8 @@ class ItemStore:
         self.dropped = 0  # publications that did not fit into the capacity
         self._age = np.zeros(0, dtype=np.int32)
         self._age_key: tuple[int, int] = (-1, -1)
+        self._unit_clipped = np.zeros((0, d), dtype=np.float32)
+        self._unit_size = -1
 
     @property
     def n_features(self) -> int:
@@ -325,6 +329,15 @@ class ItemStore:
             return
         self.exposure_total += np.bincount(shown, minlength=self.capacity)
         self.consumption_total += np.bincount(consumed, minlength=self.capacity)
+
+    def unit_clipped(self) -> np.ndarray:
+        """(capacity, d) `unit_rows_clipped` of every item's features (what observations show),
+        read-only, computed once per catalog size (features never change once published)."""
+        if self._unit_clipped.shape[0] != self.capacity or self._unit_size != self.size:
+            unit = unit_rows_clipped(self.features)
+            unit.flags.writeable = False
+            self._unit_clipped, self._unit_size = unit, self.size
+        return self._unit_clipped
 
     def age(self, tick: int) -> np.ndarray:
         """(capacity,) int32 age of every item at ``tick`` (-1: not published yet); read-only,

@@ -50,6 +50,11 @@ DEFAULT_REWARD: dict[str, dict[str, float]] = {
     },
 }
 
+#: The metrics an environment's world records at the end of each tick (`World.metric_rows`;
+#: `recloop train` logs them at evaluations). The others (homogenization, catalog coverage...)
+#: cost more per tick than the session steps of a tick: scenario runs measure them.
+ENV_METRICS = ("ctr", "session_length", "intra_list_diversity", "churn_rate", "return_rate")
+
 SMALL_OVERRIDES = [
     "population.size=100",
     "catalog.n_items=150",
@@ -233,9 +238,8 @@ class SessionCore:
     def _new_world(self, seed: int) -> World:
         """A world of the scenario with no policy (the agent recommends) and the fast utility
         users, whatever ``decider.kind`` says (``decider.utility`` includes a calibrated fit)."""
-        return World(
-            self.scenario, None, seed=seed, decider=UtilityDecider(self.scenario.decider.utility)
-        )
+        decider = UtilityDecider(self.scenario.decider.utility)
+        return World(self.scenario, None, seed=seed, decider=decider, metrics=ENV_METRICS)
 
     def build(self, seed: int) -> None:
         """A fresh world (and base recommender and observation builder) for ``seed``."""
@@ -285,13 +289,14 @@ class SessionCore:
         finished sessions, of ``slots`` only, with the candidates their last slate came from."""
         sel = np.arange(self.n) if slots is None else np.asarray(slots, dtype=np.int64)
         request = self._world.request(self.users[sel])
-        obs = self.builder.observe(request, self.steps[sel])
+        unit = self._world.items.unit_clipped()
+        obs = self.builder.observe(request, self.steps[sel], unit)
         if self.mode == "session":
             if slots is None:
                 self.cands = cands = self.candidates(request)
             else:
                 cands = self.cands[sel]
-            obs["cand_features"] = unit_rows_clipped(request.item_features[cands])
+            obs["cand_features"] = unit[cands]
             obs["cand_popularity"] = self.builder.item_popularity(cands)
             obs["cand_age"] = item_age_feature(request.item_age[cands])
         return obs
@@ -315,7 +320,7 @@ class SessionCore:
         return self.explore_levels[a.reshape(self.n).astype(np.int64)]
 
     def explore(self, request: RecommendRequest, slates: np.ndarray, shares: np.ndarray) -> None:
-        explore_slates(request, slates, shares, self.rng)
+        explore_slates(request, slates, shares, self.rng, self._world.items.unit_clipped())
 
     def step(
         self, actions: np.ndarray
@@ -340,18 +345,29 @@ class SessionCore:
         terminated = fb.ended_session | ~world.users.present[users]
         truncated = (self.steps >= self.max_steps) & ~terminated
         rewards = self.reward(fb, terminated | truncated)
-        rating = np.where(fb.clicked, nan_to(fb.rating, 0.0), 0.0)  # 0 = no rating
+        clicked = fb.clicked
+        rating = np.where(clicked, nan_to(fb.rating, 0.0), 0.0)  # 0 = no rating
+        tick = int(fb.tick)
+        rows = zip(
+            users.tolist(),
+            fb.slates,
+            clicked.tolist(),
+            fb.chosen_item.tolist(),
+            rating.tolist(),
+            shares.tolist(),
+            strict=True,
+        )
         infos = [
             {
-                "user": int(users[i]),
-                "tick": int(fb.tick),
-                "slate": fb.slates[i],
-                "clicked": bool(fb.clicked[i]),
-                "item": int(fb.chosen_item[i]),
-                "rating": float(rating[i]),
-                "explore_share": float(shares[i]),
+                "user": u,
+                "tick": tick,
+                "slate": slate,
+                "clicked": c,
+                "item": item,
+                "rating": r,
+                "explore_share": share,
             }
-            for i in range(self.n)
+            for u, slate, c, item, r, share in rows
         ]
         return rewards, terminated, truncated, infos
 
@@ -381,12 +397,17 @@ class SessionCore:
 
 
 def explore_slates(
-    request: RecommendRequest, slates: np.ndarray, shares: np.ndarray, rng: np.random.Generator
+    request: RecommendRequest,
+    slates: np.ndarray,
+    shares: np.ndarray,
+    rng: np.random.Generator,
+    item_unit: np.ndarray | None = None,
 ) -> None:
     """Replace the last ``share·k`` slots (stochastic rounding) of each slate, in place, by
     items novel to the user: not in the slate or the recent history and at most as similar
     to the user's recent topic profile as the median available item; drawn uniformly with
-    ``rng`` (users without history get uniformly random items)."""
+    ``rng`` (users without history get uniformly random items). ``item_unit``: as in
+    `recent_stats`."""
     n, k = slates.shape
     m = np.floor(shares * k + rng.random(n)).astype(np.int64).clip(0, k)
 
@@ -396,8 +417,9 @@ def explore_slates(
     ids = np.flatnonzero(request.available)
     col = np.full(request.available.size, -1, dtype=np.int64)
     col[ids] = np.arange(ids.size)
-    profile = recent_stats(replace(request, recent=request.recent[rows]))[0]
-    sims = profile @ unit_rows_clipped(request.item_features[ids]).T  # (rows, available)
+    profile = recent_stats(replace(request, recent=request.recent[rows]), item_unit)[0]
+    unit = unit_rows_clipped(request.item_features[ids]) if item_unit is None else item_unit[ids]
+    sims = profile @ unit.T  # (rows, available)
     kth = (ids.size - 1) // 2
     median = np.partition(sims, kth, axis=1)[:, kth]
     novel = sims <= median[:, None]

@@ -46,11 +46,19 @@ USER_FEATURES = (
 _STREAK_CAP = 10.0
 
 
-def recent_stats(request: RecommendRequest) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(profile (n, d) unit, history fill (n,), repetition (n,)) from ``request.recent``."""
+def recent_stats(
+    request: RecommendRequest, item_unit: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(profile (n, d) unit, history fill (n,), repetition (n,)) from ``request.recent``.
+
+    ``item_unit``: `unit_rows_clipped` of every item's features, if the caller keeps it
+    (`ItemStore.unit_clipped`); the same numbers, without normalising each step's rows again.
+    """
     recent = request.recent
     valid = recent != NO_ITEM
-    unit = unit_rows_clipped(request.item_features[np.where(valid, recent, 0)])  # (n, H, d)
+    rows = np.where(valid, recent, 0)
+    unit = unit_rows_clipped(request.item_features) if item_unit is None else item_unit
+    unit = unit[rows]  # (n, H, d)
     unit *= valid[:, :, None]
     total = unit.sum(axis=1)
     m = valid.sum(axis=1).astype(np.float32)
@@ -106,12 +114,16 @@ class ObservationBuilder:
 
     # ------------------------------------------------------------------ observing
     def observe(
-        self, request: RecommendRequest, step: int | np.ndarray = 0
+        self,
+        request: RecommendRequest,
+        step: int | np.ndarray = 0,
+        item_unit: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
-        """Observation of every user in ``request``: a dict of arrays with a leading (n,)."""
+        """Observation of every user in ``request``: a dict of arrays with a leading (n,)
+        (``item_unit`` as in `recent_stats`)."""
         u = np.asarray(request.users, dtype=np.int64)
         n = u.size
-        profile, fill, repetition = recent_stats(request)
+        profile, fill, repetition = recent_stats(request, item_unit)
         last = self.last_tick[u]
         seen = last >= 0
         gap = np.where(seen, np.minimum(request.tick - last, self.visit_cap), self.visit_cap)
