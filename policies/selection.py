@@ -148,6 +148,8 @@ def first_distinct(cands: np.ndarray, length: int, exclude: np.ndarray | None = 
     """
     cands = np.asarray(cands, dtype=np.int64)
     rows, n_c = cands.shape
+    if rows == 1:  # one user (a session env step): a Python walk beats the sorts
+        return _first_distinct_row(cands[0], length, None if exclude is None else exclude[0])
     n_e = 0 if exclude is None else exclude.shape[1]
     full = cands if exclude is None else np.concatenate([exclude.astype(np.int64), cands], 1)
     order = np.argsort(full, axis=1, kind="stable")
@@ -163,6 +165,20 @@ def first_distinct(cands: np.ndarray, length: int, exclude: np.ndarray | None = 
     if out.shape[1] < length:
         out = np.concatenate([out, np.full((rows, length - n_c), NO_ITEM, np.int64)], 1)
     return out
+
+
+def _first_distinct_row(cands: np.ndarray, length: int, exclude: np.ndarray | None) -> np.ndarray:
+    """`first_distinct` of one row, as a (1, length) array."""
+    seen = set() if exclude is None else set(exclude.tolist())
+    out: list[int] = []
+    for c in cands.tolist():
+        if len(out) == length:
+            break
+        if c >= 0 and c not in seen:
+            out.append(c)
+        seen.add(c)
+    out += [NO_ITEM] * (length - len(out))
+    return np.array([out], dtype=np.int64)
 
 
 def _complete(out: np.ndarray, fallback: np.ndarray, recent: np.ndarray, length: int) -> np.ndarray:
