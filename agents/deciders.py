@@ -215,8 +215,11 @@ def slate_terms(ctx: DecisionContext) -> SlateTerms:
 
 
 def _holds_any(slates: np.ndarray, lists: np.ndarray) -> np.ndarray:
-    """(n, k) bool: whether each slate item is in its row of ``lists`` (-1 padded item ids);
-    one (n, k) comparison per column of ``lists`` (no (n, k, width) array to reduce)."""
+    """(n, k) bool: whether each slate item is in its row of ``lists`` (-1 padded item ids).
+    Many rows: one (n, k) comparison per column of ``lists`` (no (n, k, width) array to
+    reduce); a few rows (env steps): one broadcast comparison (fewer calls)."""
+    if slates.shape[0] < 64:
+        return (slates[:, :, None] == np.where(lists >= 0, lists, -2)[:, None, :]).any(axis=2)
     out = np.zeros(slates.shape, dtype=bool)
     for j in range(lists.shape[1]):
         column = lists[:, j : j + 1]
