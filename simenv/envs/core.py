@@ -135,9 +135,10 @@ class Scheduler:
 
     def next_user(self, busy: set[int]) -> int:
         for _ in range(self.max_idle_ticks):
-            while self.queue:
-                u = self.queue.popleft()
-                if u not in busy and self.world.users.present[u]:
+            queue, present = self.queue, self.world.users.present
+            while queue:
+                u = queue.popleft()
+                if u not in busy and present[u]:
                     return u
             self.advance()
         raise RuntimeError(
@@ -150,7 +151,7 @@ class Scheduler:
         if self.active is not None:
             self.world.end_tick(self.active)
         self.active = self.world.begin_tick()
-        self.queue.extend(int(u) for u in self.active)
+        self.queue.extend(self.active.tolist())
 
 
 class SessionCore:
@@ -264,14 +265,13 @@ class SessionCore:
 
     def reset_slots(self, slots: np.ndarray) -> None:
         """Give each of ``slots`` the next user, starting a new session."""
-        busy = {int(u) for u in self.users if u >= 0}
-        for i in slots:
-            busy.discard(int(self.users[i]))
-        for i in slots:
+        busy = set(self.users[self.users >= 0].tolist())
+        busy.difference_update(self.users[slots].tolist())
+        for i in np.asarray(slots).tolist():
             u = self.scheduler.next_user(busy)
             busy.add(u)
             self.users[i] = u
-            self.steps[i] = 0
+        self.steps[slots] = 0
 
     @property
     def tick(self) -> int:
