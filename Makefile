@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 ARGS   ?=
 
-.PHONY: install install-dev browser demo test test-fast lint bench clean
+.PHONY: install install-dev browser demo test test-fast lint bench bench-peers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -82,5 +82,17 @@ test-fast: $(VENV)/.installed-dev
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/run.py $(ARGS)
 
+# recloop against Google RecSim 0.2.4 in one run (not part of `make test`). The peer gets its own
+# venv, made once by ../shared/peers/setup_recsim.sh (TensorFlow 2.15; 1-2 minutes).
+PEERS  ?= ../shared/peers
+RECSIM := .peers/recsim
+$(RECSIM)/.installed: $(PEERS)/setup_recsim.sh
+	sh $(PEERS)/setup_recsim.sh $(RECSIM)
+	touch $@
+
+bench-peers: $(VENV)/.installed $(RECSIM)/.installed
+	$(BIN)/python benchmarks/peers.py --recsim-python $(RECSIM)/bin/python \
+		--recsim-script $(PEERS)/recsim_speed.py $(ARGS)
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) .peers .pytest_cache .ruff_cache .mypy_cache

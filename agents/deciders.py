@@ -217,10 +217,22 @@ def slate_terms(ctx: DecisionContext) -> SlateTerms:
     recent = ctx.recent[ctx.users]
     profile = unit_rows(ctx.recent_profile[ctx.users])
     similarity = np.einsum("nkd,nd->nk", feats, profile)
-    repeat = (ctx.slates[:, :, None] == np.where(recent >= 0, recent, -2)[:, None, :]).any(axis=2)
-    inbox = ctx.inbox[ctx.users]
-    shared = (ctx.slates[:, :, None] == np.where(inbox >= 0, inbox, -2)[:, None, :]).any(axis=2)
+    repeat = _holds_any(ctx.slates, recent)
+    shared = _holds_any(ctx.slates, ctx.inbox[ctx.users])
     return SlateTerms(match=match, similarity=similarity, repeat=repeat, shared=shared)
+
+
+def _holds_any(slates: np.ndarray, lists: np.ndarray) -> np.ndarray:
+    """(n, k) bool: whether each slate item is in its row of ``lists`` (-1 padded item ids).
+    Many rows: one (n, k) comparison per column of ``lists`` (no (n, k, width) array to
+    reduce); a few rows (env steps): one broadcast comparison (fewer calls)."""
+    if slates.shape[0] < 64:
+        return (slates[:, :, None] == np.where(lists >= 0, lists, -2)[:, None, :]).any(axis=2)
+    out = np.zeros(slates.shape, dtype=bool)
+    for j in range(lists.shape[1]):
+        column = lists[:, j : j + 1]
+        out |= (slates == column) & (column >= 0)
+    return out
 
 
 #: The choice-model weights of `UtilityParams`, in the order of the last axis of

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from simenv.arrays import nan_to
+
 
 class EmotionParams(BaseModel):
     """How emotion moves and what it does. Every field is a scenario knob (``emotion.*``)."""
@@ -110,7 +112,7 @@ def after_slate(
     (n,) cosine between the consumed item and the user's recent consumption (0 when none).
     """
     a = params.satisfaction_rate
-    valence = np.where(consumed, (np.nan_to_num(rating, nan=3.0) - 3.0) / 2.0, params.skip_valence)
+    valence = np.where(consumed, (nan_to(rating, 3.0) - 3.0) / 2.0, params.skip_valence)
     state.satisfaction[users] = (1 - a) * state.satisfaction[users] + a * valence
     state.fatigue[users] = np.minimum(state.fatigue[users] + params.fatigue_per_slate, 1.0)
     b = params.boredom_rate

@@ -1,13 +1,15 @@
 """Benchmarks: user-decisions per second of the world's tick, against a per-user Python loop.
 
     make bench                       # 1k, 10k and 100k users
-    python benchmarks/run.py --sizes 1000 10000
+    python benchmarks/run.py --sizes 1000 10000 100000 1000000    # the README's scale table
 
 Each size runs in a fresh subprocess so that its peak memory (max RSS) is its own. The world is
 the filter_bubble scenario with the popularity policy, slate size 10, every user active every
 tick, 10k items; one "decision" is one user answering one slate. The baseline is the same
 utility model written as a plain Python loop over users (how per-agent simulators do it),
 timed in the same process on a sample of users, so the ratio is robust to a noisy machine.
+With more than one size, the exponent b of a least-squares fit tick_s ~ users^b (log-log) is
+printed: 1 is linear growth.
 """
 
 from __future__ import annotations
@@ -126,6 +128,7 @@ def main() -> None:
     print("UtilityDecider world tick, popularity policy, slate 10, one core (OMP threads = 1)")
     header = f"{'users':>8} {'tick s':>8} {'decisions/s':>12} {'loop/s':>9} {'ratio':>7} {'MiB':>7}"
     print(header)
+    ticks: list[float] = []
     for n in args.sizes:
         cmd = [sys.executable, __file__, "--one", str(n), "--items", str(args.items),
                "--ticks", str(args.ticks)]  # fmt: skip
@@ -138,6 +141,10 @@ def main() -> None:
             f"{r['users']:>8} {r['tick_s']:>8.3f} {r['decisions_per_s']:>12,.0f} "
             f"{r['loop_decisions_per_s']:>9,.0f} {r['ratio']:>6.0f}x {r['max_rss_mib']:>7.0f}"
         )
+        ticks.append(r["tick_s"])
+    if len(ticks) > 1:
+        slope = np.polyfit(np.log(args.sizes), np.log(ticks), 1)[0]
+        print(f"tick time grows as users^{slope:.2f} (least squares on log-log)")
 
 
 def _env() -> dict[str, str]:

@@ -72,13 +72,21 @@ class TieKeys:
             self.offset = np.zeros(n_rows, dtype=np.int64)
         else:
             raise ValueError(f"tie_break must be one of {TIE_BREAKS}, got {tie_break!r}")
-        self.inv_perm = np.empty(m, dtype=np.int64)
-        self.inv_perm[self.perm] = np.arange(m, dtype=np.int64)
+        self._inv_perm: np.ndarray | None = None
+
+    @property
+    def inv_perm(self) -> np.ndarray:
+        """The inverse permutation (column of each key), computed on first use."""
+        if self._inv_perm is None:
+            self._inv_perm = np.empty(self.m, dtype=np.int64)
+            self._inv_perm[self.perm] = np.arange(self.m, dtype=np.int64)
+        return self._inv_perm
 
     def subset(self, rows: np.ndarray) -> TieKeys:
         """The same keys for the request rows ``rows`` only (renumbered 0..len(rows)-1)."""
         sub = object.__new__(TieKeys)
-        sub.m, sub.per_row, sub.perm, sub.inv_perm = self.m, self.per_row, self.perm, self.inv_perm
+        sub.m, sub.per_row, sub.perm = self.m, self.per_row, self.perm
+        sub._inv_perm = self.inv_perm
         sub.offset = self.offset[rows]
         return sub
 
@@ -140,6 +148,8 @@ def first_distinct(cands: np.ndarray, length: int, exclude: np.ndarray | None = 
     """
     cands = np.asarray(cands, dtype=np.int64)
     rows, n_c = cands.shape
+    if rows == 1:  # one user (a session env step): a Python walk beats the sorts
+        return _first_distinct_row(cands[0], length, None if exclude is None else exclude[0])
     n_e = 0 if exclude is None else exclude.shape[1]
     full = cands if exclude is None else np.concatenate([exclude.astype(np.int64), cands], 1)
     order = np.argsort(full, axis=1, kind="stable")
@@ -155,6 +165,20 @@ def first_distinct(cands: np.ndarray, length: int, exclude: np.ndarray | None = 
     if out.shape[1] < length:
         out = np.concatenate([out, np.full((rows, length - n_c), NO_ITEM, np.int64)], 1)
     return out
+
+
+def _first_distinct_row(cands: np.ndarray, length: int, exclude: np.ndarray | None) -> np.ndarray:
+    """`first_distinct` of one row, as a (1, length) array."""
+    seen = set() if exclude is None else set(exclude.tolist())
+    out: list[int] = []
+    for c in cands.tolist():
+        if len(out) == length:
+            break
+        if c >= 0 and c not in seen:
+            out.append(c)
+        seen.add(c)
+    out += [NO_ITEM] * (length - len(out))
+    return np.array([out], dtype=np.int64)
 
 
 def _complete(out: np.ndarray, fallback: np.ndarray, recent: np.ndarray, length: int) -> np.ndarray:
@@ -181,6 +205,50 @@ def _complete(out: np.ndarray, fallback: np.ndarray, recent: np.ndarray, length:
 # --------------------------------------------------------------------------------------------
 
 
+def _head_order(neg: np.ndarray, key: np.ndarray, n: int) -> tuple[np.ndarray, int]:
+    """The first entries of ``np.lexsort((key, neg))`` (``key`` distinct) down to the end of the
+    group of entries equal to the ``n``-th smallest ``neg``, and the start of that group.
+
+    The same as sorting everything and cutting at the group's end, in O(m + head log head):
+    a session env ranks the whole catalog for one user at every step.
+    """
+    cut = np.partition(neg, n - 1)[n - 1]
+    above = np.flatnonzero(neg < cut)
+    tied = np.flatnonzero(neg == cut)
+    above = above[np.lexsort((key[above], neg[above]))]
+    tied = tied[np.argsort(key[tied])]
+    return np.concatenate([above, tied]), int(above.size)
+
+
+def _rotated_top(
+    items: np.ndarray, g0: int, n_cand: int, offset: np.ndarray, recent: np.ndarray, length: int
+) -> np.ndarray:
+    """`first_distinct` of each row's candidates ``items[:g0]`` followed by the tie group
+    ``items[g0:]`` rotated by the row's ``offset``, cut at ``n_cand``, without each row's
+    ``recent`` items (``NO_ITEM`` where a row runs out).
+
+    The candidates of a row are distinct (the head and the group are disjoint, a rotation
+    repeats nothing within ``n_cand``), so only the recent items need masking: O(rows ·
+    (n_cand + history)), no per-row sort.
+    """
+    rows, size = recent.shape[0], items.size - g0
+    width = n_cand - g0
+    idx = (offset[:, None] + np.arange(width)[None, :]) % size
+    cands = np.concatenate([np.broadcast_to(items[:g0], (rows, g0)), items[g0:][idx]], 1)
+    p = lookup(positions(items, int(items.max()) + 1), recent)  # rank of each recent item
+    col = np.where(p < g0, p, g0 + (p - g0 - offset[:, None]) % size)
+    col = np.where((p >= 0) & (col < n_cand), col, -1)
+    masked = np.zeros((rows, n_cand), dtype=bool)
+    rr, cc = np.nonzero(col >= 0)
+    masked[rr, col[rr, cc]] = True
+    if not masked.any():
+        return cands[:, :length].copy()
+    pick = np.argsort(masked, axis=1, kind="stable")[:, :length]
+    out = np.take_along_axis(cands, pick, 1)
+    out[np.take_along_axis(masked, pick, 1)] = NO_ITEM
+    return out
+
+
 def top_global(
     scores: np.ndarray,
     avail: np.ndarray,
@@ -202,23 +270,26 @@ def top_global(
     s = np.asarray(scores, dtype=np.float64)
     if s.size != m:
         s = s[avail]
-    s = np.nan_to_num(s, nan=-_BIG, posinf=_BIG, neginf=-_BIG)
-    order = np.lexsort((ties.global_key(), -s))
+    if not np.isfinite(s).all():
+        s = np.nan_to_num(s, nan=-_BIG, posinf=_BIG, neginf=-_BIG)
+    key = ties.global_key()
     n_cand = min(m, length + recent.shape[1])
-    if ties.per_row:
-        neg = -s[order]
-        g0, g1 = (
-            np.searchsorted(neg, neg[n_cand - 1], "left"),
-            np.searchsorted(neg, neg[n_cand - 1], "right"),
-        )
-        if g1 - g0 > 1:
-            # the tie group at the cut-off: each row gets it rotated by its own offset, so tied
-            # items (cold items, unseen bandit arms) are spread over the users
-            group = avail[order[g0:g1]]
+    order, g0 = _head_order(-s, key, n_cand)
+    g1 = order.size
+    if ties.per_row and g1 - g0 > 1:
+        # the tie group at the cut-off: each row gets it rotated by its own offset, so tied
+        # items (cold items, unseen bandit arms) are spread over the users
+        items = avail[order]
+        if rows == 1:
+            group = items[g0:]
             idx = (ties.offset[:, None] + np.arange(n_cand - g0)[None, :]) % group.size
-            head = np.broadcast_to(avail[order[:g0]], (rows, int(g0)))
-            cands = np.concatenate([head, group[idx]], 1)
-            return _complete(first_distinct(cands, length, recent), avail[order], recent, length)
+            cands = np.concatenate([items[None, :g0], group[idx]], 1)
+            out = first_distinct(cands, length, recent)
+        else:
+            out = _rotated_top(items, g0, n_cand, ties.offset, recent, length)
+        if (out < 0).any():  # rows that ran out: the whole ranking is needed
+            out = _complete(out, avail[np.lexsort((key, -s))], recent, length)
+        return out
     cand = avail[order[:n_cand]]
     pos = positions(cand, int(max(avail.max(), cand.max()) + 1))
     p = lookup(pos, recent)

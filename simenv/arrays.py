@@ -3,6 +3,7 @@
 A leaf module: it imports numpy only, so `policies` can use it without importing `agents` or
 the world.
 
+- `nan_to`: NaN replaced by a value (ratings of slates that were skipped).
 - Unit-norm rows: `unit_rows` computes in the dtype it is given (float32 by default, what the
   world, the deciders and the policies use; the metrics ask for float64), `unit_rows_clipped`
   also bounds every component to [-1, 1] (observations declared as ``Box(-1, 1)``).
@@ -25,14 +26,24 @@ def unit_rows(x: np.ndarray, dtype: DTypeLike = np.float32) -> np.ndarray:
     ``x`` is converted to ``dtype`` first and the norm and the division are computed in it.
     """
     x = np.asarray(x, dtype=dtype)
-    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    # what np.linalg.norm(x, axis=-1, keepdims=True) computes, without its Python overhead
+    norm = np.sqrt(np.add.reduce(x * x, axis=-1, keepdims=True))
     return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
+
+
+def nan_to(x: np.ndarray, value: float) -> np.ndarray:
+    """``x`` with NaN replaced by ``value``, in x's float dtype (`np.nan_to_num` without its
+    overhead; for arrays that hold no infinities, such as ratings)."""
+    x = np.asarray(x)
+    return np.where(np.isnan(x), value, x)
 
 
 def unit_rows_clipped(x: np.ndarray) -> np.ndarray:
     """`unit_rows` in float32 with every component clipped to [-1, 1] (rounding cannot push
     a component out of an observation space's bounds)."""
-    return np.clip(unit_rows(x), -1.0, 1.0)
+    out = unit_rows(x)
+    np.maximum(out, -1.0, out=out)  # = np.clip(out, -1, 1), in place
+    return np.minimum(out, 1.0, out=out)
 
 
 def ring_slots(ptr: np.ndarray, users: np.ndarray, width: int) -> np.ndarray:
@@ -43,8 +54,16 @@ def ring_slots(ptr: np.ndarray, users: np.ndarray, width: int) -> np.ndarray:
     users = np.asarray(users, dtype=np.int64)
     if users.size == 0:
         return np.zeros(0, dtype=np.int64)
+    if users.size == 1:  # one write: the slot after the pointer (a one-user env step)
+        slots = ptr[users] % width
+        ptr[users] = (slots + 1) % width
+        return slots
     order = np.argsort(users, kind="stable")
     sorted_users = users[order]
+    if sorted_users[-1] != sorted_users[0] and (sorted_users[1:] != sorted_users[:-1]).all():
+        slots = ptr[users] % width  # distinct users: one slot each
+        ptr[users] = (slots + 1) % width
+        return slots
     starts = np.r_[0, np.flatnonzero(np.diff(sorted_users)) + 1]
     counts = np.diff(np.r_[starts, sorted_users.size])
     rank_sorted = np.arange(sorted_users.size) - np.repeat(starts, counts)

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from simenv.arrays import unit_rows_clipped
+
 #: Words per built-in topic; the first ``n_topics`` names are used, ``topic-25``... beyond.
 TOPIC_WORDS: dict[str, tuple[str, ...]] = {
     "comedy": ("jokes", "sitcom", "prank", "laughs", "parody", "roast", "blunders", "punchline"),
@@ -288,6 +290,10 @@ class ItemStore:
         self.descriptions: list[str] = []
         self.size = 0
         self.dropped = 0  # publications that did not fit into the capacity
+        self._age = np.zeros(0, dtype=np.int32)
+        self._age_key: tuple[int, int] = (-1, -1)
+        self._unit_clipped = np.zeros((0, d), dtype=np.float32)
+        self._unit_size = -1
 
     @property
     def n_features(self) -> int:
@@ -316,11 +322,32 @@ class ItemStore:
 
     def record(self, slates: np.ndarray, consumed: np.ndarray) -> None:
         """Add one impression per entry of ``slates`` and one consumption per ``consumed`` id."""
-        self.exposure_total += np.bincount(slates.ravel(), minlength=self.capacity)
+        shown = np.asarray(slates).ravel()
+        if 16 * shown.size < self.capacity:  # a few slates: touch their items only
+            np.add.at(self.exposure_total, shown, 1)
+            np.add.at(self.consumption_total, consumed, 1)
+            return
+        self.exposure_total += np.bincount(shown, minlength=self.capacity)
         self.consumption_total += np.bincount(consumed, minlength=self.capacity)
 
+    def unit_clipped(self) -> np.ndarray:
+        """(capacity, d) `unit_rows_clipped` of every item's features (what observations show),
+        read-only, computed once per catalog size (features never change once published)."""
+        if self._unit_clipped.shape[0] != self.capacity or self._unit_size != self.size:
+            unit = unit_rows_clipped(self.features)
+            unit.flags.writeable = False
+            self._unit_clipped, self._unit_size = unit, self.size
+        return self._unit_clipped
+
     def age(self, tick: int) -> np.ndarray:
-        return np.where(self.publish_tick >= 0, tick - self.publish_tick, -1).astype(np.int32)
+        """(capacity,) int32 age of every item at ``tick`` (-1: not published yet); read-only,
+        computed once per tick and catalog size (a session env asks at every step)."""
+        key = (tick, self.size)
+        if self._age_key != key:
+            age = np.where(self.publish_tick >= 0, tick - self.publish_tick, -1).astype(np.int32)
+            age.flags.writeable = False
+            self._age, self._age_key = age, key
+        return self._age
 
     def retire_older_than(self, tick: int, max_age: int) -> int:
         old = self.available & (tick - self.publish_tick > max_age)

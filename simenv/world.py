@@ -118,6 +118,8 @@ class World(mesa.Model):
     ``decider`` answers for the users; without one the world uses the scenario's utility model,
     and refuses (`ValueError`) a scenario whose ``decider.kind`` is ``llm``:
     `simenv.studies.make_world` builds the world with the decider the scenario names.
+    ``metrics``: the metric names recorded each tick (default: the scenario's ``metrics`` and
+    ``extra_metrics``; the environments record a cheap few).
     """
 
     def __init__(
@@ -128,6 +130,7 @@ class World(mesa.Model):
         seed: int = 0,
         decider: Decider | None = None,
         population: Population | None = None,
+        metrics: Sequence[str] | None = None,
     ) -> None:
         check_fits(scenario)  # one clear error before allocating a world that cannot fit
         self.rngs = RngTree(seed)
@@ -144,7 +147,11 @@ class World(mesa.Model):
         self._init_users(pop)
         self.social = pop.social
         self.log = InteractionLog(scenario.log_interactions)
-        self.metric_names = metrics_registry.recorded(scenario.metrics, scenario.extra_metrics)
+        self.metric_names = (
+            metrics_registry.recorded(scenario.metrics, scenario.extra_metrics)
+            if metrics is None
+            else metrics_registry.recorded(metrics)
+        )
         self.metric_rows: list[dict[str, float]] = []
         self.spec = PlatformSpec(
             n_users=self.n_users,

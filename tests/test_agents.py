@@ -23,6 +23,21 @@ def test_ring_push_handles_repeated_users_in_order():
     assert ring_slots(ptr, np.array([], dtype=np.int64), 3).size == 0
 
 
+def test_ring_slots_of_distinct_users_and_of_one_user_match_the_general_path():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        width, n = int(rng.integers(1, 5)), int(rng.integers(1, 8))
+        users = rng.choice(10, n, replace=bool(rng.random() < 0.5))
+        start = rng.integers(0, width, 10)
+        ptr = start.copy()
+        got = ring_slots(ptr, users, width)  # fast paths for one or distinct users
+        ref_ptr, ref = start.copy(), []
+        for u in users.tolist():  # one write at a time
+            ref.append(ref_ptr[u])
+            ref_ptr[u] = (ref_ptr[u] + 1) % width
+        assert got.tolist() == ref and ptr.tolist() == ref_ptr.tolist()
+
+
 def test_memory_is_bounded_and_retrieves_by_relevance_recency_importance():
     feats = np.array([[1, 0], [0, 1], [0.7, 0.7]], dtype=np.float32)
     mem = MemoryStore(n_users=2, capacity=3)

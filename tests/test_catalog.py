@@ -123,3 +123,28 @@ def test_subset() -> None:
     np.testing.assert_array_equal(s.features[0], c.features[3])
     assert s.popularity_prior.sum() == pytest.approx(1.0, abs=1e-6)
     assert len(c.subset(c.quality > 0.5)) == int((c.quality > 0.5).sum())
+
+
+def test_item_store_caches_follow_publication_and_record_counts_alike() -> None:
+    from simenv.arrays import unit_rows_clipped
+    from simenv.catalog import ItemStore
+
+    rng = np.random.default_rng(0)
+    cat = synthetic_catalog(30, 3, 4, rng)
+    store = ItemStore(100, cat.topic_names)
+    store.add(cat)
+    age = store.age(4)
+    assert store.age(4) is age and not age.flags.writeable
+    np.testing.assert_array_equal(store.unit_clipped(), unit_rows_clipped(store.features))
+    store.add(synthetic_catalog(5, 3, 4, rng, publish_tick=4))
+    assert (store.age(4)[30:35] == 0).all() and (store.age(4)[35:] == -1).all()
+    np.testing.assert_array_equal(store.unit_clipped(), unit_rows_clipped(store.features))
+    assert store.unit_clipped()[30:35].any()
+    # a few slates (add.at) and many slates (bincount) count the same
+    slates = rng.integers(0, 35, (3, 2))
+    store.record(slates, slates[:, 0])
+    many = np.repeat(slates, 40, 0)
+    other = ItemStore(100, cat.topic_names)
+    other.record(many, many[:, 0])
+    np.testing.assert_array_equal(40 * store.exposure_total, other.exposure_total)
+    np.testing.assert_array_equal(40 * store.consumption_total, other.consumption_total)

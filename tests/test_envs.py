@@ -18,7 +18,7 @@ from gymnasium import spaces
 import simenv
 from agents.deciders import BaseDecider
 from simenv.envs import checks
-from simenv.envs.core import SMALL_OVERRIDES, resolve_duplicates
+from simenv.envs.core import ENV_METRICS, SMALL_OVERRIDES, resolve_duplicates
 from simenv.envs.observation import ObservationBuilder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,6 +104,27 @@ def test_resets_without_seed_continue_the_world() -> None:
     assert env.unwrapped.world is world
     assert world.tick > 0  # ticks advanced once the day's users were served
     assert len(set(users)) > 10
+
+
+def test_env_worlds_record_the_cheap_metrics_only() -> None:
+    env = make("recloop/Session-v0")
+    env.reset(seed=0)
+    world = env.unwrapped.world
+    while world.tick < 2:
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            env.reset()
+    row = world.metric_rows[-1]
+    assert set(ENV_METRICS) <= set(row) and "homogenization" not in row
+
+
+def test_resolve_duplicates_one_row_equals_the_array_path() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        c = int(rng.integers(1, 9))
+        row = rng.integers(0, c, (1, int(rng.integers(1, c + 1))))
+        both = resolve_duplicates(np.repeat(row, 2, 0), c)
+        np.testing.assert_array_equal(resolve_duplicates(row, c)[0], both[0])
 
 
 def test_resolve_duplicates() -> None:

@@ -20,7 +20,7 @@ from policies import (
     UnknownPolicyError,
     check_slates,
 )
-from policies.selection import TieKeys, first_distinct, top_personal
+from policies.selection import TieKeys, _head_order, first_distinct, top_global, top_personal
 
 # policies that need a trained artefact to exist are tested where one is made (test_train.py)
 NEEDS_ARTEFACT = {"sb3"}
@@ -417,6 +417,51 @@ def test_first_distinct() -> None:
     cands = np.array([[3, 3, 1, -1, 2, 5], [4, 4, 4, 4, 4, 4]])
     out = first_distinct(cands, 3, exclude=np.array([[1, -1], [9, 9]]))
     np.testing.assert_array_equal(out, [[3, 2, 5], [4, NO_ITEM, NO_ITEM]])
+
+
+def test_first_distinct_one_row_path_equals_the_array_path() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        cands = rng.integers(-2, 12, (1, int(rng.integers(0, 15))))
+        exclude = rng.integers(-1, 12, (1, int(rng.integers(0, 5))))
+        length = int(rng.integers(0, 18))
+        one = first_distinct(cands, length, exclude)  # the Python walk
+        two = first_distinct(np.repeat(cands, 2, 0), length, np.repeat(exclude, 2, 0))
+        np.testing.assert_array_equal(one[0], two[0])
+        np.testing.assert_array_equal(two[0], two[1])
+
+
+def test_head_order_is_the_head_of_a_full_sort() -> None:
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        m = int(rng.integers(1, 40))
+        neg = rng.integers(-3, 1, m).astype(np.float64) * rng.choice([1.0, 0.5])
+        key = rng.permutation(m)
+        n = int(rng.integers(1, m + 1))
+        head, g0 = _head_order(neg, key, n)
+        full = np.lexsort((key, neg))
+        np.testing.assert_array_equal(head, full[: head.size])
+        cut = neg[full[n - 1]]
+        assert g0 == int((neg < cut).sum()) and head.size == int((neg <= cut).sum())
+
+
+@pytest.mark.parametrize("tie_break", ["random", "id"])
+def test_top_global_many_rows_equal_one_row_at_a_time(tie_break: str) -> None:
+    """The many-row path (tie group rotated per row, recent items masked by rank) gives what
+    ranking each row alone gives (the explicit candidate list and `first_distinct`)."""
+    rng = np.random.default_rng(2)
+    for _ in range(200):
+        m = int(rng.integers(1, 50))
+        avail = np.sort(rng.choice(m + 5, m, replace=False))
+        scores = rng.integers(0, 3, m + 5).astype(np.float64)
+        rows, history = int(rng.integers(2, 7)), int(rng.integers(0, 7))
+        recent = rng.integers(-1, m + 5, (rows, history))
+        length = int(rng.integers(1, m + 1))
+        ties = TieKeys(m, rows, tie_break, np.random.default_rng(int(rng.integers(99))))
+        got = top_global(scores, avail, recent, length, ties)
+        for r in range(rows):
+            alone = top_global(scores, avail, recent[r : r + 1], length, ties.subset([r]))
+            np.testing.assert_array_equal(got[r], alone[0])
 
 
 # --------------------------------------------------------------------------------------------

@@ -42,6 +42,14 @@ def test_same_seed_same_trajectory_different_seed_differs():
     assert not (len(a) == len(c) and a.equals(c))
 
 
+def test_metrics_argument_chooses_the_recorded_metrics():
+    world = run_world(small(), metrics=["ctr", "churn_rate"])
+    assert list(world.metrics_frame().columns[:3]) == ["tick", "ctr", "churn_rate"]
+    assert "homogenization" not in world.metrics_frame().columns
+    with pytest.raises(ValueError, match="unknown metric"):
+        World(small(), None, metrics=["ctrr"])
+
+
 def test_log_has_one_row_per_impression_and_matches_totals():
     world = run_world(small())
     log = world.interactions_frame()

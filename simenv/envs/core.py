@@ -27,7 +27,7 @@ from agents import emotion as emo
 from agents.deciders import UtilityDecider
 from policies.base import Feedback, Recommender, RecommendRequest
 from scenarios import Scenario, load
-from simenv.arrays import unit_rows_clipped
+from simenv.arrays import nan_to, unit_rows_clipped
 from simenv.envs.observation import ObservationBuilder, item_age_feature, recent_stats
 from simenv.world import World
 
@@ -49,6 +49,11 @@ DEFAULT_REWARD: dict[str, dict[str, float]] = {
         "return": 0.5,
     },
 }
+
+#: The metrics an environment's world records at the end of each tick (`World.metric_rows`;
+#: `recloop train` logs them at evaluations). The others (homogenization, catalog coverage...)
+#: cost more per tick than the session steps of a tick: scenario runs measure them.
+ENV_METRICS = ("ctr", "session_length", "intra_list_diversity", "churn_rate", "return_rate")
 
 SMALL_OVERRIDES = [
     "population.size=100",
@@ -81,6 +86,8 @@ def resolve_duplicates(actions: np.ndarray, n_candidates: int) -> np.ndarray:
         raise ValueError(f"slate of {k} items cannot be drawn from {n_candidates} candidates")
     if a.size and (a.min() < 0 or a.max() >= n_candidates):
         raise ValueError(f"candidate indices must be in [0, {n_candidates}), got {a.tolist()}")
+    if n == 1:  # one session: a Python loop over k slots beats the array bookkeeping
+        return np.array([_distinct_row(a[0].tolist(), n_candidates)], dtype=np.int64)
     rows = np.arange(n)
     used = np.zeros((n, n_candidates), dtype=bool)
     out = np.empty_like(a)
@@ -91,6 +98,18 @@ def resolve_duplicates(actions: np.ndarray, n_candidates: int) -> np.ndarray:
             idx[dup] = np.argmin(used[dup], axis=1)  # first False = first unused candidate
         used[rows, idx] = True
         out[:, j] = idx
+    return out
+
+
+def _distinct_row(row: list[int], n_candidates: int) -> list[int]:
+    """`resolve_duplicates` of one row."""
+    used: set[int] = set()
+    out = []
+    for idx in row:
+        if idx in used:
+            idx = next(c for c in range(n_candidates) if c not in used)
+        used.add(idx)
+        out.append(idx)
     return out
 
 
@@ -116,9 +135,10 @@ class Scheduler:
 
     def next_user(self, busy: set[int]) -> int:
         for _ in range(self.max_idle_ticks):
-            while self.queue:
-                u = self.queue.popleft()
-                if u not in busy and self.world.users.present[u]:
+            queue, present = self.queue, self.world.users.present
+            while queue:
+                u = queue.popleft()
+                if u not in busy and present[u]:
                     return u
             self.advance()
         raise RuntimeError(
@@ -131,7 +151,7 @@ class Scheduler:
         if self.active is not None:
             self.world.end_tick(self.active)
         self.active = self.world.begin_tick()
-        self.queue.extend(int(u) for u in self.active)
+        self.queue.extend(self.active.tolist())
 
 
 class SessionCore:
@@ -219,9 +239,8 @@ class SessionCore:
     def _new_world(self, seed: int) -> World:
         """A world of the scenario with no policy (the agent recommends) and the fast utility
         users, whatever ``decider.kind`` says (``decider.utility`` includes a calibrated fit)."""
-        return World(
-            self.scenario, None, seed=seed, decider=UtilityDecider(self.scenario.decider.utility)
-        )
+        decider = UtilityDecider(self.scenario.decider.utility)
+        return World(self.scenario, None, seed=seed, decider=decider, metrics=ENV_METRICS)
 
     def build(self, seed: int) -> None:
         """A fresh world (and base recommender and observation builder) for ``seed``."""
@@ -246,14 +265,13 @@ class SessionCore:
 
     def reset_slots(self, slots: np.ndarray) -> None:
         """Give each of ``slots`` the next user, starting a new session."""
-        busy = {int(u) for u in self.users if u >= 0}
-        for i in slots:
-            busy.discard(int(self.users[i]))
-        for i in slots:
+        busy = set(self.users[self.users >= 0].tolist())
+        busy.difference_update(self.users[slots].tolist())
+        for i in np.asarray(slots).tolist():
             u = self.scheduler.next_user(busy)
             busy.add(u)
             self.users[i] = u
-            self.steps[i] = 0
+        self.steps[slots] = 0
 
     @property
     def tick(self) -> int:
@@ -271,13 +289,14 @@ class SessionCore:
         finished sessions, of ``slots`` only, with the candidates their last slate came from."""
         sel = np.arange(self.n) if slots is None else np.asarray(slots, dtype=np.int64)
         request = self._world.request(self.users[sel])
-        obs = self.builder.observe(request, self.steps[sel])
+        unit = self._world.items.unit_clipped()
+        obs = self.builder.observe(request, self.steps[sel], unit)
         if self.mode == "session":
             if slots is None:
                 self.cands = cands = self.candidates(request)
             else:
                 cands = self.cands[sel]
-            obs["cand_features"] = unit_rows_clipped(request.item_features[cands])
+            obs["cand_features"] = unit[cands]
             obs["cand_popularity"] = self.builder.item_popularity(cands)
             obs["cand_age"] = item_age_feature(request.item_age[cands])
         return obs
@@ -301,7 +320,7 @@ class SessionCore:
         return self.explore_levels[a.reshape(self.n).astype(np.int64)]
 
     def explore(self, request: RecommendRequest, slates: np.ndarray, shares: np.ndarray) -> None:
-        explore_slates(request, slates, shares, self.rng)
+        explore_slates(request, slates, shares, self.rng, self._world.items.unit_clipped())
 
     def step(
         self, actions: np.ndarray
@@ -326,18 +345,29 @@ class SessionCore:
         terminated = fb.ended_session | ~world.users.present[users]
         truncated = (self.steps >= self.max_steps) & ~terminated
         rewards = self.reward(fb, terminated | truncated)
-        rating = np.where(fb.clicked, np.nan_to_num(fb.rating, nan=0.0), 0.0)  # 0 = no rating
+        clicked = fb.clicked
+        rating = np.where(clicked, nan_to(fb.rating, 0.0), 0.0)  # 0 = no rating
+        tick = int(fb.tick)
+        rows = zip(
+            users.tolist(),
+            fb.slates,
+            clicked.tolist(),
+            fb.chosen_item.tolist(),
+            rating.tolist(),
+            shares.tolist(),
+            strict=True,
+        )
         infos = [
             {
-                "user": int(users[i]),
-                "tick": int(fb.tick),
-                "slate": fb.slates[i],
-                "clicked": bool(fb.clicked[i]),
-                "item": int(fb.chosen_item[i]),
-                "rating": float(rating[i]),
-                "explore_share": float(shares[i]),
+                "user": u,
+                "tick": tick,
+                "slate": slate,
+                "clicked": c,
+                "item": item,
+                "rating": r,
+                "explore_share": share,
             }
-            for i in range(self.n)
+            for u, slate, c, item, r, share in rows
         ]
         return rewards, terminated, truncated, infos
 
@@ -347,7 +377,7 @@ class SessionCore:
         clicked = fb.clicked
         r = w["click"] * clicked.astype(np.float64)
         if w["rating"]:
-            r += w["rating"] * np.where(clicked, (np.nan_to_num(fb.rating, nan=3.0) - 3.0) / 2, 0)
+            r += w["rating"] * np.where(clicked, (nan_to(fb.rating, 3.0) - 3.0) / 2, 0)
         if w["diversity"]:
             r += w["diversity"] * intra_list_diversity(fb.slates, fb.item_features)
         if w["continue"]:
@@ -367,12 +397,17 @@ class SessionCore:
 
 
 def explore_slates(
-    request: RecommendRequest, slates: np.ndarray, shares: np.ndarray, rng: np.random.Generator
+    request: RecommendRequest,
+    slates: np.ndarray,
+    shares: np.ndarray,
+    rng: np.random.Generator,
+    item_unit: np.ndarray | None = None,
 ) -> None:
     """Replace the last ``share·k`` slots (stochastic rounding) of each slate, in place, by
     items novel to the user: not in the slate or the recent history and at most as similar
     to the user's recent topic profile as the median available item; drawn uniformly with
-    ``rng`` (users without history get uniformly random items)."""
+    ``rng`` (users without history get uniformly random items). ``item_unit``: as in
+    `recent_stats`."""
     n, k = slates.shape
     m = np.floor(shares * k + rng.random(n)).astype(np.int64).clip(0, k)
 
@@ -382,8 +417,9 @@ def explore_slates(
     ids = np.flatnonzero(request.available)
     col = np.full(request.available.size, -1, dtype=np.int64)
     col[ids] = np.arange(ids.size)
-    profile = recent_stats(replace(request, recent=request.recent[rows]))[0]
-    sims = profile @ unit_rows_clipped(request.item_features[ids]).T  # (rows, available)
+    profile = recent_stats(replace(request, recent=request.recent[rows]), item_unit)[0]
+    unit = unit_rows_clipped(request.item_features[ids]) if item_unit is None else item_unit[ids]
+    sims = profile @ unit.T  # (rows, available)
     kth = (ids.size - 1) // 2
     median = np.partition(sims, kth, axis=1)[:, kth]
     novel = sims <= median[:, None]

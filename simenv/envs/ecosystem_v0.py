@@ -87,6 +87,7 @@ from agents.deciders import UtilityDecider
 from policies.base import Feedback, Recommender
 from scenarios import load
 from scenarios.schema import Scenario
+from simenv.arrays import nan_to
 from simenv.creators import Order
 from simenv.envs.render import (
     RENDER_FPS,
@@ -416,7 +417,7 @@ class EcosystemEnv(ParallelEnv[str, np.ndarray, Any]):
 
     def _learn(self, fb: Feedback, plat: np.ndarray, tally: _Tally) -> None:
         """Every strategy of a platform learns from that platform's share of ``fb``."""
-        value = np.where(fb.clicked, (np.nan_to_num(fb.rating, nan=1.0) - 1.0) / 4.0, 0.0)
+        value = np.where(fb.clicked, (nan_to(fb.rating, 1.0) - 1.0) / 4.0, 0.0)
         tally.score[fb.users] += value
         for p in range(self.n_platforms):
             rows = np.flatnonzero(plat == p)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from policies.base import NO_ITEM, Feedback, PlatformSpec, RecommendRequest
-from simenv.arrays import unit_rows_clipped
+from simenv.arrays import nan_to, unit_rows_clipped
 
 if TYPE_CHECKING:
     from gymnasium import spaces
@@ -46,11 +46,19 @@ USER_FEATURES = (
 _STREAK_CAP = 10.0
 
 
-def recent_stats(request: RecommendRequest) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(profile (n, d) unit, history fill (n,), repetition (n,)) from ``request.recent``."""
+def recent_stats(
+    request: RecommendRequest, item_unit: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(profile (n, d) unit, history fill (n,), repetition (n,)) from ``request.recent``.
+
+    ``item_unit``: `unit_rows_clipped` of every item's features, if the caller keeps it
+    (`ItemStore.unit_clipped`); the same numbers, without normalising each step's rows again.
+    """
     recent = request.recent
     valid = recent != NO_ITEM
-    unit = unit_rows_clipped(request.item_features[np.where(valid, recent, 0)])  # (n, H, d)
+    rows = np.where(valid, recent, 0)
+    unit = unit_rows_clipped(request.item_features) if item_unit is None else item_unit
+    unit = unit[rows]  # (n, H, d)
     unit *= valid[:, :, None]
     total = unit.sum(axis=1)
     m = valid.sum(axis=1).astype(np.float32)
@@ -83,6 +91,7 @@ class ObservationBuilder:
         self.impressions = np.zeros(n, dtype=np.float32)  # slates seen
         self.clicks = np.zeros(n, dtype=np.float32)
         self.item_consumed = np.zeros(m, dtype=np.float64)
+        self.top_consumed = 0.0  # item_consumed.max()
 
     # ------------------------------------------------------------------ learning
     def update(self, feedback: Feedback) -> None:
@@ -93,22 +102,28 @@ class ObservationBuilder:
         clicked = np.asarray(feedback.chosen_pos) >= 0
         rating = np.asarray(feedback.rating, dtype=np.float32)
         self.last_click[u] = clicked
-        self.last_rating[u] = np.where(clicked, (np.nan_to_num(rating, nan=1.0) - 1.0) / 4.0, 0.0)
+        self.last_rating[u] = np.where(clicked, (nan_to(rating, 1.0) - 1.0) / 4.0, 0.0)
         self.streak[u] = np.where(clicked, self.streak[u] + 1.0, 0.0)
         self.last_tick[u] = feedback.tick
         self.impressions[u] += 1.0
         self.clicks[u] += clicked
         items = np.asarray(feedback.chosen_item)[clicked]
         np.add.at(self.item_consumed, items, 1.0)
+        if items.size:  # counts only grow: the maximum is kept, not searched for
+            self.top_consumed = max(self.top_consumed, float(self.item_consumed[items].max()))
 
     # ------------------------------------------------------------------ observing
     def observe(
-        self, request: RecommendRequest, step: int | np.ndarray = 0
+        self,
+        request: RecommendRequest,
+        step: int | np.ndarray = 0,
+        item_unit: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
-        """Observation of every user in ``request``: a dict of arrays with a leading (n,)."""
+        """Observation of every user in ``request``: a dict of arrays with a leading (n,)
+        (``item_unit`` as in `recent_stats`)."""
         u = np.asarray(request.users, dtype=np.int64)
         n = u.size
-        profile, fill, repetition = recent_stats(request)
+        profile, fill, repetition = recent_stats(request, item_unit)
         last = self.last_tick[u]
         seen = last >= 0
         gap = np.where(seen, np.minimum(request.tick - last, self.visit_cap), self.visit_cap)
@@ -131,7 +146,7 @@ class ObservationBuilder:
 
     def item_popularity(self, items: np.ndarray) -> np.ndarray:
         """Observed popularity in [0, 1] of ``items``: log consumptions over the maximum."""
-        top = np.log1p(self.item_consumed.max()) if self.item_consumed.size else 0.0
+        top = np.log1p(self.top_consumed)
         pop = np.log1p(self.item_consumed[np.asarray(items)])
         return (pop / top if top > 0 else np.zeros_like(pop)).astype(np.float32)
 

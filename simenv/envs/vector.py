@@ -101,9 +101,12 @@ class BatchedSessionVecEnv(VecEnv):
         actions, self._actions = self._actions, None
         out = self.sessions.step(actions)
         infos = out.infos
-        for j, i in enumerate(out.done):
-            infos[i]["terminal_observation"] = {key: v[j] for key, v in out.final_obs.items()}
-            infos[i]["TimeLimit.truncated"] = bool(out.truncated[i])
+        keys = list(out.final_obs)
+        rows = zip(*(list(out.final_obs[key]) for key in keys), strict=True) if keys else ()
+        truncated = out.truncated.tolist()
+        for i, row in zip(out.done.tolist(), rows, strict=False):
+            infos[i]["terminal_observation"] = dict(zip(keys, row, strict=True))
+            infos[i]["TimeLimit.truncated"] = truncated[i]
         return out.obs, out.rewards, out.terminated | out.truncated, infos
 
     def close(self) -> None:

@@ -36,6 +36,7 @@ import gymnasium as gym
 from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback, EventCallback
 
+from simenv.envs.core import ENV_METRICS
 from simenv.envs.sb3_policy import algorithm_class, load_algorithm
 from simenv.studies.run_folder import check_output_folder, write_json
 
@@ -517,7 +518,7 @@ class StopAtSteps(BaseCallback):
 
 
 #: The ecosystem metrics of the evaluation world that ``eval.csv`` records.
-EVAL_METRICS = ("ctr", "session_length", "intra_list_diversity", "churn_rate", "return_rate")
+EVAL_METRICS = ENV_METRICS  # what the env worlds record
 
 
 class EvalRecorder(BaseCallback):
