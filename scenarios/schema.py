@@ -209,6 +209,18 @@ class Scenario(_Strict):
         description="ticks between checkpoints of each job's world (a killed job resumes from "
         "its last one, not from tick 0); 0 = never. Results do not depend on it",
     )
+    executor: Literal["processes", "ray"] = Field(
+        "processes",
+        description="how `recloop sweep` runs its jobs: processes (this process, or --workers "
+        "spawned ones) or ray (Ray tasks on ray_address; --ray-address on the command line "
+        "overrides). `recloop run` runs its jobs in its own process. Results do not depend on it",
+    )
+    ray_address: str = Field(
+        "local",
+        min_length=1,
+        description="with executor ray: local (a Ray runtime of --workers CPUs on this machine), "
+        "auto (the cluster `ray start` made here) or HOST:PORT / ray://HOST:PORT",
+    )
 
     @field_validator("seeds")
     @classmethod

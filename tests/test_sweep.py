@@ -274,6 +274,33 @@ def test_a_ray_address_that_does_not_answer_is_refused_at_once(tmp_path: Path) -
     assert not (tmp_path / "s").exists()
 
 
+def test_the_scenario_can_name_the_ray_executor(tmp_path: Path) -> None:
+    """``executor: ray`` with its ``ray_address`` in the scenario is what --ray-address says on
+    the command line (here an address where nothing answers: refused before anything is
+    written); the fields do not change results, so they are not part of a run's identity."""
+    pytest.importorskip("ray")
+    import socket
+
+    from simenv.studies.run_folder import config_text, result_config
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    common = [*TINY, "executor=ray", f"ray_address=127.0.0.1:{port}"]
+    plan = plan_sweep("filter_bubble", common=common, seeds=[0])
+    assert sweep.scenario_ray_address(plan) == f"127.0.0.1:{port}"
+    with pytest.raises(SweepError, match=f"--ray-address 127.0.0.1:{port}: no Ray answers"):
+        run_sweep(plan, tmp_path / "s", progress=False)
+    assert not (tmp_path / "s").exists()
+    local = plan_sweep("filter_bubble", common=TINY, seeds=[0]).settings[0].scenario
+    ray = plan.settings[0].scenario
+    assert result_config(config_text(ray)) == result_config(config_text(local))
+    assert sweep.scenario_ray_address(_plan()) is None  # the default: processes
+    mixed = _plan(grid={"executor": ["processes", "ray"]})
+    with pytest.raises(SweepError, match="different executors"):
+        sweep.scenario_ray_address(mixed)
+
+
 # ---------------------------------------------------------------------------- LLM sweeps
 
 

@@ -70,7 +70,7 @@ CHECKPOINT = "checkpoint.pkl"
 
 #: Scenario fields that change how a run is carried out but not its results: a run folder may
 #: be resumed with other values (`RunFolder.claim`), and checkpoints do not depend on them.
-RESULT_NEUTRAL = ("checkpoint_every",)
+RESULT_NEUTRAL = ("checkpoint_every", "executor", "ray_address")
 #: The index of a sweep folder (`simenv.studies.sweep`), whose settings are run folders.
 SWEEP_INDEX = "sweep.json"
 #: The ``kind`` a sweep folder's index names.

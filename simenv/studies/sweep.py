@@ -549,6 +549,19 @@ class SweepResult:
     ran: int = 0  # jobs run now (failed ones included)
 
 
+def scenario_ray_address(plan: SweepPlan) -> str | None:
+    """The Ray address the settings' scenarios ask for (``executor: ray``), or None when they
+    run in processes; settings that disagree are an error (one sweep, one executor)."""
+    asked = {(s.scenario.executor, s.scenario.ray_address) for s in plan.settings}
+    if len(asked) > 1:
+        raise SweepError(
+            "the settings name different executors (executor, ray_address): "
+            f"{sorted(asked)}; sweep the executor with --ray-address, not in the grid"
+        )
+    executor, address = asked.pop()
+    return address if executor == "ray" else None
+
+
 def run_sweep(
     plan: SweepPlan,
     out: Path,
@@ -559,9 +572,10 @@ def run_sweep(
 ) -> SweepResult:
     """Run every job of ``plan`` not yet done into the sweep folder ``out``, and combine each
     setting when its jobs are all done. Failed tasks are in the result (the sweep can be
-    resumed)."""
+    resumed). ``ray_address`` None: the scenario's ``executor`` / ``ray_address`` decide."""
     if workers < 1:
         raise SweepError(f"--workers must be at least 1, got {workers}")
+    ray_address = ray_address if ray_address is not None else scenario_ray_address(plan)
     out = check_output_folder(Path(out), into_run=False, into_sweep=True)
     made_with = [provenance(s.scenario) for s in plan.settings]  # fails on missing data files
     executor: Executor = InProcess()
