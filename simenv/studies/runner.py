@@ -91,7 +91,7 @@ def run_scenario(
     made_with = provenance(scenario)  # fails on missing data or model files
     with folder.lock():
         folder.claim(scenario, made_with)
-        return _run(scenario, folder, progress, decider_factory, made_with)
+        return _run(scenario, folder, progress, decider_factory)
 
 
 def check_scenario(scenario: Scenario) -> None:
@@ -137,7 +137,6 @@ def _run(
     folder: RunFolder,
     progress: bool,
     decider_factory: DeciderFactory | None,
-    made_with: dict[str, object],
 ) -> RunResult:
     if decider_factory is None and scenario.decider.kind != "utility":
         from simenv.studies.factory import decider_factory as make_factory
@@ -174,9 +173,10 @@ def finish_run(
     ``interactions.parquet``, ``summary.json`` and ``plots/`` (the same bytes however the jobs
     were run: in order, resumed, or by the workers of a sweep)."""
     folder.remove_temporary()  # what a killed attempt at combining left
-    for part in folder.parts(scenario):
-        part.checkpoint.unlink(missing_ok=True)  # killed between done and its removal
     parts = folder.parts(scenario)
+    for part in parts:
+        if part.is_done():
+            part.checkpoint.unlink(missing_ok=True)  # killed between done and its removal
     metrics = _combine(folder, parts)
     summary = summarize(metrics, scenario)
     llm = llm_totals(parts) if scenario.decider.kind == "llm" else None
@@ -232,7 +232,7 @@ def run_job(
     (None: from tick 0)."""
     part = folder.part(cfg, seed)
     part.remove_temporary()  # what a killed attempt at this job left (checkpoints included)
-    made_with = json.loads(folder.made_with.read_text())
+    made_with = json.loads(folder.made_with.read_text())  # what `claim` wrote
     job = Job(scenario, cfg, seed, checkpoint_key(scenario, made_with, cfg.display, seed))
     decider = decider_factory(scenario) if decider_factory else None
     loaded = _resume(job, part, decider)
