@@ -452,17 +452,18 @@ def test_calibration_draws_nothing_and_none_is_todays_decider() -> None:
         ctx.rng.bit_generator.state = before
     assert states[0] == states[1]  # the same draws with and without calibration
     # calibration none: the decisions of the decider before calibration existed, bit for bit
-    # (digests recorded with the code of commit c9fcfcd; also the golden case
-    # filter_bubble_llm_uncalibrated on the embedded model)
+    # (digests recorded with the code of commit c9fcfcd, re-recorded when `tick` became int64
+    # in both frames: casting it back to int32 / float64 gives the old digests, 848eff0b... and
+    # 8e794e1d...; also the golden case filter_bubble_llm_uncalibrated on the embedded model)
     from golden import frame_digest
 
     world = _world(LLMDecider(FakeBackend(seed=1), calibration="none"), seed=5)
     world.run()
     assert frame_digest(world.interactions_frame()) == (
-        "848eff0ba6de1ad86f88fbd413ab716349cd6ee1e620a1141d017342b335ce84"
+        "0f988a1ceecd3310ddda16ad65ca4f116e0d87845eef663ff023fa04a71b1902"
     )
     assert frame_digest(world.metrics_frame()) == (
-        "8e794e1dabf2d0df231f0c9b8e28fafa2979ecbb0cd00b37e3cca4c1fda92f1e"
+        "60e2cb817624f4ddaf6786aca699fdd148882279405067e0bf5679fc5ab92509"
     )
 
 
