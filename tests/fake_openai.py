@@ -13,6 +13,7 @@ starts servers and stops them after the test.
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +21,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 Answer = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def persona_answer(body: dict[str, Any]) -> dict[str, Any]:
+    """An answer for LLM personas: log-probabilities over one label of each question (choice
+    ``A``, ``stay``, ``4`` stars) when scoring, else a sentence."""
+    if body.get("logprobs"):
+        top = {"A": math.log(0.5), "stay": math.log(0.3), "4": math.log(0.2)}
+        choice: dict[str, Any] = {"text": "A", "logprobs": {"top_logprobs": [top]}}
+    else:
+        choice = {"text": "I like films."}
+    return {"choices": [choice], "usage": {"prompt_tokens": 9}}
 
 
 class FakeOpenAI(ThreadingHTTPServer):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import socket
@@ -14,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from fake_openai import FakeOpenAI
+from fake_openai import FakeOpenAI, persona_answer
 
 import policies
 from agents import prompts as P
@@ -570,19 +569,9 @@ def test_call_budget_from_the_scenario(tmp_path: Path) -> None:
 SECRET = "sk-test-SECRET123"
 
 
-def _answer(body: dict[str, Any]) -> dict[str, Any]:
-    """Logprobs over one label of each question when scoring, else a sentence."""
-    if body.get("logprobs"):
-        top = {"A": math.log(0.5), "stay": math.log(0.3), "4": math.log(0.2)}
-        choice: dict[str, Any] = {"text": "A", "logprobs": {"top_logprobs": [top]}}
-    else:
-        choice = {"text": "I like films."}
-    return {"choices": [choice], "usage": {"prompt_tokens": 9}}
-
-
 @pytest.fixture
 def openai_server(fake_openai: Callable[..., FakeOpenAI]) -> FakeOpenAI:
-    return fake_openai(_answer)
+    return fake_openai(persona_answer)
 
 
 def test_api_key_never_written(
@@ -754,7 +743,7 @@ def test_key_echoed_by_the_server_is_redacted_everywhere(
     from simenv.cli import main
 
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
-    srv = fake_openai(_answer, fail_first=10**6, fail_status=401, echo_headers=True)
+    srv = fake_openai(persona_answer, fail_first=10**6, fail_status=401, echo_headers=True)
     failing = tmp_path / "fail"
     assert main(_llm_run_args(srv.url, failing)) == 2
     assert srv.requests and {r["auth"] for r in srv.requests} == {f"Bearer {SECRET}"}

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_openai import FakeOpenAI
+from fake_openai import FakeOpenAI, persona_answer
 
 from simenv.cli import main
 from simenv.studies import sweep
@@ -304,24 +304,13 @@ def test_the_scenario_can_name_the_ray_executor(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- LLM sweeps
 
 
-def _answer(body: dict[str, Any]) -> dict[str, Any]:
-    import math
-
-    if body.get("logprobs"):
-        top = {"A": math.log(0.5), "stay": math.log(0.3), "4": math.log(0.2)}
-        choice: dict[str, Any] = {"text": "A", "logprobs": {"top_logprobs": [top]}}
-    else:
-        choice = {"text": "I like films."}
-    return {"choices": [choice], "usage": {"prompt_tokens": 9}}
-
-
 def test_llm_sweep_shares_one_backend_per_worker_over_a_pool_of_endpoints(
     tmp_path: Path, fake_openai: Callable[..., FakeOpenAI], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The worker (here the sweep's own process) builds one backend for every setting with
     the same LLM configuration, and its requests go round-robin to every endpoint."""
     pytest.importorskip("httpx")
-    a, b = fake_openai(_answer), fake_openai(_answer)
+    a, b = fake_openai(persona_answer), fake_openai(persona_answer)
     shared = sweep.SharedBackends()
     monkeypatch.setattr(sweep, "_PROCESS_BACKENDS", shared)
     llm = ["decider.llm.backend=openai", "decider.llm.model=m", f"decider.llm.base_url={a.url}",
