@@ -65,8 +65,7 @@ from agents.deciders import Decider, DecisionContext, UtilityDecider
 from agents.persona import PersonaTable
 from scenarios.schema import MFConfig, Scenario
 from simenv.data.movielens import MovieLens
-from simenv.factors import implicit_als
-from simenv.population import Population, build_population
+from simenv.population import Population, build_population, ratings_factors
 from simenv.rng import RngTree
 from simenv.studies import fidelity as fm
 from simenv.world import World
@@ -453,19 +452,7 @@ def baseline_scores(tw: TrainingWorld, users: np.ndarray, items: np.ndarray) -> 
     n_items = tw.ml.n_items
     sums = np.bincount(item, weights=stars, minlength=n_items)
     mean = np.where(tw.counts > 0, sums / np.maximum(tw.counts, 1), stars.mean())
-    factors = implicit_als(
-        r["user"].to_numpy(),
-        item,
-        stars,
-        tw.ml.n_users,
-        n_items,
-        factors=BASELINE_MF.factors,
-        reg=BASELINE_MF.reg,
-        alpha=BASELINE_MF.alpha,
-        iterations=BASELINE_MF.iterations,
-        confidence=BASELINE_MF.confidence,
-        seed=BASELINE_MF.seed,
-    )
+    factors = ratings_factors(tw.ml, BASELINE_MF)
     return {
         "popularity": tw.counts[items].astype(np.float64),
         "item_mean": mean[items],
