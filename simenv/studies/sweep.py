@@ -64,9 +64,7 @@ from simenv.studies.run_folder import (
 )
 from simenv.studies.runner import check_scenario, finish_run, run_job
 
-SWEEP_JSON = SWEEP_INDEX
 SETTINGS = "settings"
-KIND = SWEEP_KIND
 FORMAT_VERSION = 1
 #: The grid field that replaces the scenario's policies by one policy.
 POLICY = "policy"
@@ -201,7 +199,7 @@ class SweepPlan:
     def record(self) -> dict[str, Any]:
         """The content of ``sweep.json``."""
         return {
-            "kind": KIND,
+            "kind": SWEEP_KIND,
             "version": FORMAT_VERSION,
             "scenario": self.scenario,
             "set": list(self.common),
@@ -271,7 +269,7 @@ def plan_from_record(record: dict[str, Any]) -> SweepPlan:
         scenario, common, grid = record["scenario"], record["set"], record["grid"]
         settings, seeds = [s["overrides"] for s in record["settings"]], record["seeds"]
     except (KeyError, TypeError) as exc:
-        raise SweepError(f"{SWEEP_JSON} is incomplete (no {exc}); it cannot be resumed") from None
+        raise SweepError(f"{SWEEP_INDEX} is incomplete (no {exc}); it cannot be resumed") from None
     base = plan_sweep(scenario, common=common, settings=settings, seeds=seeds)
     return SweepPlan(base.scenario, base.common, grid, base.seeds, base.settings)
 
@@ -305,7 +303,7 @@ def claim_sweep(root: Path, plan: SweepPlan) -> None:
                 "resume it (`recloop resume`), or choose another --out"
             )
         return
-    write_json(root / SWEEP_JSON, record)
+    write_json(root / SWEEP_INDEX, record)
 
 
 # ---------------------------------------------------------------------------- the tasks
