@@ -193,6 +193,17 @@ class Scenario(_Strict):
         default_factory=list,
         description="metrics recorded on top of `metrics`, e.g. ones recorded only on request",
     )
+    metrics_every: int = Field(
+        1,
+        gt=0,
+        strict=True,
+        description="ticks between computations of the heavy metrics (`recloop list metrics` "
+        "marks them ~: intra_list_diversity, user_genre_entropy, aggregate_genre_entropy, "
+        "homogenization, calibration_kl, taste_drift, polarization, niche_ctr_gap, "
+        "niche_rating_gap, minority_ctr_gap: passes over every user's or slate's topics): "
+        "computed at ticks 0, N, 2N, ... and at the last tick, nan at the others (plots and "
+        "summaries use the computed ticks); every other metric at every tick. 1 = every tick",
+    )
     plots: list[str] = Field(
         default_factory=lambda: [
             "ctr",

@@ -792,11 +792,12 @@ def cmd_list(args: argparse.Namespace) -> int:
             print(f"    {param}: {doc}")
     if what in (None, "metrics"):
         print("metrics (↑ higher is better, ↓ lower; * recorded only when a scenario asks: "
-              "extra_metrics):")  # fmt: skip
+              "extra_metrics; ~ heavy: computed every metrics_every ticks and at the last "
+              "tick, nan between):")  # fmt: skip
         for name in metrics.available():
             m = metrics.get(name)
             arrow = {True: "↑", False: "↓", None: " "}[m.higher_is_better]
-            mark = " " if m.by_default else "*"
+            mark = (" " if m.by_default else "*") + ("~" if m.heavy else " ")
             print(_wrapped(f"  {name:<24}{arrow}{mark} ", m.description))
     return 0
 

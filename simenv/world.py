@@ -442,7 +442,9 @@ class World(mesa.Model):
             rng=self.rngs["metrics"],
         )
         row: dict[str, float] = {"tick": t}  # an int: metrics.parquet's tick is int64
-        row.update(metrics_registry.compute(ctx, self.metric_names))
+        every, last = self.scenario.metrics_every, self.scenario.ticks - 1
+        with_heavy = metrics_registry.due(t, every, last)
+        row.update(metrics_registry.compute(ctx, self.metric_names, with_heavy=with_heavy))
         row["items_available"] = float(self.items.available.sum())
         row["creators_active"] = float(self.creators.active.sum())
         row.update(self.decider.tick_counters())  # e.g. llm_fallbacks

@@ -9,6 +9,7 @@ Usage::
     get("ctr").description     # the definition, formula included
     compute(ctx)               # {name: float} for every registered metric
     compute(ctx, ["ctr"])      # only the named ones
+    heavy()                    # the costly ones, computed every ``metrics_every`` ticks
 
 Each metric reads a :class:`MetricContext` (filled by the world at the end of a tick), declares
 the fields it reads and whether higher is better, and returns ``nan`` when the tick has no data
@@ -35,7 +36,9 @@ from simenv.metrics.registry import (
     available,
     compute,
     defaults,
+    due,
     get,
+    heavy,
     recorded,
     register,
 )
@@ -49,7 +52,9 @@ __all__ = [
     "available",
     "compute",
     "defaults",
+    "due",
     "get",
+    "heavy",
     "recorded",
     "register",
 ]

@@ -17,7 +17,9 @@ HOMOGENIZATION_EXACT_MAX_USERS = 64
 CALIBRATION_ALPHA = 0.01
 
 
-@register("intra_list_diversity", higher_is_better=True, inputs=("slates", "item_features"))
+@register(
+    "intra_list_diversity", higher_is_better=True, inputs=("slates", "item_features"), heavy=True
+)
 def intra_list_diversity(ctx: MetricContext) -> float:
     """Mean over the served slates of the mean pairwise cosine distance of their items:
     mean_r [ 2/(k(k−1)) Σ_{i<j in slate r} (1 − cos(fᵢ, fⱼ)) ] with f = item_features rows
@@ -32,7 +34,7 @@ def intra_list_diversity(ctx: MetricContext) -> float:
     return float(np.mean(1.0 - sim))
 
 
-@register("user_genre_entropy", higher_is_better=True, inputs=("genre_history",))
+@register("user_genre_entropy", higher_is_better=True, inputs=("genre_history",), heavy=True)
 def user_genre_entropy(ctx: MetricContext) -> float:
     """Mean over the users with any history of the Shannon entropy (bits) of their
     normalised genre_history row: mean_u −Σ_g p_ug log₂ p_ug, p_ug = h_ug / Σ_g h_ug.
@@ -43,7 +45,7 @@ def user_genre_entropy(ctx: MetricContext) -> float:
     return safe_mean(entropy_bits(h[has] / total[has, None]))
 
 
-@register("aggregate_genre_entropy", higher_is_better=True, inputs=("genre_history",))
+@register("aggregate_genre_entropy", higher_is_better=True, inputs=("genre_history",), heavy=True)
 def aggregate_genre_entropy(ctx: MetricContext) -> float:
     """Shannon entropy (bits) of the population's consumption over topics: −Σ_g P_g log₂ P_g
     with P_g = Σ_u h_ug / Σ_ug h_ug (h = genre_history). In [0, log₂ d]; nan when nothing was
@@ -81,7 +83,7 @@ def _dedupe_sorted(rows: np.ndarray) -> np.ndarray:
     return rows
 
 
-@register("homogenization", higher_is_better=False, inputs=("recent", "rng"))
+@register("homogenization", higher_is_better=False, inputs=("recent", "rng"), heavy=True)
 def homogenization(ctx: MetricContext) -> float:
     """Mean Jaccard similarity |A∩B| / |A∪B| of the sets of recent items (ids in ``recent``,
     -1 ignored, repeats counted once) over pairs of distinct users with a non-empty set.
@@ -111,6 +113,7 @@ def homogenization(ctx: MetricContext) -> float:
     "calibration_kl",
     higher_is_better=False,
     inputs=("imp_users", "slates", "item_features", "genre_history"),
+    heavy=True,
 )
 def calibration_kl(ctx: MetricContext) -> float:
     """Miscalibration (Steck 2018): mean over the served slates whose user has history of

@@ -72,6 +72,7 @@ def _ctr_gap(ctx: MetricContext, group: np.ndarray) -> float:
     higher_is_better=None,
     inputs=("imp_users", "chosen_item", "taste_initial"),
     by_default=False,
+    heavy=True,
 )
 def niche_ctr_gap(ctx: MetricContext) -> float:
     """Click-through of the niche users minus that of the other users this tick: the share of
@@ -87,6 +88,7 @@ def niche_ctr_gap(ctx: MetricContext) -> float:
     higher_is_better=None,
     inputs=("imp_users", "chosen_item", "rating", "taste_initial"),
     by_default=False,
+    heavy=True,
 )
 def niche_rating_gap(ctx: MetricContext) -> float:
     """Mean rating (1..5) the niche users gave what they consumed this tick minus the mean
@@ -105,6 +107,7 @@ def niche_rating_gap(ctx: MetricContext) -> float:
     higher_is_better=None,
     inputs=("imp_users", "chosen_item", "taste_initial"),
     by_default=False,
+    heavy=True,
 )
 def minority_ctr_gap(ctx: MetricContext) -> float:
     """Click-through of the minority-taste users minus that of the others this tick. Users

@@ -17,6 +17,12 @@ A world records the metrics its scenario names in ``metrics`` (default: every me
 registered with ``by_default=True``) plus its ``extra_metrics``: `recorded`. Metrics that only
 some studies need (who pays for popularity bias, supply diversity, ...) are registered with
 ``by_default=False`` and recorded only when a scenario asks for them.
+
+Metrics registered ``heavy=True`` cost more than they tell when measured at every tick of a
+large population (a pass over every user's or every slate's topic vector: tens of
+milliseconds at 100k users, where a count costs microseconds). A scenario's ``metrics_every =
+N`` computes them only at the ticks where `due` says so (every N-th tick and the last one);
+on the other ticks their column holds ``nan``. Every other metric is computed at every tick.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from dataclasses import dataclass
 from simenv.metrics.context import MetricContext
 
 MetricFn = Callable[[MetricContext], float]
+NAN = float("nan")
 
 #: ``MetricContext`` fields a metric may declare in ``inputs``.
 CONTEXT_FIELDS: frozenset[str] = frozenset(f.name for f in dataclasses.fields(MetricContext))
@@ -57,6 +64,8 @@ class Metric:
         fn: ``MetricContext -> float``.
         by_default: recorded by every world unless its scenario names its ``metrics``
             (``False``: only when a scenario asks for it).
+        heavy: costly at many users, so computed only at the ticks a scenario's
+            ``metrics_every`` makes `due` (``nan`` on the others).
     """
 
     name: str
@@ -65,6 +74,7 @@ class Metric:
     inputs: tuple[str, ...]
     fn: MetricFn
     by_default: bool = True
+    heavy: bool = False
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -97,11 +107,13 @@ def register(
     inputs: Iterable[str],
     description: str | None = None,
     by_default: bool = True,
+    heavy: bool = False,
 ) -> Callable[[MetricFn], MetricFn]:
     """Decorator registering ``fn`` as metric ``name``.
 
     The description defaults to the function's docstring. ``by_default=False`` records it
-    only in scenarios that ask for it. Registering a name twice raises ``ValueError``. The
+    only in scenarios that ask for it; ``heavy=True`` computes it only at the ticks `due`
+    names. Registering a name twice raises ``ValueError``. The
     function is returned unchanged.
     """
 
@@ -116,6 +128,7 @@ def register(
             inputs=tuple(inputs),
             fn=fn,
             by_default=by_default,
+            heavy=heavy,
         )
         return fn
 
@@ -130,6 +143,18 @@ def available() -> list[str]:
 def defaults() -> list[str]:
     """Names of the metrics every world records unless told otherwise, sorted."""
     return [name for name in available() if _REGISTRY[name].by_default]
+
+
+def heavy() -> list[str]:
+    """Names of the metrics computed only every ``metrics_every`` ticks, sorted."""
+    return [name for name in available() if _REGISTRY[name].heavy]
+
+
+def due(tick: int, every: int, last_tick: int) -> bool:
+    """Whether the heavy metrics are computed at ``tick`` under ``metrics_every = every``:
+    at ticks 0, N, 2N, ... and at ``last_tick`` (the run's last, so a summary's last-tick
+    value always exists). ``every = 1``: at every tick."""
+    return tick % every == 0 or tick == last_tick
 
 
 def recorded(metrics: Iterable[str] | None, extra: Iterable[str] = ()) -> list[str]:
@@ -157,10 +182,14 @@ def get(name: str, where: str | None = None) -> Metric:
         ) from None
 
 
-def compute(ctx: MetricContext, names: Iterable[str] | None = None) -> dict[str, float]:
+def compute(
+    ctx: MetricContext, names: Iterable[str] | None = None, *, with_heavy: bool = True
+) -> dict[str, float]:
     """Compute the named metrics (all registered ones by default) for one tick.
 
-    Unknown names raise :class:`UnknownMetricError` before anything is computed.
+    ``with_heavy=False``: the heavy metrics among them are not computed and are ``nan`` (a tick
+    that `due` skips); the keys keep the order of ``names``. Unknown names raise
+    :class:`UnknownMetricError` before anything is computed.
     """
     metrics = [get(n) for n in (available() if names is None else names)]
-    return {m.name: m(ctx) for m in metrics}
+    return {m.name: m(ctx) if with_heavy or not m.heavy else NAN for m in metrics}

@@ -10,7 +10,7 @@ from simenv.metrics.context import MetricContext
 from simenv.metrics.registry import register
 
 
-@register("taste_drift", higher_is_better=None, inputs=("taste", "taste_initial"))
+@register("taste_drift", higher_is_better=None, inputs=("taste", "taste_initial"), heavy=True)
 def taste_drift(ctx: MetricContext) -> float:
     """Mean over all users of the L2 distance ‖taste − taste_initial‖₂ between the current
     and the tick-0 taste vectors; nan when n_users = 0."""
@@ -18,7 +18,7 @@ def taste_drift(ctx: MetricContext) -> float:
     return safe_mean(np.linalg.norm(diff, axis=1))
 
 
-@register("polarization", higher_is_better=None, inputs=("taste", "present"))
+@register("polarization", higher_is_better=None, inputs=("taste", "present"), heavy=True)
 def polarization(ctx: MetricContext) -> float:
     """Mean pairwise cosine distance between the taste vectors of the present users:
     mean over unordered pairs i<j of (1 − cos(tasteᵢ, tasteⱼ)), computed exactly in O(n·d) as

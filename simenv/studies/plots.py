@@ -146,7 +146,7 @@ def _draw(
     run: str | None = None,
 ) -> None:
     for label, frame in metrics.groupby("policy", sort=False):
-        stats = frame.groupby("tick")[name].agg(["mean", "std", "count"])
+        stats = measured(frame.groupby("tick")[name].agg(["mean", "std", "count"]))
         half = 1.96 * stats["std"].fillna(0) / np.sqrt(stats["count"].clip(lower=1))
         text = str(label) if run is None else f"{label} ({run})"
         colour = None if colours is None else colours[str(label)]
@@ -164,6 +164,13 @@ def _draw(
     ax.set_ylabel(name)
     ax.set_title(metric_title(name), fontsize=9)
     ax.grid(alpha=0.3)
+
+
+def measured(stats: pd.DataFrame) -> pd.DataFrame:
+    """The rows of per-tick ``stats`` (a ``count`` column) where some seed has a value: the
+    ticks a metric was computed at (``metrics_every`` leaves the heavy ones ``nan`` between),
+    so a line joins them instead of breaking at every skipped tick."""
+    return stats[stats["count"] > 0]
 
 
 def metric_title(name: str) -> str:

@@ -38,7 +38,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from simenv import __version__
-from simenv.studies.plots import metric_title
+from simenv.studies.plots import measured, metric_title
 from simenv.studies.results import SETTING, Results, load
 from simenv.studies.run_folder import RunFolder, write_text
 from simenv.studies.runner import t95
@@ -197,7 +197,7 @@ def metric_figure(res: Results, name: str) -> Figure:
     fig = Figure(figsize=(4.4 * cols if cols > 1 else 5.4, height))
     axes = fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True)
     for ax, (label, frame) in zip(axes.ravel(), groups, strict=False):
-        stats = band(frame, name)
+        stats = measured(band(frame, name))
         for policy, line in stats.groupby("policy", sort=False):
             colour = colours[str(policy)]
             ax.plot(line["tick"], line["mean"], color=colour, lw=1.6, label=str(policy))

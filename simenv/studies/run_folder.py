@@ -71,6 +71,10 @@ CHECKPOINT = "checkpoint.pkl"
 #: Scenario fields that change how a run is carried out but not its results: a run folder may
 #: be resumed with other values (`RunFolder.claim`), and checkpoints do not depend on them.
 RESULT_NEUTRAL = ("checkpoint_every", "executor", "ray_address")
+#: Scenario fields added after run folders were made, with the value that gives the results
+#: those folders hold: `result_config` leaves a field out at that value, so a folder (and its
+#: checkpoints) made before the field existed resumes under the default.
+ADDED_FIELDS: dict[str, Any] = {"metrics_every": 1}
 #: The index of a sweep folder (`simenv.studies.sweep`), whose settings are run folders.
 SWEEP_INDEX = "sweep.json"
 #: The ``kind`` a sweep folder's index names.
@@ -105,12 +109,16 @@ def config_text(scenario: Scenario) -> str:
 
 
 def result_config(text: str) -> Any:
-    """A ``config.yaml`` text as data without the `RESULT_NEUTRAL` fields: two runs whose
-    result configurations are equal give the same results."""
+    """A ``config.yaml`` text as data without the `RESULT_NEUTRAL` fields and without the
+    `ADDED_FIELDS` at their old value: two runs whose result configurations are equal give the
+    same results."""
     data = yaml.safe_load(text)
     if isinstance(data, dict):
         for name in RESULT_NEUTRAL:
             data.pop(name, None)
+        for name, before in ADDED_FIELDS.items():
+            if name in data and data[name] == before:
+                del data[name]
     return data
 
 
