@@ -229,23 +229,55 @@ def _rotated_top(
 
     The candidates of a row are distinct (the head and the group are disjoint, a rotation
     repeats nothing within ``n_cand``), so only the recent items need masking: O(rows ·
-    (n_cand + history)), no per-row sort.
+    (n_cand + history)), no per-row sort. Offsets are reduced modulo the group's size once per
+    row, so the per-entry rotation is a compare and an add (no integer division).
     """
     rows, size = recent.shape[0], items.size - g0
     width = n_cand - g0
-    idx = (offset[:, None] + np.arange(width)[None, :]) % size
+    shift = offset % size  # (rows,) in [0, size)
+    idx = shift[:, None] + np.arange(width)[None, :]
+    idx[idx >= size] -= size
     cands = np.concatenate([np.broadcast_to(items[:g0], (rows, g0)), items[g0:][idx]], 1)
-    p = lookup(positions(items, int(items.max()) + 1), recent)  # rank of each recent item
-    col = np.where(p < g0, p, g0 + (p - g0 - offset[:, None]) % size)
-    col = np.where((p >= 0) & (col < n_cand), col, -1)
-    masked = np.zeros((rows, n_cand), dtype=bool)
-    rr, cc = np.nonzero(col >= 0)
-    masked[rr, col[rr, cc]] = True
+    # the column of each recent item among the row's candidates, in int32 (ranks < n_cand +
+    # the group): n_cand, a column past the candidates, for items that are not among them;
+    # the rank table's last entry answers the padding id -1
+    top = max(int(items.max()), int(recent.max(initial=-1))) + 1
+    rank = np.full(top + 1, -1, dtype=np.int32)
+    rank[items] = np.arange(items.size, dtype=np.int32)
+    p = rank[recent]
+    col = p - (shift.astype(np.int32) + g0)[:, None]  # a tie-group item's, before wrapping
+    col[col < 0] += size
+    col += g0
+    np.copyto(col, p, where=p < g0)
+    col[(p < 0) | (col > n_cand)] = n_cand
+    masked = np.zeros((rows, n_cand + 1), dtype=bool)
+    masked[np.arange(rows)[:, None], col] = True
+    masked = masked[:, :n_cand]
     if not masked.any():
         return cands[:, :length].copy()
-    pick = np.argsort(masked, axis=1, kind="stable")[:, :length]
-    out = np.take_along_axis(cands, pick, 1)
-    out[np.take_along_axis(masked, pick, 1)] = NO_ITEM
+    return first_unmasked(cands, masked, length)
+
+
+def first_unmasked(
+    cands: np.ndarray, masked: np.ndarray, length: int, then_masked: bool = False
+) -> np.ndarray:
+    """Per row, the first ``length`` entries of ``cands`` whose ``masked`` is false, in order;
+    where a row has fewer, ``NO_ITEM`` (or, ``then_masked``, its masked entries in order).
+    What ``cands`` ordered by a stable argsort of ``masked`` gives, without the per-row sort
+    when every row has enough: a row-major boolean selection; else a scatter by the running
+    count (or the sort)."""
+    rows = cands.shape[0]
+    keep = ~masked
+    count = np.cumsum(keep, axis=1, dtype=np.int32)
+    take = keep & (count <= length)
+    if rows == 0 or (count[:, -1] >= length).all():
+        return cands[take].reshape(rows, length)
+    if then_masked:
+        pick = np.argsort(masked, axis=1, kind="stable")[:, :length]
+        return np.take_along_axis(cands, pick, 1)
+    out = np.full((rows, length), NO_ITEM, dtype=np.int64)
+    r, c = np.nonzero(take)
+    out[r, count[r, c] - 1] = cands[r, c]
     return out
 
 
@@ -298,8 +330,7 @@ def top_global(
     masked[rr, p[rr, cc]] = True
     if not masked[:, :length].any():
         return np.broadcast_to(cand[:length], (rows, length)).copy()
-    pick = np.argsort(masked, axis=1, kind="stable")[:, :length]
-    return cand[pick]
+    return first_unmasked(np.broadcast_to(cand, (rows, n_cand)), masked, length, True)
 
 
 KeyFn = Callable[[np.ndarray, np.ndarray], np.ndarray]

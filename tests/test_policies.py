@@ -793,3 +793,18 @@ def test_training_options_keep_the_contract_and_defaults_change_nothing(name: st
         log = world.run(policy, rounds=8, batch=20)
         runs[str(params)] = np.stack([s for _, s, _ in log])
     np.testing.assert_array_equal(runs["{}"], runs["{'retrain_every': 0}"])
+
+
+@pytest.mark.parametrize("then_masked", [False, True])
+def test_first_unmasked_is_the_stable_sort_by_mask(then_masked: bool) -> None:
+    from policies.selection import first_unmasked
+
+    rng = np.random.default_rng(5)
+    for rows, width, length in [(0, 6, 3), (40, 6, 3), (200, 30, 10), (50, 4, 4)]:
+        cands = rng.integers(0, 1000, size=(rows, width))
+        masked = rng.random((rows, width)) < rng.choice([0.0, 0.2, 0.7])
+        pick = np.argsort(masked, axis=1, kind="stable")[:, :length]
+        expected = np.take_along_axis(cands, pick, 1)
+        if not then_masked:
+            expected[np.take_along_axis(masked, pick, 1)] = -1
+        np.testing.assert_array_equal(first_unmasked(cands, masked, length, then_masked), expected)
