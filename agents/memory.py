@@ -71,12 +71,13 @@ class MemoryStore:
         """Write one record per entry of ``users``; returns the slots written."""
         users = np.asarray(users, dtype=np.int64)
         slots = ring_slots(self.ptr, users, self.capacity)
-        self.kind[users, slots] = kind
-        self.item[users, slots] = item
-        self.tick[users, slots] = tick
-        self.rating[users, slots] = np.nan if rating is None else rating
-        self.valence[users, slots] = valence
-        self.importance[users, slots] = importance
+        at = (users, slots, users * self.capacity + slots)
+        _put(self.kind, at, kind)
+        _put(self.item, at, item)
+        _put(self.tick, at, tick)
+        _put(self.rating, at, np.nan if rating is None else rating)
+        _put(self.valence, at, valence)
+        _put(self.importance, at, importance)
         return slots
 
     def retrieve(
@@ -122,6 +123,17 @@ class MemoryStore:
             )
             for s in order
         ]
+
+
+def _put(field: np.ndarray, at: tuple[np.ndarray, np.ndarray, np.ndarray], value: object) -> None:
+    """``field[users, slots] = value`` with ``at = (users, slots, flat)``: through the flat
+    index ``users * capacity + slots`` when the field is C-contiguous (one index computation
+    for all six fields instead of one per field)."""
+    users, slots, flat = at
+    if field.flags.c_contiguous:
+        field.reshape(-1)[flat] = value
+    else:
+        field[users, slots] = value
 
 
 def _cosine_rows(feats: np.ndarray, query: np.ndarray) -> np.ndarray:

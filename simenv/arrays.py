@@ -58,6 +58,11 @@ def ring_slots(ptr: np.ndarray, users: np.ndarray, width: int) -> np.ndarray:
         slots = ptr[users] % width
         ptr[users] = (slots + 1) % width
         return slots
+    if 8 * users.size >= ptr.size and np.bincount(users, minlength=ptr.size).max() == 1:
+        # many distinct users (a world's serve): counted in O(users + rows), no sort
+        slots = ptr[users] % width
+        ptr[users] = (slots + 1) % width
+        return slots
     order = np.argsort(users, kind="stable")
     sorted_users = users[order]
     if sorted_users[-1] != sorted_users[0] and (sorted_users[1:] != sorted_users[:-1]).all():

@@ -142,3 +142,37 @@ def test_decider_penalises_repeats_and_rewards_friends_shares():
     util, _ = decider.utilities(ctx, slate_terms(ctx))
     assert (util[:, 0] < base[:, 0] - decider.params.repeat + 1e-5).all()
     assert (util[:, 2] > base[:, 2]).all()
+
+
+@pytest.mark.parametrize("rows", [5, 300])
+@pytest.mark.parametrize("big_ids", [False, True])
+def test_holds_any_is_membership_in_the_row(rows: int, big_ids: bool) -> None:
+    from agents.deciders import _holds_any
+
+    rng = np.random.default_rng(rows)
+    top = 2**40 if big_ids else 50  # ids past int32 take the int64 path
+    slates = rng.integers(0, 50, size=(rows, 6)) + (top - 50)
+    lists = rng.integers(-1, 50, size=(rows, 9)) + np.where(
+        rng.random((rows, 9)) < 0.8, top - 50, 0
+    )
+    lists[lists < top - 50] = -1
+    rows_of = [set(row[row >= 0].tolist()) for row in lists]
+    expected = np.array(
+        [[item in held for item in s] for s, held in zip(slates, rows_of, strict=True)]
+    )
+    assert expected.any() and not expected.all()
+    np.testing.assert_array_equal(_holds_any(slates, lists), expected)
+
+
+def test_memory_record_writes_the_same_into_arrays_of_any_layout() -> None:
+    a, b = MemoryStore(6, 4), MemoryStore(6, 4)
+    for name in ("kind", "item", "tick", "rating", "valence", "importance"):
+        setattr(b, name, np.asfortranarray(getattr(b, name)))  # not C-contiguous: no flat view
+    for store in (a, b):
+        users, items = np.array([1, 3, 1, 5]), np.array([7, 8, 9, 10])
+        rating = np.array([4.0, 5.0, 3.0, 1.0])
+        store.record(users, MemoryKind.CONSUMED, items, 2, rating=rating, importance=0.9)
+        store.record(np.arange(6), MemoryKind.SKIPPED, 11, 3, importance=0.2)
+    for name in ("kind", "item", "tick", "rating", "valence", "importance", "ptr"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert a.item[1].tolist() == [7, 9, 11, -1] and a.kind[5, 0] == MemoryKind.CONSUMED
