@@ -8,7 +8,10 @@ Each repeat times, one after the other on one core (OMP/BLAS threads = 1):
 * RecSim: ``../shared/peers/recsim_speed.py`` (RecSim's own random agent on
   ``interest_evolution``, 10 candidates, slate 2) run by the peer venv's Python, env steps/s;
 * recloop: the world tick at ``--users`` users (benchmarks/run.py's world: filter_bubble,
-  popularity policy, slate 10, 10k items, every user active) in user-decisions/s, and the
+  popularity policy, slate 10, 10k items, every user active) in user-decisions/s, twice: with
+  every metric at every tick (the default scenario) and with ``metrics_every`` =
+  ``--metrics-every`` (10), timed in whole runs of that many ticks (each holds exactly one tick
+  that computes the heavy metrics), and the
   environments of benchmarks/envs.py (filter_bubble, 2,000 users, 1,000 items, random actions):
   ``recloop/Session-v0`` and ``recloop/Exploration-v0`` steps/s and ``BatchedSessionVecEnv``
   with N sessions in session-steps/s.
@@ -63,17 +66,19 @@ def timed_rate(step: Callable[[], int], seconds: float) -> float:
     return done / (time.perf_counter() - start)
 
 
-def world_stepper(users: int, items: int) -> Callable[[], int]:
-    """One world tick per call; returns the user decisions it made."""
+def world_stepper(users: int, items: int, metrics_every: int = 1) -> Callable[[], int]:
+    """``metrics_every`` world ticks per call (one of them computes the heavy metrics);
+    returns the user decisions they made."""
     from benchmarks.run import build_world
 
-    world = build_world(users, items)
-    world.step()  # warm-up tick (first-touch allocations)
+    world = build_world(users, items, metrics_every=metrics_every)
+    world.step()  # warm-up tick (first-touch allocations): tick 0, which computes them all
     k = world.spec.k
 
     def step() -> int:
         before = int(world.items.exposure_total.sum())
-        world.step()
+        for _ in range(metrics_every):
+            world.step()
         return (int(world.items.exposure_total.sum()) - before) // k
 
     return step
@@ -154,11 +159,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats (>= 3)")
     parser.add_argument("--seconds", type=float, default=2.0, help="timing of each recloop row")
     parser.add_argument("--users", type=int, default=100000, help="world-tick users")
+    parser.add_argument(
+        "--metrics-every",
+        type=int,
+        default=10,
+        help="metrics_every of the second world-tick row (timed in runs of that many ticks)",
+    )
     parser.add_argument("--items", type=int, default=10000, help="world-tick items")
     parser.add_argument("--n", type=int, default=1024, help="sessions of the batched env")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    if args.metrics_every < 2:
+        parser.error("--metrics-every must be at least 2 (the first row is every tick)")
     if not Path(args.recsim_python).exists():
         parser.error(f"no RecSim venv at {args.recsim_python}: run `make bench-peers`")
 
@@ -166,6 +179,8 @@ def main(argv: list[str] | None = None) -> None:
     steppers: list[tuple[str, str, Callable[[], int]]] = [
         (f"recloop world tick, {args.users:,} users", "user-decisions/s",
          world_stepper(args.users, args.items)),
+        (f"  the same, metrics_every {args.metrics_every}", "user-decisions/s",
+         world_stepper(args.users, args.items, args.metrics_every)),
         ("recloop/Session-v0", "steps/s", single_stepper("session")),
         ("recloop/Exploration-v0", "steps/s", single_stepper("exploration")),
         (f"BatchedSessionVecEnv N={args.n}", "session-steps/s", batched_stepper(args.n)),

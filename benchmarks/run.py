@@ -10,6 +10,11 @@ utility model written as a plain Python loop over users (how per-agent simulator
 timed in the same process on a sample of users, so the ratio is robust to a noisy machine.
 With more than one size, the exponent b of a least-squares fit tick_s ~ users^b (log-log) is
 printed: 1 is linear growth.
+
+Two tick times per size, from the same world: ``--ticks`` ticks with every metric computed at
+every tick (the default scenario, ``metrics_every: 1``), then ``--metrics-every`` N (default
+10) consecutive ticks with the heavy metrics computed every N ticks: N ticks hold exactly one
+tick that computes them, so their mean is the cost per tick of a long run at that setting.
 """
 
 from __future__ import annotations
@@ -28,7 +33,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def build_world(n_users: int, n_items: int, seed: int = 0):  # type: ignore[no-untyped-def]
+def build_world(  # type: ignore[no-untyped-def]
+    n_users: int, n_items: int, seed: int = 0, metrics_every: int = 1
+):
+    """The benchmark world. Its scenario runs 1,000,000 ticks, so no timed tick is the last
+    one (where ``metrics_every`` computes every metric)."""
     import policies
     from agents.deciders import UtilityDecider
     from scenarios import load
@@ -43,6 +52,8 @@ def build_world(n_users: int, n_items: int, seed: int = 0):  # type: ignore[no-u
             "population.activity_scale=100",  # every present user opens the app every tick
             "session.max_steps=1",
             "log_interactions=false",
+            "ticks=1000000",
+            f"metrics_every={metrics_every}",
         ],
     )
     decider = UtilityDecider(scenario.decider.utility)
@@ -95,12 +106,19 @@ def loop_baseline(world, n_users: int) -> float:  # type: ignore[no-untyped-def]
     return n_users / (time.perf_counter() - start)
 
 
-def one(n_users: int, n_items: int, ticks: int) -> dict[str, float]:
+def sparse_metrics(world, every: int) -> None:  # type: ignore[no-untyped-def]
+    """From now on ``world`` computes its heavy metrics every ``every`` ticks."""
+    world.scenario = world.scenario.model_copy(update={"metrics_every": every})
+
+
+def one(n_users: int, n_items: int, ticks: int, every: int) -> dict[str, float]:
     t0 = time.perf_counter()
     world = build_world(n_users, n_items)
     build_s = time.perf_counter() - t0
     seconds, decisions = time_ticks(world, ticks)
     vec_rate = decisions / seconds
+    sparse_metrics(world, every)
+    sparse_s, sparse_decisions = time_ticks(world, every)  # exactly one tick computes them
     loop_rate = loop_baseline(world, min(n_users, 2000))
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
@@ -109,6 +127,9 @@ def one(n_users: int, n_items: int, ticks: int) -> dict[str, float]:
         "build_s": build_s,
         "tick_s": seconds / ticks,
         "decisions_per_s": vec_rate,
+        "metrics_every": every,
+        "sparse_tick_s": sparse_s / every,
+        "sparse_decisions_per_s": sparse_decisions / sparse_s,
         "loop_decisions_per_s": loop_rate,
         "ratio": vec_rate / loop_rate,
         "max_rss_mib": rss_mib,
@@ -119,19 +140,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
     parser.add_argument("--items", type=int, default=10000)
-    parser.add_argument("--ticks", type=int, default=5)
+    parser.add_argument("--ticks", type=int, default=5, help="timed ticks, every metric")
+    parser.add_argument(
+        "--metrics-every",
+        type=int,
+        default=10,
+        help="metrics_every of the second timing (that many ticks are timed)",
+    )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.ticks < 1 or args.metrics_every < 1:
+        parser.error("--ticks and --metrics-every must be at least 1")
     if args.one:
-        print(json.dumps(one(args.one, args.items, args.ticks)))
+        print(json.dumps(one(args.one, args.items, args.ticks, args.metrics_every)))
         return
+    every = args.metrics_every
     print("UtilityDecider world tick, popularity policy, slate 10, one core (OMP threads = 1)")
-    header = f"{'users':>8} {'tick s':>8} {'decisions/s':>12} {'loop/s':>9} {'ratio':>7} {'MiB':>7}"
+    print(f"'all metrics': every metric at every tick (the default, metrics_every 1); "
+          f"'every {every}': metrics_every {every}, mean over {every} ticks")  # fmt: skip
+    header = (
+        f"{'users':>8} {'tick s':>8} {'decisions/s':>12} {f'every {every}: s':>14} "
+        f"{'decisions/s':>12} {'loop/s':>9} {'ratio':>7} {'MiB':>7}"
+    )
+    print(f"{'':>8} {'all metrics':>21}")
     print(header)
     ticks: list[float] = []
     for n in args.sizes:
         cmd = [sys.executable, __file__, "--one", str(n), "--items", str(args.items),
-               "--ticks", str(args.ticks)]  # fmt: skip
+               "--ticks", str(args.ticks), "--metrics-every", str(every)]  # fmt: skip
         env = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         out = subprocess.run(
             cmd, check=True, capture_output=True, text=True, env={**_env(), **env}
@@ -139,6 +175,7 @@ def main() -> None:
         r = json.loads(out.strip().splitlines()[-1])
         print(
             f"{r['users']:>8} {r['tick_s']:>8.3f} {r['decisions_per_s']:>12,.0f} "
+            f"{r['sparse_tick_s']:>14.3f} {r['sparse_decisions_per_s']:>12,.0f} "
             f"{r['loop_decisions_per_s']:>9,.0f} {r['ratio']:>6.0f}x {r['max_rss_mib']:>7.0f}"
         )
         ticks.append(r["tick_s"])
