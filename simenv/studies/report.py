@@ -197,8 +197,9 @@ def metric_figure(res: Results, name: str) -> Figure:
     fig = Figure(figsize=(4.4 * cols if cols > 1 else 5.4, height))
     axes = fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True)
     for ax, (label, frame) in zip(axes.ravel(), groups, strict=False):
-        stats = measured(band(frame, name))
-        for policy, line in stats.groupby("policy", sort=False):
+        stats = band(frame, name)
+        for policy, all_ticks in stats.groupby("policy", sort=False):
+            line = measured(all_ticks)  # may be empty: the legend still names the policy
             colour = colours[str(policy)]
             ax.plot(line["tick"], line["mean"], color=colour, lw=1.6, label=str(policy))
             if (line["count"] > 1).any():
