@@ -42,6 +42,7 @@ ScoreFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 _BIG = float(np.finfo(np.float64).max)
 _MAX_KEY = np.iinfo(np.int64).max
+_INT32_MAX = int(np.iinfo(np.int32).max)
 
 
 class NotEnoughItemsError(ValueError):
@@ -239,19 +240,22 @@ def _rotated_top(
     idx[idx >= size] -= size
     cands = np.concatenate([np.broadcast_to(items[:g0], (rows, g0)), items[g0:][idx]], 1)
     # the column of each recent item among the row's candidates, in int32 (ranks < n_cand +
-    # the group): n_cand, a column past the candidates, for items that are not among them;
-    # the rank table's last entry answers the padding id -1
+    # the group). Items that are not candidates (and the padding id -1, the rank table's last
+    # entry) get a rank so large that their column lands past the candidates, where every
+    # column is clipped to n_cand, a dummy column
     top = max(int(items.max()), int(recent.max(initial=-1))) + 1
-    rank = np.full(top + 1, -1, dtype=np.int32)
+    rank = np.full(top + 1, 2 * items.size, dtype=np.int32)
     rank[items] = np.arange(items.size, dtype=np.int32)
     p = rank[recent]
     col = p - (shift.astype(np.int32) + g0)[:, None]  # a tie-group item's, before wrapping
-    col[col < 0] += size
+    np.add(col, size, out=col, where=col < 0)
     col += g0
     np.copyto(col, p, where=p < g0)
-    col[(p < 0) | (col > n_cand)] = n_cand
+    np.minimum(col, n_cand, out=col)
     masked = np.zeros((rows, n_cand + 1), dtype=bool)
-    masked[np.arange(rows)[:, None], col] = True
+    flat = col if masked.size <= _INT32_MAX else col.astype(np.int64)
+    flat += (np.arange(rows, dtype=flat.dtype) * (n_cand + 1))[:, None]
+    masked.reshape(-1)[flat] = True
     masked = masked[:, :n_cand]
     if not masked.any():
         return cands[:, :length].copy()
