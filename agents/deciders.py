@@ -227,12 +227,15 @@ def _holds_any(slates: np.ndarray, lists: np.ndarray) -> np.ndarray:
     Many rows: one (n, k) comparison per column of ``lists`` into one reused buffer (no (n, k,
     width) array to reduce), in int32 when the ids fit (half the memory traffic); a few rows
     (env steps): one broadcast comparison (fewer calls)."""
-    padded = np.where(lists >= 0, lists, -2)  # a slate item (an id >= 0) never matches -2
     if slates.shape[0] < 64:
+        padded = np.where(lists >= 0, lists, -2)  # a slate item (an id >= 0) never matches -2
         return (slates[:, :, None] == padded[:, None, :]).any(axis=2)
-    if slates.size and max(int(slates.max()), int(padded.max(initial=0))) < _INT32_MAX:
-        slates, padded = slates.astype(np.int32), padded.astype(np.int32)
-    columns = np.ascontiguousarray(padded.T)  # (width, n): one contiguous row per column
+    if slates.size and slates.min() >= 0 and max(slates.max(), lists.max()) < _INT32_MAX:
+        # ids >= 0 never match the padding -1; (width, n): one contiguous row per column
+        columns = np.array(lists.T, dtype=np.int32, order="C")
+        slates = slates.astype(np.int32)
+    else:
+        columns = np.ascontiguousarray(np.where(lists >= 0, lists, -2).T)
     out = np.zeros(slates.shape, dtype=bool)
     hit = np.empty(slates.shape, dtype=bool)
     for column in columns:

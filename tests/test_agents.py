@@ -146,12 +146,15 @@ def test_decider_penalises_repeats_and_rewards_friends_shares():
 
 @pytest.mark.parametrize("rows", [5, 300])
 @pytest.mark.parametrize("big_ids", [False, True])
-def test_holds_any_is_membership_in_the_row(rows: int, big_ids: bool) -> None:
+@pytest.mark.parametrize("negative", [False, True])
+def test_holds_any_is_membership_in_the_row(rows: int, big_ids: bool, negative: bool) -> None:
     from agents.deciders import _holds_any
 
     rng = np.random.default_rng(rows)
     top = 2**40 if big_ids else 50  # ids past int32 take the int64 path
     slates = rng.integers(0, 50, size=(rows, 6)) + (top - 50)
+    if negative:  # not an item: never held, not even by the padding -1
+        slates[::3, 2] = -1
     lists = rng.integers(-1, 50, size=(rows, 9)) + np.where(
         rng.random((rows, 9)) < 0.8, top - 50, 0
     )
