@@ -134,17 +134,30 @@ class Scheduler:
         self.max_idle_ticks = max_idle_ticks
 
     def next_user(self, busy: set[int]) -> int:
-        for _ in range(self.max_idle_ticks):
+        return self.next_users(1, busy)[0]
+
+    def next_users(self, count: int, busy: set[int]) -> list[int]:
+        """The next ``count`` users not in ``busy``, in order (each is added to ``busy``); the
+        same as ``count`` calls of `next_user`, without a call per user."""
+        out: list[int] = []
+        idle = 0
+        while len(out) < count:
+            if idle == self.max_idle_ticks:
+                raise RuntimeError(
+                    f"no free user opened the app in {self.max_idle_ticks} ticks ({len(busy)} "
+                    f"sessions running, {int(self.world.users.present.sum())} users present)"
+                )
             queue, present = self.queue, self.world.users.present
-            while queue:
+            while queue and len(out) < count:
                 u = queue.popleft()
                 if u not in busy and present[u]:
-                    return u
-            self.advance()
-        raise RuntimeError(
-            f"no free user opened the app in {self.max_idle_ticks} ticks "
-            f"({len(busy)} sessions running, {int(self.world.users.present.sum())} users present)"
-        )
+                    busy.add(u)
+                    out.append(u)
+                    idle = 0
+            if len(out) < count:
+                self.advance()
+                idle += 1
+        return out
 
     def advance(self) -> None:
         """End the running tick (if any) and begin the next one."""
@@ -265,12 +278,10 @@ class SessionCore:
 
     def reset_slots(self, slots: np.ndarray) -> None:
         """Give each of ``slots`` the next user, starting a new session."""
+        slots = np.asarray(slots, dtype=np.int64)
         busy = set(self.users[self.users >= 0].tolist())
         busy.difference_update(self.users[slots].tolist())
-        for i in np.asarray(slots).tolist():
-            u = self.scheduler.next_user(busy)
-            busy.add(u)
-            self.users[i] = u
+        self.users[slots] = self.scheduler.next_users(slots.size, busy)
         self.steps[slots] = 0
 
     @property

@@ -60,12 +60,33 @@ def recent_stats(
     unit = unit_rows_clipped(request.item_features) if item_unit is None else item_unit
     unit = unit[rows]  # (n, H, d)
     unit *= valid[:, :, None]
-    total = unit.sum(axis=1)
+    return _stats(unit.sum(axis=1), valid, recent.shape[1])
+
+
+def recent_stats_padded(
+    recent: np.ndarray, padded_unit: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`recent_stats` from ``recent`` (n, H) and ``padded_unit``: the items' unit features
+    with one row of zeros appended, which ``NO_ITEM`` (-1) indexes (`padded_rows`). The same
+    numbers without masking the gathered rows."""
+    valid = recent != NO_ITEM
+    return _stats(padded_unit[recent].sum(axis=1), valid, recent.shape[1])
+
+
+def padded_rows(unit: np.ndarray) -> np.ndarray:
+    """``unit`` with a row of zeros appended (what index -1, ``NO_ITEM``, then reads)."""
+    return np.concatenate([unit, np.zeros((1, unit.shape[1]), dtype=unit.dtype)])
+
+
+def _stats(
+    total: np.ndarray, valid: np.ndarray, width: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`recent_stats` from the (n, d) sum of the recent items' unit features."""
     m = valid.sum(axis=1).astype(np.float32)
     pair = np.einsum("nd,nd->n", total, total) - m  # sum over ordered pairs i != j of cos
     denom = m * (m - 1)
     repetition = np.divide(pair, denom, out=np.zeros_like(m), where=denom > 0)
-    fill = m / max(recent.shape[1], 1)
+    fill = m / max(width, 1)
     return unit_rows_clipped(total), fill, np.clip(repetition, -1.0, 1.0).astype(np.float32)
 
 
@@ -91,7 +112,10 @@ class ObservationBuilder:
         self.impressions = np.zeros(n, dtype=np.float32)  # slates seen
         self.clicks = np.zeros(n, dtype=np.float32)
         self.item_consumed = np.zeros(m, dtype=np.float64)
+        self.log_consumed = np.zeros(m, dtype=np.float64)  # log1p(item_consumed), kept in step
         self.top_consumed = 0.0  # item_consumed.max()
+        self._pad_source: np.ndarray | None = None
+        self._pad = np.zeros((1, spec.n_features), dtype=np.float32)
 
     # ------------------------------------------------------------------ learning
     def update(self, feedback: Feedback) -> None:
@@ -108,9 +132,12 @@ class ObservationBuilder:
         self.impressions[u] += 1.0
         self.clicks[u] += clicked
         items = np.asarray(feedback.chosen_item)[clicked]
-        np.add.at(self.item_consumed, items, 1.0)
-        if items.size:  # counts only grow: the maximum is kept, not searched for
-            self.top_consumed = max(self.top_consumed, float(self.item_consumed[items].max()))
+        if items.size:
+            np.add.at(self.item_consumed, items, 1.0)
+            counts = self.item_consumed[items]
+            self.log_consumed[items] = np.log1p(counts)
+            # counts only grow: the maximum is kept, not searched for
+            self.top_consumed = max(self.top_consumed, float(counts.max()))
 
     # ------------------------------------------------------------------ observing
     def observe(
@@ -123,7 +150,10 @@ class ObservationBuilder:
         (``item_unit`` as in `recent_stats`)."""
         u = np.asarray(request.users, dtype=np.int64)
         n = u.size
-        profile, fill, repetition = recent_stats(request, item_unit)
+        if item_unit is None:
+            profile, fill, repetition = recent_stats(request)
+        else:
+            profile, fill, repetition = recent_stats_padded(request.recent, self._padded(item_unit))
         last = self.last_tick[u]
         seen = last >= 0
         gap = np.where(seen, np.minimum(request.tick - last, self.visit_cap), self.visit_cap)
@@ -144,10 +174,17 @@ class ObservationBuilder:
         ).astype(np.float32)
         return {"user": user, "profile": profile.astype(np.float32)}
 
+    def _padded(self, item_unit: np.ndarray) -> np.ndarray:
+        """`padded_rows` of ``item_unit``, kept while the caller hands the same array (the
+        world's `ItemStore.unit_clipped` changes only when items are published)."""
+        if self._pad_source is not item_unit:
+            self._pad_source, self._pad = item_unit, padded_rows(item_unit)
+        return self._pad
+
     def item_popularity(self, items: np.ndarray) -> np.ndarray:
         """Observed popularity in [0, 1] of ``items``: log consumptions over the maximum."""
         top = np.log1p(self.top_consumed)
-        pop = np.log1p(self.item_consumed[np.asarray(items)])
+        pop = self.log_consumed[np.asarray(items)]
         return (pop / top if top > 0 else np.zeros_like(pop)).astype(np.float32)
 
     def space(self) -> spaces.Dict:
