@@ -274,6 +274,8 @@ def top_global(
         s = np.nan_to_num(s, nan=-_BIG, posinf=_BIG, neginf=-_BIG)
     key = ties.global_key()
     n_cand = min(m, length + recent.shape[1])
+    if rows == 1:
+        return _top_global_row(s, avail, recent, length, ties, n_cand)
     order, g0 = _head_order(-s, key, n_cand)
     g1 = order.size
     if ties.per_row and g1 - g0 > 1:
@@ -300,6 +302,30 @@ def top_global(
         return np.broadcast_to(cand[:length], (rows, length)).copy()
     pick = np.argsort(masked, axis=1, kind="stable")[:, :length]
     return cand[pick]
+
+
+def _top_global_row(
+    s: np.ndarray, avail: np.ndarray, recent: np.ndarray, length: int, ties: TieKeys, n_cand: int
+) -> np.ndarray:
+    """`top_global` of one row (a session env's step), (1, length): the same slate, with the
+    head of the ranking walked in Python instead of masked and sorted as arrays."""
+    key = ties.global_key()
+    order, g0 = _head_order(-s, key, n_cand)
+    items = avail[order].tolist()
+    if ties.per_row and len(items) - g0 > 1:
+        group, off = items[g0:], int(ties.offset[0])
+        size = len(group)
+        cands = items[:g0] + [group[(off + j) % size] for j in range(n_cand - g0)]
+        out = _first_distinct_row(np.asarray(cands, dtype=np.int64), length, recent[0])
+        if out[0, -1] < 0:  # the row ran out: the whole ranking is needed
+            out = _complete(out, avail[np.lexsort((key, -s))], recent, length)
+        return out
+    mask = set(recent[0].tolist())
+    head = items[:n_cand]
+    picked = [c for c in head if c not in mask]
+    if len(picked) < length:  # recent items come last, only if needed
+        picked += [c for c in head if c in mask]
+    return np.array([picked[:length]], dtype=np.int64)
 
 
 KeyFn = Callable[[np.ndarray, np.ndarray], np.ndarray]

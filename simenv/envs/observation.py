@@ -150,6 +150,9 @@ class ObservationBuilder:
         (``item_unit`` as in `recent_stats`)."""
         u = np.asarray(request.users, dtype=np.int64)
         n = u.size
+        if n == 1 and item_unit is not None and np.size(step) == 1:
+            pos = np.float32(np.ravel(step)[0])
+            return self._observe_one(request, int(u[0]), pos, item_unit)
         if item_unit is None:
             profile, fill, repetition = recent_stats(request)
         else:
@@ -173,6 +176,36 @@ class ObservationBuilder:
             axis=1,
         ).astype(np.float32)
         return {"user": user, "profile": profile.astype(np.float32)}
+
+    def _observe_one(
+        self, request: RecommendRequest, u: int, pos: np.float32, item_unit: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """`observe` of one user (a single env's step): the same float32 operations on
+        scalars instead of (1,) arrays."""
+        recent = request.recent
+        total = self._padded(item_unit)[recent[0]].sum(axis=0)[None]  # = (1, H, d).sum(1)
+        profile, fill, repetition = _stats(total, recent != NO_ITEM, recent.shape[1])
+        last = int(self.last_tick[u])
+        cap = self.visit_cap
+        gap = min(request.tick - last, cap) if last >= 0 else cap
+        f32 = np.float32
+        user = np.array(
+            [
+                [
+                    self.last_click[u],
+                    self.last_rating[u],
+                    min(self.streak[u], f32(_STREAK_CAP)) / f32(_STREAK_CAP),
+                    min(pos / f32(self.max_steps), f32(1.0)),
+                    f32(gap) / f32(cap),
+                    f32(last < 0),
+                    self.clicks[u] / (self.impressions[u] + f32(1.0)),
+                    fill[0],
+                    min(max(repetition[0], f32(0.0)), f32(1.0)),
+                ]
+            ],
+            dtype=np.float32,
+        )
+        return {"user": user, "profile": profile}
 
     def _padded(self, item_unit: np.ndarray) -> np.ndarray:
         """`padded_rows` of ``item_unit``, kept while the caller hands the same array (the
