@@ -308,23 +308,31 @@ def _top_global_row(
     s: np.ndarray, avail: np.ndarray, recent: np.ndarray, length: int, ties: TieKeys, n_cand: int
 ) -> np.ndarray:
     """`top_global` of one row (a session env's step), (1, length): the same slate, with the
-    head of the ranking walked in Python instead of masked and sorted as arrays."""
+    tie group at the cut put in key order through the inverse permutation (O(m), no sort: a
+    cold catalog is one big tie group) and the head walked in Python."""
     key = ties.global_key()
-    order, g0 = _head_order(-s, key, n_cand)
-    items = avail[order].tolist()
-    if ties.per_row and len(items) - g0 > 1:
-        group, off = items[g0:], int(ties.offset[0])
-        size = len(group)
-        cands = items[:g0] + [group[(off + j) % size] for j in range(n_cand - g0)]
-        out = _first_distinct_row(np.asarray(cands, dtype=np.int64), length, recent[0])
+    neg = -s
+    cut = np.partition(neg, n_cand - 1)[n_cand - 1]
+    above = np.flatnonzero(neg < cut)
+    if above.size > 1:
+        above = above[np.lexsort((key[above], neg[above]))]
+    inv = ties.inv_perm
+    tied = inv[(neg == cut)[inv]]  # = tied[argsort(key[tied])]: the keys are distinct
+    width = n_cand - above.size
+    rotate = ties.per_row and tied.size > 1
+    if rotate:  # the row's view of the tie group: rotated by its offset
+        tied = tied[(int(ties.offset[0]) + np.arange(width)) % tied.size]
+    head = avail[np.concatenate([above, tied[:width]])]
+    if rotate:
+        out = _first_distinct_row(head, length, recent[0])
         if out[0, -1] < 0:  # the row ran out: the whole ranking is needed
             out = _complete(out, avail[np.lexsort((key, -s))], recent, length)
         return out
     mask = set(recent[0].tolist())
-    head = items[:n_cand]
-    picked = [c for c in head if c not in mask]
+    items = head.tolist()
+    picked = [c for c in items if c not in mask]
     if len(picked) < length:  # recent items come last, only if needed
-        picked += [c for c in head if c in mask]
+        picked += [c for c in items if c in mask]
     return np.array([picked[:length]], dtype=np.int64)
 
 

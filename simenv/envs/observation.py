@@ -123,6 +123,9 @@ class ObservationBuilder:
         u = np.asarray(feedback.users, dtype=np.int64)
         if u.size == 0:
             return
+        if u.size == 1:
+            self._update_one(feedback, int(u[0]))
+            return
         clicked = np.asarray(feedback.chosen_pos) >= 0
         rating = np.asarray(feedback.rating, dtype=np.float32)
         self.last_click[u] = clicked
@@ -138,6 +141,28 @@ class ObservationBuilder:
             self.log_consumed[items] = np.log1p(counts)
             # counts only grow: the maximum is kept, not searched for
             self.top_consumed = max(self.top_consumed, float(counts.max()))
+
+    def _update_one(self, feedback: Feedback, u: int) -> None:
+        """`update` of one user's slate (a single env's step), with float32 scalars."""
+        f32 = np.float32
+        clicked = int(feedback.chosen_pos[0]) >= 0
+        self.last_click[u] = clicked
+        if clicked:
+            rating = f32(feedback.rating[0])
+            stars = f32(1.0) if np.isnan(rating) else rating
+            self.last_rating[u] = (stars - f32(1.0)) / f32(4.0)
+            self.streak[u] += f32(1.0)
+            self.clicks[u] += f32(1.0)
+            items = np.asarray(feedback.chosen_item)[:1]
+            self.item_consumed[items] += 1.0
+            counts = self.item_consumed[items]
+            self.log_consumed[items] = np.log1p(counts)
+            self.top_consumed = max(self.top_consumed, float(counts[0]))
+        else:
+            self.last_rating[u] = 0.0
+            self.streak[u] = 0.0
+        self.last_tick[u] = feedback.tick
+        self.impressions[u] += f32(1.0)
 
     # ------------------------------------------------------------------ observing
     def observe(
