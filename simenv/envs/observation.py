@@ -125,7 +125,11 @@ class ObservationBuilder:
             return
         if u.size == 1:
             self._update_one(feedback, int(u[0]))
-            return
+        else:
+            self._update_rows(feedback, u)
+
+    def _update_rows(self, feedback: Feedback, u: np.ndarray) -> None:
+        """`update` as arrays over the users ``u`` of ``feedback``."""
         clicked = np.asarray(feedback.chosen_pos) >= 0
         rating = np.asarray(feedback.rating, dtype=np.float32)
         self.last_click[u] = clicked
@@ -174,10 +178,20 @@ class ObservationBuilder:
         """Observation of every user in ``request``: a dict of arrays with a leading (n,)
         (``item_unit`` as in `recent_stats`)."""
         u = np.asarray(request.users, dtype=np.int64)
-        n = u.size
-        if n == 1 and item_unit is not None and np.size(step) == 1:
+        if u.size == 1 and item_unit is not None and np.size(step) == 1:
             pos = np.float32(np.ravel(step)[0])
             return self._observe_one(request, int(u[0]), pos, item_unit)
+        return self._observe_rows(request, u, step, item_unit)
+
+    def _observe_rows(
+        self,
+        request: RecommendRequest,
+        u: np.ndarray,
+        step: int | np.ndarray,
+        item_unit: np.ndarray | None,
+    ) -> dict[str, np.ndarray]:
+        """`observe` as arrays over the users ``u`` of ``request``."""
+        n = u.size
         if item_unit is None:
             profile, fill, repetition = recent_stats(request)
         else:

@@ -1,0 +1,192 @@
+"""The one-user fast paths of a single env's step give exactly what the array paths give.
+
+A session env steps one user at a time, so the decider, the observation builder, the
+popularity retriever's ranking and a few bookkeeping functions have a branch for one row
+(scalars and short Python lists instead of (1, k) arrays). Each test here runs both paths on
+the same input (and the same random draws) and compares the bytes.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from agents.deciders import UtilityDecider
+from policies.base import NO_ITEM, Feedback, RecommendRequest
+from policies.learning import ItemStats
+from policies.selection import TieKeys, top_global
+from scenarios import load
+from simenv.envs.core import SMALL_OVERRIDES, SessionCore
+from simenv.envs.observation import ObservationBuilder, recent_stats, recent_stats_padded
+from simenv.world import World
+
+
+def _same(a: object, b: object) -> None:
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.dtype == b.dtype and a.shape == b.shape
+    assert a.tobytes() == b.tobytes()
+
+
+@pytest.fixture(scope="module")
+def core() -> SessionCore:
+    """A session core stepped for a while: users with history, clicks, inbox items."""
+    core = SessionCore("filter_bubble", [*SMALL_OVERRIDES, "social.share_prob=0.9"])
+    core.reset(seed=4)
+    core.observe()
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        _, term, trunc, _ = core.step(rng.integers(0, core.n_candidates, (1, core.k)))
+        if term[0] or trunc[0]:
+            core.observe(np.array([0]))
+            core.reset_slots(np.array([0]))
+        core.observe()
+    return core
+
+
+def test_decide_one_equals_decide_rows(core: SessionCore) -> None:
+    world = core._world
+    decider = UtilityDecider(world.scenario.decider.utility)
+    rng = np.random.default_rng(1)
+    present = np.flatnonzero(world.users.present)
+    for trial in range(60):
+        users = rng.choice(present, 1)
+        slate = rng.choice(np.flatnonzero(world.items.available), (1, world.spec.k), False)
+        ctx = world.decision_context(users, slate, trial % 3)
+        gen = np.random.default_rng(trial)
+        one = decider._decide_one(replace(ctx, rng=copy.deepcopy(gen)))
+        rows = decider._decide_rows(replace(ctx, rng=copy.deepcopy(gen)))
+        for field in ("chosen_pos", "rating", "ended_session"):
+            _same(getattr(one, field), getattr(rows, field))
+    assert decider.decide(ctx).chosen_pos.shape == (1,)
+
+
+def test_observe_one_equals_observe_rows(core: SessionCore) -> None:
+    world, builder = core._world, core.builder
+    unit = world.items.unit_clipped()
+    for u in range(0, world.n_users, 7):
+        request = world.request(np.array([u]))
+        for step in (0, 2):
+            one = builder.observe(request, np.array([step]), unit)
+            rows = builder._observe_rows(request, np.array([u]), step, unit)
+            assert set(one) == set(rows)
+            for key in one:
+                _same(one[key], rows[key])
+
+
+def test_padded_recent_stats_equal_recent_stats(core: SessionCore) -> None:
+    world = core._world
+    request = world.request(np.arange(world.n_users))
+    unit = world.items.unit_clipped()
+    padded = core.builder._padded(unit)
+    assert core.builder._padded(unit) is padded  # kept while the items are the same
+    for a, b in zip(
+        recent_stats(request, unit), recent_stats_padded(request.recent, padded), strict=True
+    ):
+        _same(a, b)
+
+
+def test_update_one_equals_update_rows(core: SessionCore) -> None:
+    spec = core._world.spec
+    one, rows = ObservationBuilder(spec, 3), ObservationBuilder(spec, 3)
+    rng = np.random.default_rng(2)
+    for tick in range(200):
+        u = rng.integers(0, spec.n_users, 1)
+        pos = int(rng.integers(-1, spec.k))
+        item = int(rng.integers(0, 30)) if pos >= 0 else -1
+        rating = np.float32(rng.integers(1, 6)) if pos >= 0 else np.float32(np.nan)
+        fb = Feedback(
+            tick=tick,
+            users=u,
+            slates=rng.integers(0, spec.n_items, (1, spec.k)),
+            chosen_pos=np.array([pos]),
+            chosen_item=np.array([item]),
+            rating=np.array([rating], dtype=np.float32),
+            ended_session=np.array([False]),
+        )
+        one.update(fb)
+        rows._update_rows(fb, u)
+    for name in (
+        "last_click",
+        "last_rating",
+        "streak",
+        "last_tick",
+        "impressions",
+        "clicks",
+        "item_consumed",
+        "log_consumed",
+    ):
+        _same(getattr(one, name), getattr(rows, name))
+    assert one.top_consumed == rows.top_consumed
+    _same(one.log_consumed, np.log1p(one.item_consumed))
+
+
+@pytest.mark.parametrize("tie_break", ["random", "id"])
+@pytest.mark.parametrize("case", ["cold", "warm", "few"])
+def test_top_global_one_row_equals_row_of_many(tie_break: str, case: str) -> None:
+    rng = np.random.default_rng(3)
+    m = 40 if case == "few" else 300
+    avail = np.sort(rng.choice(m + 20, m, replace=False))
+    length, history = (30, 12) if case == "few" else (10, 8)
+    for trial in range(40):
+        scores = np.zeros(m + 20)
+        if case != "cold":  # a few distinct counts, many ties among them
+            hot = rng.choice(m + 20, 25, replace=False)
+            scores[hot] = rng.integers(1, 6, hot.size)
+        recent = np.full((1, history), NO_ITEM, dtype=np.int64)
+        fill = int(rng.integers(0, history + 1))
+        recent[0, :fill] = rng.choice(avail, fill, replace=False)
+        ties = TieKeys(m, 1, tie_break, np.random.default_rng(trial))
+        one = top_global(scores, avail, recent, length, ties)
+        many = top_global(
+            scores, avail, np.repeat(recent, 2, 0), length, ties.subset(np.array([0, 0]))
+        )
+        _same(one, many[:1])
+        assert len(set(one[0].tolist())) == length
+
+
+def test_item_stats_one_item_equals_bincount() -> None:
+    rng = np.random.default_rng(4)
+    for decay in (1.0, 0.9):
+        fast, ref = ItemStats(50, decay), ItemStats(50, decay)
+        for tick in range(300):
+            item = rng.integers(0, 50, 1)
+            reward = rng.random(1)
+            fast.add(item, reward, tick // 7)
+            # the bincount path, for one item: a second item with weight 0 changes nothing
+            ref.add(np.array([item[0], item[0]]), np.array([reward[0], 0.0]), tick // 7)
+            ref.pulls[item[0]] -= 1.0
+        np.testing.assert_allclose(fast.pulls, ref.pulls)
+        np.testing.assert_allclose(fast.rewards, ref.rewards)
+
+
+def test_next_users_is_next_user_in_turn() -> None:
+    scenario = load("filter_bubble", list(SMALL_OVERRIDES))
+    a = World(scenario, None, seed=5)
+    b = World(scenario, None, seed=5)
+    from simenv.envs.core import Scheduler
+
+    one_by_one, batched = Scheduler(a), Scheduler(b)
+    busy_a, busy_b = {3, 7}, {3, 7}
+    singles = []
+    for _ in range(60):
+        u = one_by_one.next_user(busy_a)
+        busy_a.add(u)
+        singles.append(u)
+    assert batched.next_users(60, busy_b) == singles
+    assert busy_a == busy_b and a.tick == b.tick
+    empty = Scheduler(World(scenario, None, seed=5), max_idle_ticks=2)
+    with pytest.raises(RuntimeError, match="no free user"):  # everybody is busy
+        empty.next_users(1, set(range(empty.world.n_users)))
+    assert empty.world.tick == 1  # two ticks begun, the first ended
+
+
+def test_recommend_request_of_one_user_is_served(core: SessionCore) -> None:
+    """The retriever's one-row ranking inside a request (not only top_global)."""
+    world = core._world
+    request: RecommendRequest = world.request(np.array([1]))
+    out = core.base.recommend(replace(request, k=core.n_candidates))
+    assert out.shape == (1, core.n_candidates)
+    assert world.items.available[out].all() and len(set(out[0].tolist())) == out.shape[1]
