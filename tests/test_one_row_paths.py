@@ -147,6 +147,28 @@ def test_top_global_one_row_equals_row_of_many(tie_break: str, case: str) -> Non
         assert len(set(one[0].tolist())) == length
 
 
+def test_emotion_after_slate_one_user_equals_rows() -> None:
+    from agents import emotion as emo
+
+    params = emo.EmotionParams()
+    rng = np.random.default_rng(6)
+    curiosity = rng.random(20).astype(np.float32)
+    one, rows = emo.EmotionState.initial(curiosity), emo.EmotionState.initial(curiosity)
+    for _ in range(300):
+        users = rng.choice(20, 2, replace=False)
+        consumed = rng.random(2) < 0.5
+        rating = np.where(consumed, rng.integers(1, 6, 2), np.nan).astype(np.float32)
+        if rng.random() < 0.1:
+            rating[0] = np.nan  # consumed without a rating: valence 0
+        similarity = rng.uniform(-0.5, 1.5, 2).astype(np.float32)
+        emo.after_slate(one, users[:1], consumed[:1], rating[:1], similarity[:1], curiosity, params)
+        emo.after_slate(rows, users, consumed, rating, similarity, curiosity, params)
+        # the second row is applied to both states alike (rows are independent)
+        emo.after_slate(one, users[1:], consumed[1:], rating[1:], similarity[1:], curiosity, params)
+    for name in ("satisfaction", "fatigue", "boredom", "curiosity"):
+        _same(getattr(one, name), getattr(rows, name))
+
+
 def test_item_stats_one_item_equals_bincount() -> None:
     rng = np.random.default_rng(4)
     for decay in (1.0, 0.9):

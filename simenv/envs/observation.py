@@ -221,13 +221,18 @@ class ObservationBuilder:
     ) -> dict[str, np.ndarray]:
         """`observe` of one user (a single env's step): the same float32 operations on
         scalars instead of (1,) arrays."""
-        recent = request.recent
-        total = self._padded(item_unit)[recent[0]].sum(axis=0)[None]  # = (1, H, d).sum(1)
-        profile, fill, repetition = _stats(total, recent != NO_ITEM, recent.shape[1])
+        f32 = np.float32
+        recent = request.recent[0]
+        total = self._padded(item_unit)[recent].sum(axis=0)[None]  # = (1, H, d).sum(1)
+        width = recent.size
+        m = f32(width - recent.tolist().count(NO_ITEM))
+        pair = np.einsum("nd,nd->n", total, total)[0] - m  # as `_stats`, on scalars
+        denom = m * (m - f32(1.0))
+        repetition = min(max(pair / denom if denom > 0 else f32(0.0), f32(-1.0)), f32(1.0))
+        fill = m / max(width, 1)
         last = int(self.last_tick[u])
         cap = self.visit_cap
         gap = min(request.tick - last, cap) if last >= 0 else cap
-        f32 = np.float32
         user = np.array(
             [
                 [
@@ -238,13 +243,13 @@ class ObservationBuilder:
                     f32(gap) / f32(cap),
                     f32(last < 0),
                     self.clicks[u] / (self.impressions[u] + f32(1.0)),
-                    fill[0],
-                    min(max(repetition[0], f32(0.0)), f32(1.0)),
+                    fill,
+                    max(repetition, f32(0.0)),
                 ]
             ],
             dtype=np.float32,
         )
-        return {"user": user, "profile": profile}
+        return {"user": user, "profile": unit_rows_clipped(total)}
 
     def _padded(self, item_unit: np.ndarray) -> np.ndarray:
         """`padded_rows` of ``item_unit``, kept while the caller hands the same array (the
