@@ -292,6 +292,11 @@ def utility_features(ctx: DecisionContext, terms: SlateTerms | None = None) -> n
 
     The array is a view of a (features, n, k + 1) contiguous block (fast to fill and combine).
     """
+    return np.moveaxis(_feature_block(ctx, terms), 0, -1)
+
+
+def _feature_block(ctx: DecisionContext, terms: SlateTerms | None = None) -> np.ndarray:
+    """The (len(CHOICE_WEIGHTS), n, k + 1) contiguous block `utility_features` is a view of."""
     terms = slate_terms(ctx) if terms is None else terms
     u, e, slates = ctx.users, ctx.emotion, ctx.slates
     n, k = slates.shape
@@ -309,7 +314,7 @@ def utility_features(ctx: DecisionContext, terms: SlateTerms | None = None) -> n
     lat = latent_match(ctx, slates)
     if lat is not None:
         f[10, :, :k] = lat
-    return np.moveaxis(f, 0, -1)
+    return f
 
 
 def item_utilities(
@@ -362,9 +367,10 @@ class UtilityDecider(BaseDecider):
 
     def utility_matrix(self, ctx: DecisionContext, terms: SlateTerms | None = None) -> np.ndarray:
         """(n, k + 1) float32 deterministic utilities; the last column is choosing nothing."""
-        f = np.moveaxis(utility_features(ctx, terms), -1, 0)  # the contiguous block
+        f = _feature_block(ctx, terms)
         w = choice_weights(self.params).astype(np.float32)
-        return np.tensordot(w, f, axes=1)
+        # np.tensordot(w, f, axes=1) is this one dot product, without its shape bookkeeping
+        return np.dot(w[None, :], f.reshape(f.shape[0], -1)).reshape(f.shape[1:])
 
     def utilities(self, ctx: DecisionContext, terms: SlateTerms) -> tuple[np.ndarray, np.ndarray]:
         """Deterministic utilities: (n, k) for slate items and (n,) for choosing nothing."""

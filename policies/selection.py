@@ -318,21 +318,24 @@ def _top_global_row(
         above = above[np.lexsort((key[above], neg[above]))]
     inv = ties.inv_perm
     tied = inv[(neg == cut)[inv]]  # = tied[argsort(key[tied])]: the keys are distinct
-    width = n_cand - above.size
-    rotate = ties.per_row and tied.size > 1
+    width, size = n_cand - above.size, tied.size
+    rotate = ties.per_row and size > 1
     if rotate:  # the row's view of the tie group: rotated by its offset
-        tied = tied[(int(ties.offset[0]) + np.arange(width)) % tied.size]
+        tied = tied[(int(ties.offset[0]) + np.arange(width)) % size]
     head = avail[np.concatenate([above, tied[:width]])]
-    if rotate:
+    if rotate and size < width:  # the rotation wrapped: repeats to drop
         out = _first_distinct_row(head, length, recent[0])
         if out[0, -1] < 0:  # the row ran out: the whole ranking is needed
             out = _complete(out, avail[np.lexsort((key, -s))], recent, length)
         return out
     mask = set(recent[0].tolist())
-    items = head.tolist()
+    items = head.tolist()  # distinct
     picked = [c for c in items if c not in mask]
-    if len(picked) < length:  # recent items come last, only if needed
-        picked += [c for c in items if c in mask]
+    if len(picked) < length:
+        if rotate:  # as `first_distinct`: the row ran out, the whole ranking is needed
+            out = np.array([picked + [NO_ITEM] * (length - len(picked))], dtype=np.int64)
+            return _complete(out, avail[np.lexsort((key, -s))], recent, length)
+        picked += [c for c in items if c in mask]  # recent items come last, only if needed
     return np.array([picked[:length]], dtype=np.int64)
 
 
