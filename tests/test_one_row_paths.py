@@ -169,6 +169,27 @@ def test_emotion_after_slate_one_user_equals_rows() -> None:
         _same(getattr(one, name), getattr(rows, name))
 
 
+@pytest.mark.parametrize("with_unit", [True, False])
+def test_explore_one_equals_explore_rows(core: SessionCore, with_unit: bool) -> None:
+    from simenv.envs.core import _explore_one, _explore_rows
+
+    world = core._world
+    unit = world.items.unit_clipped() if with_unit else None
+    avail = np.flatnonzero(world.items.available)
+    rng = np.random.default_rng(7)
+    for trial in range(80):
+        request = world.request(rng.choice(world.n_users, 1))
+        slate = rng.choice(avail, (1, world.spec.k), replace=False)
+        m = int(rng.integers(1, world.spec.k + 1))
+        one, rows = slate.copy(), slate.copy()
+        _explore_one(request, one[0], m, np.random.default_rng(trial), unit)
+        _explore_rows(
+            request, rows, np.array([m]), np.array([0]), np.random.default_rng(trial), unit
+        )
+        _same(one, rows)
+        assert len(set(one[0].tolist())) == world.spec.k
+
+
 def test_item_stats_one_item_equals_bincount() -> None:
     rng = np.random.default_rng(4)
     for decay in (1.0, 0.9):

@@ -425,6 +425,22 @@ def explore_slates(
     rows = np.flatnonzero(m > 0)
     if rows.size == 0:
         return
+    if n == 1:
+        _explore_one(request, slates[0], int(m[0]), rng, item_unit)
+    else:
+        _explore_rows(request, slates, m, rows, rng, item_unit)
+
+
+def _explore_rows(
+    request: RecommendRequest,
+    slates: np.ndarray,
+    m: np.ndarray,
+    rows: np.ndarray,
+    rng: np.random.Generator,
+    item_unit: np.ndarray | None,
+) -> None:
+    """`explore_slates` as arrays: ``m[i]`` novel items into each slate ``i`` of ``rows``."""
+    k = slates.shape[1]
     ids = np.flatnonzero(request.available)
     col = np.full(request.available.size, -1, dtype=np.int64)
     col[ids] = np.arange(ids.size)
@@ -449,3 +465,32 @@ def explore_slates(
     sub = slates[rows]
     sub[take] = picks[np.broadcast_to(r, t.shape)[take], t[take]]
     slates[rows] = sub
+
+
+def _explore_one(
+    request: RecommendRequest,
+    slate: np.ndarray,
+    m: int,
+    rng: np.random.Generator,
+    item_unit: np.ndarray | None,
+) -> None:
+    """`explore_slates` of one slate (a single env's step) that gets ``m`` > 0 novel items:
+    the same similarities, median, random draws and picks, with the slate's and the history's
+    items found by binary search in the available ids instead of an id -> column table."""
+    k = slate.size
+    ids = np.flatnonzero(request.available)
+    profile = recent_stats(request, item_unit)[0]  # (1, d)
+    unit = unit_rows_clipped(request.item_features[ids]) if item_unit is None else item_unit[ids]
+    sims = profile @ unit.T  # (1, available)
+    kth = (ids.size - 1) // 2
+    novel = sims[0] <= np.partition(sims[0], kth)[kth]
+    novel[np.searchsorted(ids, slate)] = False  # the slate's items are available
+    recent = request.recent[0]
+    at = np.minimum(np.searchsorted(ids, recent), ids.size - 1)
+    novel[at[(recent >= 0) & (ids[at] == recent)]] = False  # recent items still available
+    keys = np.where(novel, rng.random(sims.shape)[0], np.inf)
+    part = np.argpartition(keys, k - 1)[:k]
+    picks = ids[part[np.argsort(keys[part])]]  # the k smallest keys: random novel items
+    m = min(m, int(novel.sum()))
+    if m:
+        slate[k - m :] = picks[:m]
