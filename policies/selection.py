@@ -586,6 +586,15 @@ def valid_slates(
             f"expected {expected} of shape {shape}"
         )
     arr = arr.astype(np.int64, copy=False)
+    if shape[0] == 1 and shape[1]:  # one slate (a single env's step): checked as a list
+        row = arr[0].tolist()
+        if min(row) < 0 or max(row) >= available.size:
+            raise InvalidSlatesError(f"{who} returned item ids outside [0, {available.size})")
+        if not available[arr].all():
+            raise InvalidSlatesError(f"{who} recommended items that are not available")
+        if len(set(row)) < len(row):
+            raise InvalidSlatesError(f"{who} recommended an item twice in one slate")
+        return arr
     if arr.size and (arr.min() < 0 or arr.max() >= available.size):
         raise InvalidSlatesError(f"{who} returned item ids outside [0, {available.size})")
     if not available[arr].all():

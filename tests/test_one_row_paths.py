@@ -233,3 +233,37 @@ def test_recommend_request_of_one_user_is_served(core: SessionCore) -> None:
     out = core.base.recommend(replace(request, k=core.n_candidates))
     assert out.shape == (1, core.n_candidates)
     assert world.items.available[out].all() and len(set(out[0].tolist())) == out.shape[1]
+
+
+@pytest.mark.parametrize(
+    ("slate", "message"),
+    [
+        ([0, 1, 2], None),
+        ([0, 1, 1], "twice"),
+        ([0, 1, 9], "outside"),
+        ([0, -1, 2], "outside"),
+        ([0, 1, 3], "not available"),
+    ],
+)
+def test_valid_slates_one_row_as_many(slate: list[int], message: str | None) -> None:
+    from policies.selection import InvalidSlatesError, valid_slates
+
+    available = np.array([True, True, True, False, True, True])
+    for rows in (1, 2):  # one slate, and the same slate twice (the array path)
+        arr = np.array([slate] * rows, dtype=np.int64)
+        if message is None:
+            _same(valid_slates(arr, available, (rows, 3)), arr)
+        else:
+            with pytest.raises(InvalidSlatesError, match=message):
+                valid_slates(arr, available, (rows, 3))
+
+
+def test_resolve_duplicates_one_row_as_many() -> None:
+    from simenv.envs.core import resolve_duplicates
+
+    rng = np.random.default_rng(8)
+    for _ in range(100):
+        row = rng.integers(0, 6, (1, 5))
+        _same(resolve_duplicates(row, 6), resolve_duplicates(np.repeat(row, 2, 0), 6)[:1])
+    with pytest.raises(ValueError, match="must be in"):
+        resolve_duplicates(np.array([[0, 6]]), 6)

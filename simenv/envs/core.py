@@ -84,10 +84,13 @@ def resolve_duplicates(actions: np.ndarray, n_candidates: int) -> np.ndarray:
     n, k = a.shape
     if k > n_candidates:
         raise ValueError(f"slate of {k} items cannot be drawn from {n_candidates} candidates")
+    if n == 1 and k:  # one session: a Python loop over k slots beats the array bookkeeping
+        row = a[0].tolist()
+        if min(row) < 0 or max(row) >= n_candidates:
+            raise ValueError(f"candidate indices must be in [0, {n_candidates}), got {[row]}")
+        return np.array([_distinct_row(row, n_candidates)], dtype=np.int64)
     if a.size and (a.min() < 0 or a.max() >= n_candidates):
         raise ValueError(f"candidate indices must be in [0, {n_candidates}), got {a.tolist()}")
-    if n == 1:  # one session: a Python loop over k slots beats the array bookkeeping
-        return np.array([_distinct_row(a[0].tolist(), n_candidates)], dtype=np.int64)
     rows = np.arange(n)
     used = np.zeros((n, n_candidates), dtype=bool)
     out = np.empty_like(a)
@@ -342,7 +345,7 @@ class SessionCore:
         if self.mode == "session":
             a = np.asarray(actions).reshape(self.n, self.k)
             idx = resolve_duplicates(a, self.n_candidates)
-            slates = np.take_along_axis(self.cands, idx, axis=1)
+            slates = self.cands[np.arange(self.n)[:, None], idx]  # = take_along_axis(.., 1)
             shares = np.zeros(self.n)
         else:
             request = world.request(users)
