@@ -267,3 +267,15 @@ def test_resolve_duplicates_one_row_as_many() -> None:
         _same(resolve_duplicates(row, 6), resolve_duplicates(np.repeat(row, 2, 0), 6)[:1])
     with pytest.raises(ValueError, match="must be in"):
         resolve_duplicates(np.array([[0, 6]]), 6)
+
+
+def test_candidate_age_feature_is_kept_per_tick(core: SessionCore) -> None:
+    from simenv.envs.observation import item_age_feature
+
+    world = core._world
+    age = world.items.age(world.tick)
+    kept = core._age_feature(age)
+    assert core._age_feature(world.items.age(world.tick)) is kept  # same tick: not recomputed
+    _same(kept, item_age_feature(age))
+    obs = core.observe()
+    _same(obs["cand_age"], item_age_feature(age[core.cands]))

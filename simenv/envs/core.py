@@ -151,6 +151,8 @@ class Scheduler:
                     f"sessions running, {int(self.world.users.present.sum())} users present)"
                 )
             queue, present = self.queue, self.world.users.present
+            if count > 64:  # many lookups: a list answers them faster than the array
+                present = present.tolist()
             while queue and len(out) < count:
                 u = queue.popleft()
                 if u not in busy and present[u]:
@@ -229,6 +231,8 @@ class SessionCore:
         self.users = np.full(self.n, -1, dtype=np.int64)
         self.steps = np.zeros(self.n, dtype=np.int64)
         self.cands = np.zeros((self.n, self.n_candidates), dtype=np.int64)
+        self._ages: np.ndarray | None = None
+        self._age_features = np.zeros(0, dtype=np.float32)
 
     # ------------------------------------------------------------------ spaces
     def _spaces(self, builder: ObservationBuilder) -> tuple[spaces.Dict, spaces.Space[Any]]:
@@ -312,8 +316,15 @@ class SessionCore:
                 cands = self.cands[sel]
             obs["cand_features"] = unit[cands]
             obs["cand_popularity"] = self.builder.item_popularity(cands)
-            obs["cand_age"] = item_age_feature(request.item_age[cands])
+            obs["cand_age"] = self._age_feature(request.item_age)[cands]
         return obs
+
+    def _age_feature(self, item_age: np.ndarray) -> np.ndarray:
+        """`item_age_feature` of every item, kept while the world hands out the same ages
+        (`ItemStore.age` is computed once per tick and catalog size)."""
+        if self._ages is not item_age:
+            self._ages, self._age_features = item_age, item_age_feature(item_age)
+        return self._age_features
 
     def candidates(self, request: RecommendRequest) -> np.ndarray:
         """(n, C) candidate item ids: the base recommender's top C, best first."""
