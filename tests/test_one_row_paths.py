@@ -279,3 +279,21 @@ def test_candidate_age_feature_is_kept_per_tick(core: SessionCore) -> None:
     _same(kept, item_age_feature(age))
     obs = core.observe()
     _same(obs["cand_age"], item_age_feature(age[core.cands]))
+
+
+def test_popularity_signal_is_kept_until_a_consumption(core: SessionCore) -> None:
+    items, n = core._world.items, core._world.n_users
+
+    def fresh() -> np.ndarray:
+        signal = np.log1p(items.consumption_total + items.prior * n)
+        return (signal / signal.max()).astype(np.float32)
+
+    kept = items.popularity_signal(n)
+    _same(kept, fresh())
+    assert not kept.flags.writeable
+    items.record(np.array([[0, 1, 2]]), np.zeros(0, dtype=np.int64))  # seen, not consumed
+    assert items.popularity_signal(n) is kept
+    items.record(np.array([[0, 1, 2]]), np.array([1]))
+    assert items.popularity_signal(n) is not kept
+    _same(items.popularity_signal(n), fresh())
+    assert items.popularity_signal(n + 1) is not items.popularity_signal(n)  # other prior weight
