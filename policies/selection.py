@@ -65,8 +65,11 @@ class TieKeys:
         self.m = m
         self.per_row = tie_break == "random"
         if tie_break == "random":
-            self.perm = rng.permutation(m).astype(np.int64)
-            self.offset = rng.integers(0, max(m, 1), size=n_rows, dtype=np.int64)
+            self.perm = rng.permutation(m).astype(np.int64, copy=False)
+            if n_rows == 1:  # the scalar call draws the same number, in a quarter of the time
+                self.offset = np.array([rng.integers(0, max(m, 1), dtype=np.int64)])
+            else:
+                self.offset = rng.integers(0, max(m, 1), size=n_rows, dtype=np.int64)
         elif tie_break == "id":
             self.perm = np.arange(m, dtype=np.int64)
             self.offset = np.zeros(n_rows, dtype=np.int64)

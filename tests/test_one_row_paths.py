@@ -297,3 +297,18 @@ def test_popularity_signal_is_kept_until_a_consumption(core: SessionCore) -> Non
     assert items.popularity_signal(n) is not kept
     _same(items.popularity_signal(n), fresh())
     assert items.popularity_signal(n + 1) is not items.popularity_signal(n)  # other prior weight
+
+
+def test_tie_keys_of_one_row_draw_what_the_array_call_draws() -> None:
+    for seed in range(50):
+        for m in (1, 2, 30, 1000, 2**33 + 7):
+            a, b = np.random.default_rng(seed), np.random.default_rng(seed)
+            one = TieKeys(min(m, 1000), 1, "random", a)
+            ref_perm = b.permutation(min(m, 1000))
+            ref_offset = b.integers(0, max(min(m, 1000), 1), size=1, dtype=np.int64)
+            _same(one.perm, ref_perm)
+            _same(one.offset, ref_offset)
+            assert a.random() == b.random()  # the generators are in the same state
+            c, d = np.random.default_rng(seed), np.random.default_rng(seed)
+            assert c.integers(0, m, dtype=np.int64) == d.integers(0, m, size=1, dtype=np.int64)[0]
+            assert c.random() == d.random()
