@@ -117,10 +117,13 @@ def test_update_one_equals_update_rows(core: SessionCore) -> None:
         "clicks",
         "item_consumed",
         "log_consumed",
+        "popularity",
     ):
         _same(getattr(one, name), getattr(rows, name))
-    assert one.top_consumed == rows.top_consumed
+    assert one.top_consumed == rows.top_consumed == one.item_consumed.max()
     _same(one.log_consumed, np.log1p(one.item_consumed))
+    top = np.log1p(one.top_consumed)
+    _same(one.item_popularity(np.arange(40)), (one.log_consumed[:40] / top).astype(np.float32))
 
 
 @pytest.mark.parametrize("tie_break", ["random", "id"])

@@ -153,13 +153,15 @@ class Scheduler:
             queue, present = self.queue, self.world.users.present
             if count > 64:  # many lookups: a list answers them faster than the array
                 present = present.tolist()
-            while queue and len(out) < count:
-                u = queue.popleft()
+            popleft, take, need = queue.popleft, out.append, count - len(out)
+            while queue and need:
+                u = popleft()
                 if u not in busy and present[u]:
                     busy.add(u)
-                    out.append(u)
+                    take(u)
+                    need -= 1
                     idle = 0
-            if len(out) < count:
+            if need:
                 self.advance()
                 idle += 1
         return out

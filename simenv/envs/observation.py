@@ -114,6 +114,7 @@ class ObservationBuilder:
         self.item_consumed = np.zeros(m, dtype=np.float64)
         self.log_consumed = np.zeros(m, dtype=np.float64)  # log1p(item_consumed), kept in step
         self.top_consumed = 0.0  # item_consumed.max()
+        self.popularity = np.zeros(m, dtype=np.float32)  # what `item_popularity` reads
         self._pad_source: np.ndarray | None = None
         self._pad = np.zeros((1, spec.n_features), dtype=np.float32)
 
@@ -144,7 +145,7 @@ class ObservationBuilder:
             counts = self.item_consumed[items]
             self.log_consumed[items] = np.log1p(counts)
             # counts only grow: the maximum is kept, not searched for
-            self.top_consumed = max(self.top_consumed, float(counts.max()))
+            self._popularity_of(items, max(self.top_consumed, float(counts.max())))
 
     def _update_one(self, feedback: Feedback, u: int) -> None:
         """`update` of one user's slate (a single env's step), with float32 scalars."""
@@ -161,7 +162,7 @@ class ObservationBuilder:
             self.item_consumed[items] += 1.0
             counts = self.item_consumed[items]
             self.log_consumed[items] = np.log1p(counts)
-            self.top_consumed = max(self.top_consumed, float(counts[0]))
+            self._popularity_of(items, max(self.top_consumed, float(counts[0])))
         else:
             self.last_rating[u] = 0.0
             self.streak[u] = 0.0
@@ -260,9 +261,17 @@ class ObservationBuilder:
 
     def item_popularity(self, items: np.ndarray) -> np.ndarray:
         """Observed popularity in [0, 1] of ``items``: log consumptions over the maximum."""
-        top = np.log1p(self.top_consumed)
-        pop = self.log_consumed[np.asarray(items)]
-        return (pop / top if top > 0 else np.zeros_like(pop)).astype(np.float32)
+        return self.popularity[np.asarray(items)]
+
+    def _popularity_of(self, items: np.ndarray, top_consumed: float) -> None:
+        """Bring `popularity` (log consumptions over the log maximum) up to date after the
+        counts of ``items`` grew: those items, or every item when the maximum grew."""
+        top = np.log1p(top_consumed)
+        if top_consumed != self.top_consumed:
+            self.top_consumed = top_consumed
+            self.popularity = (self.log_consumed / top).astype(np.float32)
+        else:
+            self.popularity[items] = (self.log_consumed[items] / top).astype(np.float32)
 
     def space(self) -> spaces.Dict:
         """The gymnasium space of one user's observation (no batch dimension)."""
