@@ -68,9 +68,17 @@ def recent_stats_padded(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`recent_stats` from ``recent`` (n, H) and ``padded_unit``: the items' unit features
     with one row of zeros appended, which ``NO_ITEM`` (-1) indexes (`padded_rows`). The same
-    numbers without masking the gathered rows."""
-    valid = recent != NO_ITEM
-    return _stats(padded_unit[recent].sum(axis=1), valid, recent.shape[1])
+    numbers without masking the gathered rows, and without an (n, H, d) array: the history
+    columns are added one after the other, in the order ``sum(axis=1)`` adds them."""
+    n, width = recent.shape
+    if width == 0:
+        total = np.zeros((n, padded_unit.shape[1]), dtype=padded_unit.dtype)
+    else:
+        columns = np.ascontiguousarray(recent.T)
+        total = np.take(padded_unit, columns[0], axis=0)
+        for column in columns[1:]:
+            total += np.take(padded_unit, column, axis=0)
+    return _stats(total, recent != NO_ITEM, width)
 
 
 def padded_rows(unit: np.ndarray) -> np.ndarray:
@@ -261,7 +269,7 @@ class ObservationBuilder:
 
     def item_popularity(self, items: np.ndarray) -> np.ndarray:
         """Observed popularity in [0, 1] of ``items``: log consumptions over the maximum."""
-        return self.popularity[np.asarray(items)]
+        return np.take(self.popularity, items)
 
     def _popularity_of(self, items: np.ndarray, top_consumed: float) -> None:
         """Bring `popularity` (log consumptions over the log maximum) up to date after the
