@@ -68,11 +68,11 @@ def recent_stats_padded(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`recent_stats` from ``recent`` (n, H) and ``padded_unit``: the items' unit features
     with one row of zeros appended, which ``NO_ITEM`` (-1) indexes (`padded_rows`). The same
-    numbers without masking the gathered rows, and without an (n, H, d) array: the history
-    columns are added one after the other, in the order ``sum(axis=1)`` adds them."""
+    numbers without masking the gathered rows; for many rows without an (n, H, d) array: the
+    history columns are added one after the other, in the order ``sum(axis=1)`` adds them."""
     n, width = recent.shape
-    if width == 0:
-        total = np.zeros((n, padded_unit.shape[1]), dtype=padded_unit.dtype)
+    if n < 64 or width == 0:  # a few rows: one gather is fewer calls
+        total = padded_unit[recent].sum(axis=1)
     else:
         columns = np.ascontiguousarray(recent.T)
         total = np.take(padded_unit, columns[0], axis=0)
