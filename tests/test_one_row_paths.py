@@ -46,15 +46,24 @@ def core() -> SessionCore:
     return core
 
 
-def test_decide_one_equals_decide_rows(core: SessionCore) -> None:
+@pytest.mark.parametrize("latent", [False, True])
+def test_decide_one_equals_decide_rows(core: SessionCore, latent: bool) -> None:
     world = core._world
-    decider = UtilityDecider(world.scenario.decider.utility)
+    decider = UtilityDecider(
+        world.scenario.decider.utility.model_copy(update={"rating_latent": 0.7})
+    )
     rng = np.random.default_rng(1)
     present = np.flatnonzero(world.users.present)
+    factors = rng.standard_normal((world.items.capacity, 3)).astype(np.float32)
+    persona = replace(
+        world.users.persona, latent=rng.standard_normal((world.n_users, 3)).astype(np.float32)
+    )
     for trial in range(60):
         users = rng.choice(present, 1)
         slate = rng.choice(np.flatnonzero(world.items.available), (1, world.spec.k), False)
         ctx = world.decision_context(users, slate, trial % 3)
+        if latent:  # personas with latent tastes (persona_model mf): the rating's latent term
+            ctx = replace(ctx, item_latent=factors, persona=persona)
         gen = np.random.default_rng(trial)
         one = decider._decide_one(replace(ctx, rng=copy.deepcopy(gen)))
         rows = decider._decide_rows(replace(ctx, rng=copy.deepcopy(gen)))

@@ -137,6 +137,7 @@ class Scheduler:
         self.max_idle_ticks = max_idle_ticks
 
     def next_user(self, busy: set[int]) -> int:
+        """The next user not in ``busy`` (added to ``busy``), beginning ticks as needed."""
         return self.next_users(1, busy)[0]
 
     def next_users(self, count: int, busy: set[int]) -> list[int]:
