@@ -222,6 +222,26 @@ def slate_terms(ctx: DecisionContext) -> SlateTerms:
     return SlateTerms(match=match, similarity=similarity, repeat=repeat, shared=shared)
 
 
+def _has_latent(ctx: DecisionContext) -> bool:
+    """Whether `latent_match` has anything to match (personas with latent tastes)."""
+    return not (
+        ctx.item_latent is None or ctx.persona.n_latent == 0 or ctx.item_latent.shape[1] == 0
+    )
+
+
+def _slate_terms_one(ctx: DecisionContext, u: int) -> SlateTerms:
+    """`slate_terms` of one user ``u`` (``ctx.users == [u]``): repeat and shared from sets."""
+    feats = ctx.item_unit[ctx.slates]  # (1, k, d)
+    match = np.einsum("nkd,nd->nk", feats, ctx.taste[ctx.users])
+    profile = unit_rows(ctx.recent_profile[ctx.users])
+    similarity = np.einsum("nkd,nd->nk", feats, profile)
+    items = ctx.slates[0].tolist()
+    recent, inbox = set(ctx.recent[u].tolist()), set(ctx.inbox[u].tolist())
+    repeat = np.array([[i in recent and i >= 0 for i in items]], dtype=bool)
+    shared = np.array([[i in inbox and i >= 0 for i in items]], dtype=bool)
+    return SlateTerms(match=match, similarity=similarity, repeat=repeat, shared=shared)
+
+
 def _holds_any(slates: np.ndarray, lists: np.ndarray) -> np.ndarray:
     """(n, k) bool: whether each slate item is in its row of ``lists`` (-1 padded item ids).
     Many rows: one (n, k) comparison per column of ``lists`` into one reused buffer (no (n, k,
@@ -284,6 +304,11 @@ def utility_features(ctx: DecisionContext, terms: SlateTerms | None = None) -> n
 
     The array is a view of a (features, n, k + 1) contiguous block (fast to fill and combine).
     """
+    return np.moveaxis(_feature_block(ctx, terms), 0, -1)
+
+
+def _feature_block(ctx: DecisionContext, terms: SlateTerms | None = None) -> np.ndarray:
+    """The (len(CHOICE_WEIGHTS), n, k + 1) contiguous block `utility_features` is a view of."""
     terms = slate_terms(ctx) if terms is None else terms
     u, e, slates = ctx.users, ctx.emotion, ctx.slates
     n, k = slates.shape
@@ -301,7 +326,7 @@ def utility_features(ctx: DecisionContext, terms: SlateTerms | None = None) -> n
     lat = latent_match(ctx, slates)
     if lat is not None:
         f[10, :, :k] = lat
-    return np.moveaxis(f, 0, -1)
+    return f
 
 
 def item_utilities(
@@ -354,9 +379,10 @@ class UtilityDecider(BaseDecider):
 
     def utility_matrix(self, ctx: DecisionContext, terms: SlateTerms | None = None) -> np.ndarray:
         """(n, k + 1) float32 deterministic utilities; the last column is choosing nothing."""
-        f = np.moveaxis(utility_features(ctx, terms), -1, 0)  # the contiguous block
+        f = _feature_block(ctx, terms)
         w = choice_weights(self.params).astype(np.float32)
-        return np.tensordot(w, f, axes=1)
+        # np.tensordot(w, f, axes=1) is this one dot product, without its shape bookkeeping
+        return np.dot(w[None, :], f.reshape(f.shape[0], -1)).reshape(f.shape[1:])
 
     def utilities(self, ctx: DecisionContext, terms: SlateTerms) -> tuple[np.ndarray, np.ndarray]:
         """Deterministic utilities: (n, k) for slate items and (n,) for choosing nothing."""
@@ -378,6 +404,12 @@ class UtilityDecider(BaseDecider):
         return e / e.sum(axis=1, keepdims=True)
 
     def decide(self, ctx: DecisionContext) -> Decisions:
+        if ctx.users.shape[0] == 1:
+            return self._decide_one(ctx)
+        return self._decide_rows(ctx)
+
+    def _decide_rows(self, ctx: DecisionContext) -> Decisions:
+        """`decide` as arrays over the users of ``ctx`` (any number of them)."""
         p, n = self.params, ctx.users.shape[0]
         terms = slate_terms(ctx)
         full = self.utility_matrix(ctx, terms)
@@ -393,6 +425,46 @@ class UtilityDecider(BaseDecider):
         rating = np.where(chose, np.clip(np.rint(stars), 1, 5), np.nan).astype(np.float32)
         ended = self._ends(ctx, chose, ctx.rng.random(n))
         return Decisions(chosen_pos=chosen_pos, rating=rating, ended_session=ended)
+
+    def _decide_one(self, ctx: DecisionContext) -> Decisions:
+        """`decide` for one user (a single env's step): the same random draws and the same
+        float operations (numpy scalars keep the arrays' dtypes), without (1, k) arrays after
+        the utilities."""
+        p, rng = self.params, ctx.rng
+        u = int(ctx.users[0])
+        terms = _slate_terms_one(ctx, u)
+        full = self.utility_matrix(ctx, terms)
+        k = full.shape[1] - 1
+        noisy = full + p.noise * rng.gumbel(size=full.shape)
+        pick = int(np.argmax(noisy[0]))
+        chose = pick < k
+        slot = min(pick, k - 1)
+        item = int(ctx.slates[0, slot])
+        if _has_latent(ctx):
+            mean = self.rating_mean(ctx, terms.match[0, slot : slot + 1], np.array([slot]))[0]
+        else:
+            mean = (
+                p.rating_base
+                + p.rating_taste * (terms.match[0, slot] - 0.4)
+                + p.rating_quality * (ctx.item_quality[item] - 0.5)
+                + ctx.persona.rating_bias[u]
+            )
+        stars = mean + p.rating_noise * rng.standard_normal(1)[0]
+        rating = min(max(np.rint(stars), 1.0), 5.0) if chose else np.nan
+        e = ctx.emotion
+        logit = (
+            p.end_base
+            + p.end_fatigue * e.fatigue[u]
+            - p.end_satisfaction * e.satisfaction[u]
+            + np.float64(p.end_no_choice * (not chose))  # a float times a bool array: float64
+            + p.end_boredom * e.boredom[u]
+        )
+        ended = rng.random(1)[0] < 1.0 / (1.0 + np.exp(-logit))
+        return Decisions(
+            chosen_pos=np.array([pick if chose else -1], dtype=np.int64),
+            rating=np.array([rating], dtype=np.float32),
+            ended_session=np.array([ended], dtype=bool),
+        )
 
     def rating_mean(self, ctx: DecisionContext, match: np.ndarray, slot: np.ndarray) -> np.ndarray:
         """(n,) the stars before noise that each user of ``ctx`` gives the item at slate

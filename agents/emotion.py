@@ -111,6 +111,10 @@ def after_slate(
     ``consumed`` (n,) bool, ``rating`` (n,) stars (nan when nothing was consumed), ``similarity``
     (n,) cosine between the consumed item and the user's recent consumption (0 when none).
     """
+    if np.size(users) == 1:  # one user (a single env's step)
+        u, ate = int(np.ravel(users)[0]), bool(np.ravel(consumed)[0])
+        _after_slate_one(state, u, ate, rating, similarity, base_curiosity, params)
+        return
     a = params.satisfaction_rate
     valence = np.where(consumed, (nan_to(rating, 3.0) - 3.0) / 2.0, params.skip_valence)
     state.satisfaction[users] = (1 - a) * state.satisfaction[users] + a * valence
@@ -120,6 +124,34 @@ def after_slate(
     state.boredom[users] = np.where(consumed, bored, state.boredom[users])
     curious = base_curiosity[users] + params.curiosity_from_boredom * state.boredom[users]
     state.curiosity[users] = np.clip(curious, 0.0, 1.0)
+
+
+def _after_slate_one(
+    state: EmotionState,
+    u: int,
+    consumed: bool,
+    rating: np.ndarray,
+    similarity: np.ndarray,
+    base_curiosity: np.ndarray,
+    params: EmotionParams,
+) -> None:
+    """`after_slate` of one user (a single env's step): the same float32 operations on
+    numpy scalars."""
+    f32 = np.float32
+    a, b = params.satisfaction_rate, params.boredom_rate
+    if consumed:
+        stars = f32(np.ravel(rating)[0])
+        valence = (f32(3.0) if np.isnan(stars) else stars) - 3.0
+        valence = valence / 2.0
+    else:
+        valence = f32(params.skip_valence)  # np.where casts the float to the arrays' float32
+    state.satisfaction[u] = (1 - a) * state.satisfaction[u] + a * valence
+    state.fatigue[u] = min(state.fatigue[u] + params.fatigue_per_slate, f32(1.0))
+    if consumed:
+        sim = min(max(f32(np.ravel(similarity)[0]), f32(0.0)), f32(1.0))
+        state.boredom[u] = (1 - b) * state.boredom[u] + b * sim
+    curious = base_curiosity[u] + params.curiosity_from_boredom * state.boredom[u]
+    state.curiosity[u] = min(max(curious, f32(0.0)), f32(1.0))
 
 
 def activation_prob(state: EmotionState, activity: np.ndarray, params: EmotionParams) -> np.ndarray:

@@ -70,6 +70,8 @@ class MemoryStore:
     ) -> np.ndarray:
         """Write one record per entry of ``users``; returns the slots written."""
         users = np.asarray(users, dtype=np.int64)
+        if users.size == 0:  # e.g. nobody skipped in a one-user step: nothing to write
+            return np.zeros(0, dtype=np.int64)
         slots = ring_slots(self.ptr, users, self.capacity)
         at = (users, slots, users * self.capacity + slots)
         _put(self.kind, at, kind)

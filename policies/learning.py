@@ -75,7 +75,11 @@ class ItemStats:
             self.pulls *= f
             self.rewards *= f
         self.last_tick = tick if self.last_tick is None else max(self.last_tick, tick)
-        if items.size:
+        if items.size == 1:  # one consumption (a session env's step): no pass over every item
+            i = int(items[0])
+            self.pulls[i] += 1.0
+            self.rewards[i] += float(rewards[0])
+        elif items.size:
             n = self.pulls.size
             self.pulls += np.bincount(items, minlength=n)[:n]
             self.rewards += np.bincount(items, weights=rewards, minlength=n)[:n]

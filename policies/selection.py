@@ -66,8 +66,11 @@ class TieKeys:
         self.m = m
         self.per_row = tie_break == "random"
         if tie_break == "random":
-            self.perm = rng.permutation(m).astype(np.int64)
-            self.offset = rng.integers(0, max(m, 1), size=n_rows, dtype=np.int64)
+            self.perm = rng.permutation(m).astype(np.int64, copy=False)
+            if n_rows == 1:  # the scalar call draws the same number, in a quarter of the time
+                self.offset = np.array([rng.integers(0, max(m, 1), dtype=np.int64)])
+            else:
+                self.offset = rng.integers(0, max(m, 1), size=n_rows, dtype=np.int64)
         elif tie_break == "id":
             self.perm = np.arange(m, dtype=np.int64)
             self.offset = np.zeros(n_rows, dtype=np.int64)
@@ -310,6 +313,8 @@ def top_global(
         s = np.nan_to_num(s, nan=-_BIG, posinf=_BIG, neginf=-_BIG)
     key = ties.global_key()
     n_cand = min(m, length + recent.shape[1])
+    if rows == 1:
+        return _top_global_row(s, avail, recent, length, ties, n_cand)
     order, g0 = _head_order(-s, key, n_cand)
     g1 = order.size
     if ties.per_row and g1 - g0 > 1:
@@ -335,6 +340,41 @@ def top_global(
     if not masked[:, :length].any():
         return np.broadcast_to(cand[:length], (rows, length)).copy()
     return first_unmasked(np.broadcast_to(cand, (rows, n_cand)), masked, length, True)
+
+
+def _top_global_row(
+    s: np.ndarray, avail: np.ndarray, recent: np.ndarray, length: int, ties: TieKeys, n_cand: int
+) -> np.ndarray:
+    """`top_global` of one row (a session env's step), (1, length): the same slate, with the
+    tie group at the cut put in key order through the inverse permutation (O(m), no sort: a
+    cold catalog is one big tie group) and the head walked in Python."""
+    key = ties.global_key()
+    neg = -s
+    cut = np.partition(neg, n_cand - 1)[n_cand - 1]
+    above = np.flatnonzero(neg < cut)
+    if above.size > 1:
+        above = above[np.lexsort((key[above], neg[above]))]
+    inv = ties.inv_perm
+    tied = inv[(neg == cut)[inv]]  # = tied[argsort(key[tied])]: the keys are distinct
+    width, size = n_cand - above.size, tied.size
+    rotate = ties.per_row and size > 1
+    if rotate:  # the row's view of the tie group: rotated by its offset
+        tied = tied[(int(ties.offset[0]) + np.arange(width)) % size]
+    head = avail[np.concatenate([above, tied[:width]])]
+    if rotate and size < width:  # the rotation wrapped: repeats to drop
+        out = _first_distinct_row(head, length, recent[0])
+        if out[0, -1] < 0:  # the row ran out: the whole ranking is needed
+            out = _complete(out, avail[np.lexsort((key, -s))], recent, length)
+        return out
+    mask = set(recent[0].tolist())
+    items = head.tolist()  # distinct
+    picked = [c for c in items if c not in mask]
+    if len(picked) < length:
+        if rotate:  # as `first_distinct`: the row ran out, the whole ranking is needed
+            out = np.array([picked + [NO_ITEM] * (length - len(picked))], dtype=np.int64)
+            return _complete(out, avail[np.lexsort((key, -s))], recent, length)
+        picked += [c for c in items if c in mask]  # recent items come last, only if needed
+    return np.array([picked[:length]], dtype=np.int64)
 
 
 KeyFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -584,6 +624,15 @@ def valid_slates(
             f"expected {expected} of shape {shape}"
         )
     arr = arr.astype(np.int64, copy=False)
+    if shape[0] == 1 and shape[1]:  # one slate (a single env's step): checked as a list
+        row = arr[0].tolist()
+        if min(row) < 0 or max(row) >= available.size:
+            raise InvalidSlatesError(f"{who} returned item ids outside [0, {available.size})")
+        if not available[arr].all():
+            raise InvalidSlatesError(f"{who} recommended items that are not available")
+        if len(set(row)) < len(row):
+            raise InvalidSlatesError(f"{who} recommended an item twice in one slate")
+        return arr
     if arr.size and (arr.min() < 0 or arr.max() >= available.size):
         raise InvalidSlatesError(f"{who} returned item ids outside [0, {available.size})")
     if not available[arr].all():

@@ -354,16 +354,29 @@ class ItemStore:
         self.available[old] = False
         return int(old.sum())
 
+    #: `popularity_signal`'s last answer and what it was computed from (class defaults, so
+    #: that a store unpickled from an older checkpoint has them too)
+    _signal_key: tuple[int, int, int] | None = None
+    _signal: np.ndarray = np.zeros(0, dtype=np.float32)
+
     def popularity_signal(self, n_users: int) -> np.ndarray:
         """Observed popularity in [0, 1]: log consumption plus a prior pseudo-count per item.
 
         The prior stands for word of mouth from before the simulation (``n_users`` consumptions
         spread by the catalog's popularity prior), so the crowd signal exists at tick 0.
+        Read-only; computed again only after a consumption or a publication (a session env
+        asks at every step, and most of its slates are not consumed).
         """
-        counts = self.consumption_total + self.prior * n_users
-        signal = np.log1p(counts)
-        top = signal.max()
-        return (signal / top if top > 0 else signal).astype(np.float32)
+        # counts only grow (`record`) and priors come with new items (`add`)
+        key = (n_users, self.size, int(self.consumption_total.sum()))
+        if key != self._signal_key:
+            counts = self.consumption_total + self.prior * n_users
+            signal = np.log1p(counts)
+            top = signal.max()
+            out = (signal / top if top > 0 else signal).astype(np.float32)
+            out.flags.writeable = False
+            self._signal_key, self._signal = key, out
+        return self._signal
 
 
 # --------------------------------------------------------------------------------------------

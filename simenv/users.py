@@ -114,7 +114,8 @@ class UserState:
         t, clicked = fb.tick, fb.clicked
         users, chosen = fb.users[clicked], fb.chosen_item[clicked]
         similarity = np.zeros(fb.users.size, dtype=np.float32)
-        similarity[clicked] = _cosine(items.features[chosen], self.recent_profile[users])
+        if users.size:  # (none in a one-user step without a click)
+            similarity[clicked] = _cosine(items.features[chosen], self.recent_profile[users])
         emo.after_slate(
             self.emotion, fb.users, clicked, fb.rating, similarity, self.persona.curiosity, params
         )
@@ -136,7 +137,8 @@ class UserState:
             valence=params.skip_valence,
             importance=0.2,
         )
-        self._consume(users, chosen, items, drift)
+        if users.size:
+            self._consume(users, chosen, items, drift)
         self.session_length[fb.users] += 1
 
     def _consume(

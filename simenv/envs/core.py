@@ -84,10 +84,13 @@ def resolve_duplicates(actions: np.ndarray, n_candidates: int) -> np.ndarray:
     n, k = a.shape
     if k > n_candidates:
         raise ValueError(f"slate of {k} items cannot be drawn from {n_candidates} candidates")
+    if n == 1 and k:  # one session: a Python loop over k slots beats the array bookkeeping
+        row = a[0].tolist()
+        if min(row) < 0 or max(row) >= n_candidates:
+            raise ValueError(f"candidate indices must be in [0, {n_candidates}), got {[row]}")
+        return np.array([_distinct_row(row, n_candidates)], dtype=np.int64)
     if a.size and (a.min() < 0 or a.max() >= n_candidates):
         raise ValueError(f"candidate indices must be in [0, {n_candidates}), got {a.tolist()}")
-    if n == 1:  # one session: a Python loop over k slots beats the array bookkeeping
-        return np.array([_distinct_row(a[0].tolist(), n_candidates)], dtype=np.int64)
     rows = np.arange(n)
     used = np.zeros((n, n_candidates), dtype=bool)
     out = np.empty_like(a)
@@ -134,17 +137,35 @@ class Scheduler:
         self.max_idle_ticks = max_idle_ticks
 
     def next_user(self, busy: set[int]) -> int:
-        for _ in range(self.max_idle_ticks):
+        """The next user not in ``busy`` (added to ``busy``), beginning ticks as needed."""
+        return self.next_users(1, busy)[0]
+
+    def next_users(self, count: int, busy: set[int]) -> list[int]:
+        """The next ``count`` users not in ``busy``, in order (each is added to ``busy``); the
+        same as ``count`` calls of `next_user`, without a call per user."""
+        out: list[int] = []
+        idle = 0
+        while len(out) < count:
+            if idle == self.max_idle_ticks:
+                raise RuntimeError(
+                    f"no free user opened the app in {self.max_idle_ticks} ticks ({len(busy)} "
+                    f"sessions running, {int(self.world.users.present.sum())} users present)"
+                )
             queue, present = self.queue, self.world.users.present
-            while queue:
-                u = queue.popleft()
+            if count > 64:  # many lookups: a list answers them faster than the array
+                present = present.tolist()
+            popleft, take, need = queue.popleft, out.append, count - len(out)
+            while queue and need:
+                u = popleft()
                 if u not in busy and present[u]:
-                    return u
-            self.advance()
-        raise RuntimeError(
-            f"no free user opened the app in {self.max_idle_ticks} ticks "
-            f"({len(busy)} sessions running, {int(self.world.users.present.sum())} users present)"
-        )
+                    busy.add(u)
+                    take(u)
+                    need -= 1
+                    idle = 0
+            if need:
+                self.advance()
+                idle += 1
+        return out
 
     def advance(self) -> None:
         """End the running tick (if any) and begin the next one."""
@@ -213,6 +234,8 @@ class SessionCore:
         self.users = np.full(self.n, -1, dtype=np.int64)
         self.steps = np.zeros(self.n, dtype=np.int64)
         self.cands = np.zeros((self.n, self.n_candidates), dtype=np.int64)
+        self._ages: np.ndarray | None = None
+        self._age_features = np.zeros(0, dtype=np.float32)
 
     # ------------------------------------------------------------------ spaces
     def _spaces(self, builder: ObservationBuilder) -> tuple[spaces.Dict, spaces.Space[Any]]:
@@ -265,12 +288,10 @@ class SessionCore:
 
     def reset_slots(self, slots: np.ndarray) -> None:
         """Give each of ``slots`` the next user, starting a new session."""
+        slots = np.asarray(slots, dtype=np.int64)
         busy = set(self.users[self.users >= 0].tolist())
         busy.difference_update(self.users[slots].tolist())
-        for i in np.asarray(slots).tolist():
-            u = self.scheduler.next_user(busy)
-            busy.add(u)
-            self.users[i] = u
+        self.users[slots] = self.scheduler.next_users(slots.size, busy)
         self.steps[slots] = 0
 
     @property
@@ -296,10 +317,17 @@ class SessionCore:
                 self.cands = cands = self.candidates(request)
             else:
                 cands = self.cands[sel]
-            obs["cand_features"] = unit[cands]
+            obs["cand_features"] = np.take(unit, cands, axis=0)  # = unit[cands], faster
             obs["cand_popularity"] = self.builder.item_popularity(cands)
-            obs["cand_age"] = item_age_feature(request.item_age[cands])
+            obs["cand_age"] = np.take(self._age_feature(request.item_age), cands)
         return obs
+
+    def _age_feature(self, item_age: np.ndarray) -> np.ndarray:
+        """`item_age_feature` of every item, kept while the world hands out the same ages
+        (`ItemStore.age` is computed once per tick and catalog size)."""
+        if self._ages is not item_age:
+            self._ages, self._age_features = item_age, item_age_feature(item_age)
+        return self._age_features
 
     def candidates(self, request: RecommendRequest) -> np.ndarray:
         """(n, C) candidate item ids: the base recommender's top C, best first."""
@@ -331,7 +359,7 @@ class SessionCore:
         if self.mode == "session":
             a = np.asarray(actions).reshape(self.n, self.k)
             idx = resolve_duplicates(a, self.n_candidates)
-            slates = np.take_along_axis(self.cands, idx, axis=1)
+            slates = self.cands[np.arange(self.n)[:, None], idx]  # = take_along_axis(.., 1)
             shares = np.zeros(self.n)
         else:
             request = world.request(users)
@@ -414,6 +442,22 @@ def explore_slates(
     rows = np.flatnonzero(m > 0)
     if rows.size == 0:
         return
+    if n == 1:
+        _explore_one(request, slates[0], int(m[0]), rng, item_unit)
+    else:
+        _explore_rows(request, slates, m, rows, rng, item_unit)
+
+
+def _explore_rows(
+    request: RecommendRequest,
+    slates: np.ndarray,
+    m: np.ndarray,
+    rows: np.ndarray,
+    rng: np.random.Generator,
+    item_unit: np.ndarray | None,
+) -> None:
+    """`explore_slates` as arrays: ``m[i]`` novel items into each slate ``i`` of ``rows``."""
+    k = slates.shape[1]
     ids = np.flatnonzero(request.available)
     col = np.full(request.available.size, -1, dtype=np.int64)
     col[ids] = np.arange(ids.size)
@@ -438,3 +482,32 @@ def explore_slates(
     sub = slates[rows]
     sub[take] = picks[np.broadcast_to(r, t.shape)[take], t[take]]
     slates[rows] = sub
+
+
+def _explore_one(
+    request: RecommendRequest,
+    slate: np.ndarray,
+    m: int,
+    rng: np.random.Generator,
+    item_unit: np.ndarray | None,
+) -> None:
+    """`explore_slates` of one slate (a single env's step) that gets ``m`` > 0 novel items:
+    the same similarities, median, random draws and picks, with the slate's and the history's
+    items found by binary search in the available ids instead of an id -> column table."""
+    k = slate.size
+    ids = np.flatnonzero(request.available)
+    profile = recent_stats(request, item_unit)[0]  # (1, d)
+    unit = unit_rows_clipped(request.item_features[ids]) if item_unit is None else item_unit[ids]
+    sims = profile @ unit.T  # (1, available)
+    kth = (ids.size - 1) // 2
+    novel = sims[0] <= np.partition(sims[0], kth)[kth]
+    novel[np.searchsorted(ids, slate)] = False  # the slate's items are available
+    recent = request.recent[0]
+    at = np.minimum(np.searchsorted(ids, recent), ids.size - 1)
+    novel[at[(recent >= 0) & (ids[at] == recent)]] = False  # recent items still available
+    keys = np.where(novel, rng.random(sims.shape)[0], np.inf)
+    part = np.argpartition(keys, k - 1)[:k]
+    picks = ids[part[np.argsort(keys[part])]]  # the k smallest keys: random novel items
+    m = min(m, int(novel.sum()))
+    if m:
+        slate[k - m :] = picks[:m]

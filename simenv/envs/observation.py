@@ -60,12 +60,41 @@ def recent_stats(
     unit = unit_rows_clipped(request.item_features) if item_unit is None else item_unit
     unit = unit[rows]  # (n, H, d)
     unit *= valid[:, :, None]
-    total = unit.sum(axis=1)
+    return _stats(unit.sum(axis=1), valid, recent.shape[1])
+
+
+def recent_stats_padded(
+    recent: np.ndarray, padded_unit: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`recent_stats` from ``recent`` (n, H) and ``padded_unit``: the items' unit features
+    with one row of zeros appended, which ``NO_ITEM`` (-1) indexes (`padded_rows`). The same
+    numbers without masking the gathered rows; for many rows without an (n, H, d) array: the
+    history columns are added one after the other, in the order ``sum(axis=1)`` adds them."""
+    n, width = recent.shape
+    if n < 64 or width == 0:  # a few rows: one gather is fewer calls
+        total = padded_unit[recent].sum(axis=1)
+    else:
+        columns = np.ascontiguousarray(recent.T)
+        total = np.take(padded_unit, columns[0], axis=0)
+        for column in columns[1:]:
+            total += np.take(padded_unit, column, axis=0)
+    return _stats(total, recent != NO_ITEM, width)
+
+
+def padded_rows(unit: np.ndarray) -> np.ndarray:
+    """``unit`` with a row of zeros appended (what index -1, ``NO_ITEM``, then reads)."""
+    return np.concatenate([unit, np.zeros((1, unit.shape[1]), dtype=unit.dtype)])
+
+
+def _stats(
+    total: np.ndarray, valid: np.ndarray, width: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`recent_stats` from the (n, d) sum of the recent items' unit features."""
     m = valid.sum(axis=1).astype(np.float32)
     pair = np.einsum("nd,nd->n", total, total) - m  # sum over ordered pairs i != j of cos
     denom = m * (m - 1)
     repetition = np.divide(pair, denom, out=np.zeros_like(m), where=denom > 0)
-    fill = m / max(recent.shape[1], 1)
+    fill = m / max(width, 1)
     return unit_rows_clipped(total), fill, np.clip(repetition, -1.0, 1.0).astype(np.float32)
 
 
@@ -91,7 +120,11 @@ class ObservationBuilder:
         self.impressions = np.zeros(n, dtype=np.float32)  # slates seen
         self.clicks = np.zeros(n, dtype=np.float32)
         self.item_consumed = np.zeros(m, dtype=np.float64)
+        self.log_consumed = np.zeros(m, dtype=np.float64)  # log1p(item_consumed), kept in step
         self.top_consumed = 0.0  # item_consumed.max()
+        self.popularity = np.zeros(m, dtype=np.float32)  # what `item_popularity` reads
+        self._pad_source: np.ndarray | None = None
+        self._pad = np.zeros((1, spec.n_features), dtype=np.float32)
 
     # ------------------------------------------------------------------ learning
     def update(self, feedback: Feedback) -> None:
@@ -99,6 +132,13 @@ class ObservationBuilder:
         u = np.asarray(feedback.users, dtype=np.int64)
         if u.size == 0:
             return
+        if u.size == 1:
+            self._update_one(feedback, int(u[0]))
+        else:
+            self._update_rows(feedback, u)
+
+    def _update_rows(self, feedback: Feedback, u: np.ndarray) -> None:
+        """`update` as arrays over the users ``u`` of ``feedback``."""
         clicked = np.asarray(feedback.chosen_pos) >= 0
         rating = np.asarray(feedback.rating, dtype=np.float32)
         self.last_click[u] = clicked
@@ -108,9 +148,34 @@ class ObservationBuilder:
         self.impressions[u] += 1.0
         self.clicks[u] += clicked
         items = np.asarray(feedback.chosen_item)[clicked]
-        np.add.at(self.item_consumed, items, 1.0)
-        if items.size:  # counts only grow: the maximum is kept, not searched for
-            self.top_consumed = max(self.top_consumed, float(self.item_consumed[items].max()))
+        if items.size:
+            np.add.at(self.item_consumed, items, 1.0)
+            counts = self.item_consumed[items]
+            self.log_consumed[items] = np.log1p(counts)
+            # counts only grow: the maximum is kept, not searched for
+            self._popularity_of(items, max(self.top_consumed, float(counts.max())))
+
+    def _update_one(self, feedback: Feedback, u: int) -> None:
+        """`update` of one user's slate (a single env's step), with float32 scalars."""
+        f32 = np.float32
+        clicked = int(feedback.chosen_pos[0]) >= 0
+        self.last_click[u] = clicked
+        if clicked:
+            rating = f32(feedback.rating[0])
+            stars = f32(1.0) if np.isnan(rating) else rating
+            self.last_rating[u] = (stars - f32(1.0)) / f32(4.0)
+            self.streak[u] += f32(1.0)
+            self.clicks[u] += f32(1.0)
+            items = np.asarray(feedback.chosen_item)[:1]
+            self.item_consumed[items] += 1.0
+            counts = self.item_consumed[items]
+            self.log_consumed[items] = np.log1p(counts)
+            self._popularity_of(items, max(self.top_consumed, float(counts[0])))
+        else:
+            self.last_rating[u] = 0.0
+            self.streak[u] = 0.0
+        self.last_tick[u] = feedback.tick
+        self.impressions[u] += f32(1.0)
 
     # ------------------------------------------------------------------ observing
     def observe(
@@ -122,8 +187,24 @@ class ObservationBuilder:
         """Observation of every user in ``request``: a dict of arrays with a leading (n,)
         (``item_unit`` as in `recent_stats`)."""
         u = np.asarray(request.users, dtype=np.int64)
+        if u.size == 1 and item_unit is not None and np.size(step) == 1:
+            pos = np.float32(np.ravel(step)[0])
+            return self._observe_one(request, int(u[0]), pos, item_unit)
+        return self._observe_rows(request, u, step, item_unit)
+
+    def _observe_rows(
+        self,
+        request: RecommendRequest,
+        u: np.ndarray,
+        step: int | np.ndarray,
+        item_unit: np.ndarray | None,
+    ) -> dict[str, np.ndarray]:
+        """`observe` as arrays over the users ``u`` of ``request``."""
         n = u.size
-        profile, fill, repetition = recent_stats(request, item_unit)
+        if item_unit is None:
+            profile, fill, repetition = recent_stats(request)
+        else:
+            profile, fill, repetition = recent_stats_padded(request.recent, self._padded(item_unit))
         last = self.last_tick[u]
         seen = last >= 0
         gap = np.where(seen, np.minimum(request.tick - last, self.visit_cap), self.visit_cap)
@@ -144,11 +225,61 @@ class ObservationBuilder:
         ).astype(np.float32)
         return {"user": user, "profile": profile.astype(np.float32)}
 
+    def _observe_one(
+        self, request: RecommendRequest, u: int, pos: np.float32, item_unit: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """`observe` of one user (a single env's step): the same float32 operations on
+        scalars instead of (1,) arrays."""
+        f32 = np.float32
+        recent = request.recent[0]
+        total = self._padded(item_unit)[recent].sum(axis=0)[None]  # = (1, H, d).sum(1)
+        width = recent.size
+        m = f32(width - recent.tolist().count(NO_ITEM))
+        pair = np.einsum("nd,nd->n", total, total)[0] - m  # as `_stats`, on scalars
+        denom = m * (m - f32(1.0))
+        repetition = min(max(pair / denom if denom > 0 else f32(0.0), f32(-1.0)), f32(1.0))
+        fill = m / max(width, 1)
+        last = int(self.last_tick[u])
+        cap = self.visit_cap
+        gap = min(request.tick - last, cap) if last >= 0 else cap
+        user = np.array(
+            [
+                [
+                    self.last_click[u],
+                    self.last_rating[u],
+                    min(self.streak[u], f32(_STREAK_CAP)) / f32(_STREAK_CAP),
+                    min(pos / f32(self.max_steps), f32(1.0)),
+                    f32(gap) / f32(cap),
+                    f32(last < 0),
+                    self.clicks[u] / (self.impressions[u] + f32(1.0)),
+                    fill,
+                    max(repetition, f32(0.0)),
+                ]
+            ],
+            dtype=np.float32,
+        )
+        return {"user": user, "profile": unit_rows_clipped(total)}
+
+    def _padded(self, item_unit: np.ndarray) -> np.ndarray:
+        """`padded_rows` of ``item_unit``, kept while the caller hands the same array (the
+        world's `ItemStore.unit_clipped` changes only when items are published)."""
+        if self._pad_source is not item_unit:
+            self._pad_source, self._pad = item_unit, padded_rows(item_unit)
+        return self._pad
+
     def item_popularity(self, items: np.ndarray) -> np.ndarray:
         """Observed popularity in [0, 1] of ``items``: log consumptions over the maximum."""
-        top = np.log1p(self.top_consumed)
-        pop = np.log1p(self.item_consumed[np.asarray(items)])
-        return (pop / top if top > 0 else np.zeros_like(pop)).astype(np.float32)
+        return np.take(self.popularity, items)
+
+    def _popularity_of(self, items: np.ndarray, top_consumed: float) -> None:
+        """Bring `popularity` (log consumptions over the log maximum) up to date after the
+        counts of ``items`` grew: those items, or every item when the maximum grew."""
+        top = np.log1p(top_consumed)
+        if top_consumed != self.top_consumed:
+            self.top_consumed = top_consumed
+            self.popularity = (self.log_consumed / top).astype(np.float32)
+        else:
+            self.popularity[items] = (self.log_consumed[items] / top).astype(np.float32)
 
     def space(self) -> spaces.Dict:
         """The gymnasium space of one user's observation (no batch dimension)."""
