@@ -121,6 +121,10 @@ class VLLMBackend(HFTokenizerPrompts):
     def __repr__(self) -> str:
         return f"VLLMBackend(model={self.model!r}, dtype={self.dtype!r})"
 
+    def reset_prefix_cache(self) -> None:
+        """Empty vLLM's prefix cache (benchmarks start cold with it; results do not change)."""
+        self._llm.reset_prefix_cache()
+
     # ------------------------------------------------------------------ engine
     def _run(self, encoded: list[list[int]], params: Any) -> list[Any]:
         from vllm.inputs import TokensPrompt
