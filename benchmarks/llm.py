@@ -1,9 +1,21 @@
 """LLM backends benchmark: persona decisions per second, batched vs one prompt at a time, and
-prompt tokens actually computed per decision with and without vLLM's prefix caching.
+prompt tokens actually computed per decision with and without prefix caching; and real world
+ticks with the LLM decider against the same backend's rate for one question per decision.
 
     python benchmarks/llm.py                          # 64 users x 4 ticks, every available backend
     python benchmarks/llm.py --users 64 --ticks 4 --single 16 --json out.json
+    python benchmarks/llm.py --parts world --users 16 --world-ticks 3 --backends transformers,vllm
 
+World part (``--parts world``): ``--world-ticks`` ticks of `filter_bubble_llm` (``--users``
+users, all active, ``--world-steps`` slates a session, mf, calibration off: its content-free
+prompts are a one-off per persona) run twice on the same engine, each from a cold prefix cache
+(``reset_prefix_cache``): with the `LLMDecider`'s questions (choice, then rating and stay/leave
+as follow-up turns of the choice prompt), and with the choice question alone (`ChoiceOnly`: the
+backend's rate for one question per decision on the same world). Per tick it prints decisions/s,
+prompts and prompt tokens per decision, tokens computed (not served from the prefix cache) and
+the prefix-cache hit rate; then per backend tick 1 vs ticks 2+ and the ratio of the two runs.
+
+Synthetic part (``--parts synthetic``):
 Each user's prompt (~220 tokens with the chat template) is persona (fixed per user) + memories
 (one line added per tick, so earlier ones are a shared prefix) + the tick's slate of 5 items;
 one decision = one ``score`` of the labels 1-5. Tick 1 meets cold caches (every persona is new);
@@ -274,18 +286,22 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def rate(ts: list[dict[str, Any]]) -> tuple[float, float]:
-    """Decisions per second and prefix-cache hit rate over the ticks ``ts``."""
+def rate(ts: list[dict[str, Any]]) -> tuple[float, float, float]:
+    """Decisions per second, prefix-cache hit rate and prompt tokens computed per decision over
+    the ticks ``ts``."""
     dec = sum(t["decisions"] for t in ts)
     sec = sum(t["seconds"] for t in ts)
     tok = sum(t["tokens"] for t in ts)
-    return dec / sec if sec else float("nan"), sum(t["cached"] for t in ts) / max(tok, 1)
+    cached = sum(t["cached"] for t in ts)
+    return dec / sec if sec else float("nan"), cached / max(tok, 1), (tok - cached) / max(dec, 1)
 
 
 def world_table(results: list[dict[str, Any]]) -> str:
     """Per tick: the world's decisions/s with the decider's questions and with one question per
     decision, prompts and tokens computed per decision, prefix-cache hit rate; then per backend
-    tick 1 vs ticks 2+, their ratio and the ratio to the one-question rate."""
+    tick 1 vs ticks 2+, their ratio and the ratio to the one-question rate, and the same ratios
+    of prompt tokens computed per decision (inverted: what the decisions/s ratios would be if
+    time followed computed tokens; they do not depend on the machine's load)."""
     head = (
         f"{'backend':<22}{'questions':>10}{'tick':>5}{'dec':>5}{'dec/s':>8}{'prompts/dec':>12}"
         f"{'tok/dec':>8}{'computed/dec':>13}{'hit':>6}{'outside':>8}"
@@ -304,18 +320,20 @@ def world_table(results: list[dict[str, Any]]) -> str:
                 )
     head2 = (
         f"{'backend':<22}{'dec/s t1':>9}{'t2+':>7}{'t2+/t1':>8}{'one-q t1':>9}{'t2+':>7}"
-        f"{'all/one t1':>11}{'t2+':>6}{'hit t1':>7}{'t2+':>6}"
+        f"{'all/one t1':>11}{'t2+':>6}{'hit t1':>7}{'t2+':>6}{'comp t1/t2+':>12}"
+        f"{'comp one/all t1':>16}{'t2+':>6}"
     )
     lines += ["", head2, "-" * len(head2)]
     for r in results:
         w, o = r.get("world"), r.get("world_one")
         if not w or not o:
             continue
-        (a1, h1), (a2, h2) = rate(w[:1]), rate(w[1:])
-        (o1, _), (o2, _) = rate(o[:1]), rate(o[1:])
+        (a1, h1, c1), (a2, h2, c2) = rate(w[:1]), rate(w[1:])
+        (o1, _, oc1), (o2, _, oc2) = rate(o[:1]), rate(o[1:])
         lines.append(
             f"{r['config']:<22}{a1:>9.2f}{a2:>7.2f}{a2 / a1:>8.2f}{o1:>9.2f}{o2:>7.2f}"
-            f"{a1 / o1:>11.2f}{a2 / o2:>6.2f}{h1:>7.0%}{h2:>6.0%}"
+            f"{a1 / o1:>11.2f}{a2 / o2:>6.2f}{h1:>7.0%}{h2:>6.0%}{c1 / c2:>12.2f}"
+            f"{oc1 / c1:>16.2f}{oc2 / c2:>6.2f}"
         )
     return "\n".join(lines)
 
