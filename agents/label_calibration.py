@@ -8,8 +8,11 @@ Contextual calibration estimates that preference and divides it out:
    context, the model answers *content-free* variants of the prompt: the same persona (the
    system part) and the same template, with every item text replaced by a placeholder of
    `agents.prompts.CONTENT_FREE` (``"N/A"``, ``""``, ``"[MASK]"``), no memories, the neutral
-   emotion and day 0 (`agents.prompts.content_free_user`). The mean of those answers is the
-   model's label *prior* in that context.
+   emotion and day 0 (`agents.prompts.content_free_turns`; the rating and stay/leave variants
+   continue a content-free choice turn of the same slate size, as the decisions' follow-up
+   questions continue the choice prompt, so their priors are kept per persona and slate size:
+   `agents.llm_decider.prior_contexts`). The mean of those answers is the model's label
+   *prior* in that context.
 2. **Divide it out.** A real answer ``p`` becomes ``p / prior``, renormalised. A constant label
    bias cancels exactly; what is left is how the answer depends on the items. Zhao et al. take
    the argmax of ``softmax(diag(prior)^-1 p)``; we sample from the answer, so we renormalise the

@@ -9,6 +9,12 @@ per kind while some persona's label prior is not known yet: below):
 3. *session end*: ``stay`` or ``leave``; not asked at the session's last slate
    (``ctx.last_step``), after which the session ends whatever the user would answer.
 
+The rating and session-end questions continue each user's choice prompt as further chat turns
+(the choice prompt, the label sampled as the assistant's answer, the next question; the end
+question after the rating turn and its sampled answer): every follow-up prompt starts with the
+text of the prompt it follows, so a backend with a prefix cache computes only the new turn
+(`agents.prompts`, version ``v2``).
+
 Answers are probabilities over option labels; the decider samples from them with ``ctx.rng``
 (never global state), and item ids come from the labels only (label j is slate position j).
 `choice_probabilities` asks the choice question alone and returns its probabilities (what
@@ -215,10 +221,10 @@ class LLMDecider(BaseDecider):
             )
         return [*P.CHOICE_LABELS[:k], P.NONE_LABEL]
 
-    def choice_prompts(
-        self, ctx: DecisionContext, systems: Sequence[str], memories: Sequence[str],
-        emotions: Sequence[str],
-    ) -> list[str]:  # fmt: skip
+    def choice_users(
+        self, ctx: DecisionContext, memories: Sequence[str], emotions: Sequence[str]
+    ) -> list[str]:
+        """The choice question's user turn of every row of ``ctx``."""
         labels = self.choice_labels(ctx.slates.shape[1])[:-1]
         out = []
         for row in range(ctx.users.size):
@@ -229,9 +235,16 @@ class LLMDecider(BaseDecider):
                 [self._desc(ctx, i) for i in items],
                 self.max_text,
             )
-            user = P.choice_user(memories[row], emotions[row], ctx.tick, block, labels)
-            out.append(self._chat(systems[row], user))
+            out.append(P.choice_user(memories[row], emotions[row], ctx.tick, block, labels))
         return out
+
+    def choice_prompts(
+        self, ctx: DecisionContext, systems: Sequence[str], memories: Sequence[str],
+        emotions: Sequence[str],
+    ) -> list[str]:  # fmt: skip
+        """The choice prompt of every row of ``ctx`` (system part + `choice_users`)."""
+        users = self.choice_users(ctx, memories, emotions)
+        return [self._chat(s, u) for s, u in zip(systems, users, strict=True)]
 
     # ------------------------------------------------------------------ decide
     def decide(self, ctx: DecisionContext) -> Decisions:
@@ -244,24 +257,33 @@ class LLMDecider(BaseDecider):
         draws = ctx.rng.random((3, n))  # always 3n draws: the stream does not depend on answers
         bad = np.zeros(n, dtype=bool)
 
-        probs, failed = self._choice_scores(ctx, systems, memories, emotions)
+        labels = self.choice_labels(k)
+        asked = self.choice_users(ctx, memories, emotions)
+        probs, failed = self._choice_scores(ctx, systems, asked)
         bad |= failed
         pick = _sample(probs, draws[0])
         chosen_pos = np.where((pick < k) & ~bad, pick, -1).astype(np.int64)
         rows = np.arange(n)
         chosen_item = np.where(chosen_pos >= 0, ctx.slates[rows, np.maximum(chosen_pos, 0)], -1)
+        # each user's conversation so far: the choice turn, answered with the label sampled
+        turns = [[(asked[r], labels[int(chosen_pos[r])])] for r in range(n)]
 
         rating = np.full(n, np.nan, dtype=np.float32)
         who = np.flatnonzero(chosen_pos >= 0)
         if who.size:
-            rprobs, rfailed = self._rating_scores(ctx, systems, emotions, who, chosen_item[who])
-            rating[who] = (_sample(rprobs, draws[1, who]) + 1).astype(np.float32)
+            rprobs, rfailed = self._rating_scores(ctx, systems, turns, who, chosen_item[who])
+            stars = _sample(rprobs, draws[1, who]) + 1
+            rating[who] = stars.astype(np.float32)
             bad[who[rfailed]] = True
+            for r, i, star in zip(
+                who.tolist(), chosen_item[who].tolist(), stars.tolist(), strict=True
+            ):
+                turns[r].append((self._rating_user(ctx, i), str(star)))
 
         if ctx.last_step:  # the session ends anyway: no question to ask
             ended = np.ones(n, dtype=bool)
         else:
-            ended = self._ask_end(ctx, systems, emotions, chosen_item, draws[2], bad)
+            ended = self._ask_end(ctx, systems, turns, draws[2], bad)
 
         if bad.any():
             fb = self.fallback.decide(ctx)
@@ -313,108 +335,115 @@ class LLMDecider(BaseDecider):
         (``on_error="fail"`` raises instead)."""
         if ctx.users.size == 0:
             return np.zeros((0, ctx.slates.shape[1] + 1))
-        systems, memories = self.system_prompts(ctx), self.memory_texts(ctx)
-        probs, failed = self._choice_scores(ctx, systems, memories, self.emotion_texts(ctx))
+        systems = self.system_prompts(ctx)
+        asked = self.choice_users(ctx, self.memory_texts(ctx), self.emotion_texts(ctx))
+        probs, failed = self._choice_scores(ctx, systems, asked)
         probs[failed] = np.nan
         return probs
 
     def rating_probabilities(self, ctx: DecisionContext) -> np.ndarray:
         """(n, 5) probabilities of 1..5 stars for the item at slate position 0 of each row: the
-        rating question of `decide` as if that item had been chosen (same prompts, one
-        ``score`` call, and with contextual calibration one more for personas whose prior is
-        not known yet), without sampling or fallback. Failed rows are NaN."""
+        rating question of `decide` as if that item had been chosen (the same prompts: the
+        choice prompt answered ``A``, then the rating turn; one ``score`` call, and with
+        contextual calibration one more for personas whose prior is not known yet), without
+        sampling or fallback. Failed rows are NaN."""
         n = ctx.users.size
         if n == 0:
             return np.zeros((0, len(P.RATING_LABELS)))
-        systems, emotions = self.system_prompts(ctx), self.emotion_texts(ctx)
+        systems = self.system_prompts(ctx)
+        asked = self.choice_users(ctx, self.memory_texts(ctx), self.emotion_texts(ctx))
+        turns = [[(a, P.CHOICE_LABELS[0])] for a in asked]
         rows = np.arange(n)
-        probs, failed = self._rating_scores(ctx, systems, emotions, rows, ctx.slates[:, 0])
+        probs, failed = self._rating_scores(ctx, systems, turns, rows, ctx.slates[:, 0])
         probs[failed] = np.nan
         return probs
 
+    def _rating_user(self, ctx: DecisionContext, item: int) -> str:
+        return P.rating_user(self._title(ctx, item), self._desc(ctx, item), self.max_text)
+
     def _rating_scores(
-        self, ctx: DecisionContext, systems: Sequence[str], emotions: Sequence[str],
+        self, ctx: DecisionContext, systems: Sequence[str], turns: Sequence[P.Turns],
         rows: np.ndarray, items: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-        """The rating question for ``rows`` of ``ctx``, each about its item in ``items`` (with
-        contextual calibration divided by each persona's label prior, like the choice)."""
+        """The rating question for ``rows`` of ``ctx``, each about its item in ``items``,
+        continuing the row's conversation ``turns`` (with contextual calibration divided by each
+        persona's label prior, like the choice)."""
         prompts = [
-            self._chat(
-                systems[r],
-                P.rating_user(
-                    emotions[r], self._title(ctx, int(i)), self._desc(ctx, int(i)), self.max_text
-                ),
-            )
+            self._chat(systems[r], self._rating_user(ctx, i), turns[r])
             for r, i in zip(rows.tolist(), items.tolist(), strict=True)
         ]
         row_systems = [systems[r] for r in rows.tolist()]
-        return self._answers("rating", prompts, list(P.RATING_LABELS), row_systems, ctx.users[rows])
+        k = ctx.slates.shape[1]
+        labels = list(P.RATING_LABELS)
+        return self._answers("rating", prompts, labels, row_systems, ctx.users[rows], k)
 
     def _choice_scores(
-        self, ctx: DecisionContext, systems: Sequence[str], memories: Sequence[str],
-        emotions: Sequence[str],
-    ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-        labels = self.choice_labels(ctx.slates.shape[1])
-        prompts = self.choice_prompts(ctx, systems, memories, emotions)
-        return self._answers("choice", prompts, labels, systems, ctx.users)
+        self, ctx: DecisionContext, systems: Sequence[str], asked: Sequence[str]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The choice question (user turns ``asked``) for every row of ``ctx``."""
+        k = ctx.slates.shape[1]
+        labels = self.choice_labels(k)
+        prompts = [self._chat(s, a) for s, a in zip(systems, asked, strict=True)]
+        return self._answers("choice", prompts, labels, systems, ctx.users, k)
 
     def _ask_end(
-        self, ctx: DecisionContext, systems: Sequence[str], emotions: Sequence[str],
-        chosen_item: np.ndarray, draws: np.ndarray, bad: np.ndarray,
+        self, ctx: DecisionContext, systems: Sequence[str], turns: Sequence[P.Turns],
+        draws: np.ndarray, bad: np.ndarray,
     ) -> np.ndarray:  # fmt: skip
-        """Stay or leave, one batched ``score`` call; marks failed rows in ``bad``."""
-        ep = [
-            self._chat(
-                systems[r],
-                P.end_user(
-                    emotions[r],
-                    self._title(ctx, int(chosen_item[r])) if chosen_item[r] >= 0 else None,
-                    self.max_text,
-                ),
-            )
-            for r in range(ctx.users.size)
-        ]
-        eprobs, efailed = self._answers("end", ep, list(P.END_LABELS), systems, ctx.users)
+        """Stay or leave, continuing each row's conversation ``turns``, one batched ``score``
+        call; marks failed rows in ``bad``."""
+        ep = [self._chat(systems[r], P.end_user(), turns[r]) for r in range(ctx.users.size)]
+        k = ctx.slates.shape[1]
+        eprobs, efailed = self._answers("end", ep, list(P.END_LABELS), systems, ctx.users, k)
         bad |= efailed
         return _sample(eprobs, draws) == 1
 
     # ------------------------------------------------------------------ calibration
-    def content_free_prompts(self, kind: str, labels: Sequence[str], system: str) -> list[str]:
-        """The content-free variants of question ``kind`` for the persona ``system``, one per
-        placeholder of `agents.prompts.CONTENT_FREE` (`agents.prompts.content_free_user`)."""
-        return [
-            self._chat(system, P.content_free_user(kind, labels, ph, self.max_text))
-            for ph in P.CONTENT_FREE
-        ]
+    def content_free_prompts(self, kind: str, slate: int, system: str) -> list[str]:
+        """The content-free variants of question ``kind`` for the persona ``system`` and slates
+        of ``slate`` items, one per placeholder of `agents.prompts.CONTENT_FREE`
+        (`agents.prompts.content_free_turns`: built like the decisions' prompts)."""
+        out = []
+        for ph in P.CONTENT_FREE:
+            history, user = P.content_free_turns(kind, slate, ph, self.max_text)
+            out.append(self._chat(system, user, history))
+        return out
 
     def _answers(
         self, kind: str, prompts: list[str], labels: list[str], systems: Sequence[str],
-        users: np.ndarray,
+        users: np.ndarray, slate: int,
     ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-        """(n, m) answers to ``prompts`` (question ``kind``) and (n,) rows that failed; with
-        contextual calibration divided by the label prior of each row's persona (``systems``),
-        rows whose prior could not be estimated counted as failed."""
+        """(n, m) answers to ``prompts`` (question ``kind`` after a slate of ``slate`` items)
+        and (n,) rows that failed; with contextual calibration divided by the label prior of
+        each row's persona (``systems``), rows whose prior could not be estimated counted as
+        failed."""
         if self.calibration == "none":
             return self._score(prompts, labels)
-        self._estimate_priors(kind, labels, systems)
+        contexts = prior_contexts(kind, systems, slate)
+        self._estimate_priors(kind, labels, systems, contexts, slate)
         probs, failed = self._score(prompts, labels)
-        prior, known = self.priors.rows(kind, labels, systems, users.tolist())
+        prior, known = self.priors.rows(kind, labels, contexts, users.tolist())
         return divide_out(probs, prior), failed | ~known
 
-    def _estimate_priors(self, kind: str, labels: list[str], systems: Sequence[str]) -> None:
+    def _estimate_priors(
+        self, kind: str, labels: list[str], systems: Sequence[str], contexts: Sequence[str],
+        slate: int,
+    ) -> None:  # fmt: skip
         """One batched ``score`` call for the content-free variants of every persona in
-        ``systems`` without a prior for (``kind``, ``labels``); the mean answer of each persona
-        whose variants all succeeded becomes its prior."""
-        missing = self.priors.missing(kind, labels, systems)
+        ``systems`` without a prior for (``kind``, ``labels``) in its context (``contexts``,
+        `prior_contexts`); the mean answer of each persona whose variants all succeeded
+        becomes its prior."""
+        missing = self.priors.missing(kind, labels, contexts)
         if not missing:
             return
-        prompts = [p for s in missing for p in self.content_free_prompts(kind, labels, s)]
+        system_of = dict(zip(contexts, systems, strict=True))
+        prompts = [p for c in missing for p in self.content_free_prompts(kind, slate, system_of[c])]
         probs, failed = self._score(prompts, labels)
         v = len(P.CONTENT_FREE)
-        for i, system in enumerate(missing):
+        for i, context in enumerate(missing):
             rows = slice(i * v, (i + 1) * v)
             if not failed[rows].any():
-                self.priors.add(kind, labels, system, mean_prior(probs[rows]))
+                self.priors.add(kind, labels, context, mean_prior(probs[rows]))
 
     def _describe_backend(self) -> str:
         return f"{self.backend.name} backend (model {self.backend.model!r})"
@@ -496,6 +525,15 @@ class LLMDecider(BaseDecider):
             "last_error": self.last_error,
             **stats_dict(self.backend),
         }
+
+
+def prior_contexts(kind: str, systems: Sequence[str], slate: int) -> list[str]:
+    """The context a label prior is kept under: the persona (``systems``); for the follow-up
+    questions also the slate size, since their content-free prompts continue a content-free
+    choice turn of that size (the choice question's labels name it already)."""
+    if kind == "choice":
+        return list(systems)
+    return [f"{s}\n[after a slate of {slate}]" for s in systems]
 
 
 def _sample(probs: np.ndarray, u: np.ndarray) -> np.ndarray:

@@ -10,6 +10,18 @@ Version History
   *content-free* variants of the three questions (`content_free_user`): the same templates with
   every item text replaced by a placeholder of `CONTENT_FREE`, no memories, the neutral
   emotion and day 0; the decision prompts themselves are unchanged.
+- ``v2``: the rating and stay/leave questions *continue the choice prompt* as further chat
+  turns (`simenv.llm.chat`): the choice prompt, the label the person chose as the assistant's
+  answer, then the rating question (``You watch "title" "description". How many stars...``);
+  the stay/leave question follows the rating turn and its answer (or the choice turn answered
+  ``none``). Each follow-up's prompt starts with the text of the prompt it follows, so a
+  backend with a prefix cache (vLLM's automatic prefix caching, the transformers backend's
+  prefix KV store) computes only the answer and the new turn. The follow-up turns hold no
+  emotion (the choice turn states it). Order, stable part first: system text and persona,
+  memories oldest first, emotion, the day and the slate, the question. The content-free
+  variants (`content_free_turns`) are built the same way: the rating and stay/leave ones
+  follow a content-free choice turn of the same slate size answered ``A`` (and for stay/leave
+  a content-free rating turn answered ``3``).
 
 Item and persona texts are *data*: `quote` collapses them to one line (no newline can start a
 forged option line), replaces double quotes, drops chat-template markers, cuts them to
@@ -27,7 +39,7 @@ from agents.emotion import describe_emotion
 from agents.memory import MemoryKind
 from agents.persona import PersonaTable
 
-PROMPT_VERSION = "v1"
+PROMPT_VERSION = "v2"
 MAX_TEXT = 80
 CHOICE_LABELS = tuple("ABCDEFGHIJKLMNOPQRST")
 NONE_LABEL = "none"
@@ -35,6 +47,9 @@ RATING_LABELS = ("1", "2", "3", "4", "5")
 END_LABELS = ("stay", "leave")  # "leave" = end today's session
 #: The question kinds a persona answers with a label (one batched ``score`` call each).
 QUESTION_KINDS = ("choice", "rating", "end")
+#: The answers of the earlier turns of a content-free follow-up (`content_free_turns`).
+CONTENT_FREE_CHOICE = CHOICE_LABELS[0]
+CONTENT_FREE_RATING = RATING_LABELS[2]
 #: Placeholders standing in for item texts in the content-free prompts of contextual
 #: calibration; Zhao et al. (2021) average the answers to "N/A", "" and "[MASK]".
 CONTENT_FREE = ("N/A", "", "[MASK]")
@@ -172,42 +187,45 @@ def choice_user(context: str, emotion: str, tick: int, options: str, labels: Seq
     )
 
 
-def rating_user(emotion: str, title: str, description: str, limit: int = MAX_TEXT) -> str:
+def rating_user(title: str, description: str, limit: int = MAX_TEXT) -> str:
+    """The rating question: a follow-up turn after the choice turn answered with the item's
+    label (the emotion is stated in the choice turn)."""
     return (
-        f"{emotion}\n\nYou just watched {quote(title, limit)} {quote(description, limit)}.\n\n"
+        f"You watch {quote(title, limit)} {quote(description, limit)}.\n\n"
         "How many stars do you give it? Answer with one digit from 1 (hated it) to 5 (loved it)."
     )
 
 
-def end_user(emotion: str, watched: str | None, limit: int = MAX_TEXT) -> str:
-    what = (
-        f"You just watched {quote(watched, limit)}."
-        if watched is not None
-        else "Nothing in the last list appealed to you."
-    )
-    return (
-        f"{emotion}\n\n{what}\n\nDo you keep browsing the app or close it for today? "
-        "Answer stay or leave."
-    )
+def end_user() -> str:
+    """The stay/leave question: a follow-up turn after the rating turn (or after the choice turn
+    answered ``none``)."""
+    return "Do you keep browsing the app or close it for today? Answer stay or leave."
 
 
-def content_free_user(
-    kind: str, labels: Sequence[str], placeholder: str, limit: int = MAX_TEXT
-) -> str:
-    """The user part of the content-free variant of question ``kind`` (`QUESTION_KINDS`): its
-    template with ``placeholder`` for every item title and description, no memories, the
-    neutral emotion and day 0. ``labels`` are the question's option labels (the choice
-    question's slate labels and ``none``)."""
+#: A chat's earlier (user, assistant) turns, oldest first (`simenv.llm.chat`).
+Turns = list[tuple[str, str]]
+
+
+def content_free_turns(
+    kind: str, slate: int, placeholder: str, limit: int = MAX_TEXT
+) -> tuple[Turns, str]:
+    """The content-free variant of question ``kind`` (`QUESTION_KINDS`) as (earlier turns,
+    user turn): the templates with ``placeholder`` for every item title and description, no
+    memories, the neutral emotion and day 0, for a slate of ``slate`` items. The rating and
+    stay/leave variants continue the choice variant like the decisions do (module docstring)."""
+    if kind not in QUESTION_KINDS:
+        raise ValueError(f"unknown question kind {kind!r} (one of {', '.join(QUESTION_KINDS)})")
     emotion = emotion_text(0.0, 0.0, 0.0, 0.0)
+    labels = list(CHOICE_LABELS[:slate])
+    block = option_block(labels, [placeholder] * slate, [placeholder] * slate, limit)
+    choice = choice_user(memories_text([]), emotion, 0, block, labels)
     if kind == "choice":
-        slate = [lab for lab in labels if lab != NONE_LABEL]
-        block = option_block(slate, [placeholder] * len(slate), [placeholder] * len(slate), limit)
-        return choice_user(memories_text([]), emotion, 0, block, slate)
+        return [], choice
+    history = [(choice, CONTENT_FREE_CHOICE)]
+    rating = rating_user(placeholder, placeholder, limit)
     if kind == "rating":
-        return rating_user(emotion, placeholder, placeholder, limit)
-    if kind == "end":
-        return end_user(emotion, placeholder, limit)
-    raise ValueError(f"unknown question kind {kind!r} (one of {', '.join(QUESTION_KINDS)})")
+        return history, rating
+    return [*history, (rating, CONTENT_FREE_RATING)], end_user()
 
 
 def reflection_user(context: str, emotion: str, tick: int) -> str:

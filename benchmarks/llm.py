@@ -1,9 +1,21 @@
 """LLM backends benchmark: persona decisions per second, batched vs one prompt at a time, and
-prompt tokens actually computed per decision with and without vLLM's prefix caching.
+prompt tokens actually computed per decision with and without prefix caching; and real world
+ticks with the LLM decider against the same backend's rate for one question per decision.
 
     python benchmarks/llm.py                          # 64 users x 4 ticks, every available backend
     python benchmarks/llm.py --users 64 --ticks 4 --single 16 --json out.json
+    python benchmarks/llm.py --parts world --users 16 --world-ticks 3 --backends transformers,vllm
 
+World part (``--parts world``): ``--world-ticks`` ticks of `filter_bubble_llm` (``--users``
+users, all active, ``--world-steps`` slates a session, mf, calibration off: its content-free
+prompts are a one-off per persona) run twice on the same engine, each from a cold prefix cache
+(``reset_prefix_cache``): with the `LLMDecider`'s questions (choice, then rating and stay/leave
+as follow-up turns of the choice prompt), and with the choice question alone (`ChoiceOnly`: the
+backend's rate for one question per decision on the same world). Per tick it prints decisions/s,
+prompts and prompt tokens per decision, tokens computed (not served from the prefix cache) and
+the prefix-cache hit rate; then per backend tick 1 vs ticks 2+ and the ratio of the two runs.
+
+Synthetic part (``--parts synthetic``):
 Each user's prompt (~220 tokens with the chat template) is persona (fixed per user) + memories
 (one line added per tick, so earlier ones are a shared prefix) + the tick's slate of 5 items;
 one decision = one ``score`` of the labels 1-5. Tick 1 meets cold caches (every persona is new);
@@ -101,11 +113,25 @@ def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
     b = make(name, args)
     load = time.perf_counter() - t0
 
+    # warm-up on unrelated prompts (first-call kernel set-up), not counted
+    b.score([b.chat_prompt("You are a test.", "Pick:\n1. a\n2. b\nNumber:")] * 2, [["1", "2"]] * 2)
+    out: dict[str, Any] = {"config": name, "load_seconds": load}
+    if "synthetic" in args.parts:
+        out.update(synthetic(b, args))
+    if "world" in args.parts and args.world_ticks:
+        # one question per decision first, then the decider's questions (each from a cold
+        # prefix cache): the same engine, the same world, the same seed
+        out["world_one"] = world_ticks(b, args, "choice")
+        out["world"] = world_ticks(b, args, "all")
+    return out
+
+
+def synthetic(b: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """The synthetic prompts: ``--ticks`` batched ticks and ``--single`` prompts one by one."""
+
     def chat(u: int, tick: int) -> str:
         return str(b.chat_prompt(persona(u), user_prompt(u, tick)))
 
-    # warm-up on unrelated prompts (first-call kernel set-up), not counted
-    b.score([b.chat_prompt("You are a test.", "Pick:\n1. a\n2. b\nNumber:")] * 2, [["1", "2"]] * 2)
     lengths = [len(b._tok.encode(chat(u, 0))) for u in range(args.users)]
     ticks = []
     for tick in range(args.ticks):
@@ -130,20 +156,46 @@ def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
     single_cached = s1["cached_prompt_tokens"] - s0["cached_prompt_tokens"]
     single_tok = s1["prompt_tokens"] - s0["prompt_tokens"]
     return {
-        "config": name,
-        "load_seconds": load,
         "prompt_tokens_mean": float(np.mean(lengths)),
         "ticks": ticks,
         "single": {"seconds": single_dt, "n": args.single, "tokens": single_tok},
         "single_cached": single_cached,
-        "world": world_ticks(b, args) if args.world_ticks else None,
     }
 
 
-def world_ticks(b: Any, args: argparse.Namespace) -> dict[str, float]:
-    """Real ticks of `filter_bubble_llm` (``--users`` users, all active, mf) with `LLMDecider` on
-    ``b``: decisions per second and the share of tick time spent outside the backend (prompt
-    building, memory retrieval, text embeddings, the world's own phases)."""
+class ChoiceOnly:
+    """An `LLMDecider` asking the choice question alone (one ``score`` call per decision); the
+    rating and stay/leave come from its utility fallback. The world run with it gives the
+    backend's rate for one question per decision on the world's own prompts."""
+
+    def __init__(self, decider: Any) -> None:
+        self.inner = decider
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def decide(self, ctx: Any) -> Any:
+        from agents.deciders import Decisions
+
+        d = self.inner
+        probs = d.choice_probabilities(ctx)
+        fb = d.fallback.decide(ctx)
+        u = ctx.rng.random(ctx.users.size)
+        cdf = np.cumsum(np.nan_to_num(probs, nan=1.0 / probs.shape[1]), axis=1)
+        cdf[:, -1] = 1.0
+        pick = (cdf < u[:, None]).sum(axis=1)
+        k = ctx.slates.shape[1]
+        chosen = np.where(pick < k, pick, -1).astype(np.int64)
+        rating = np.where(chosen >= 0, fb.rating, np.nan).astype(np.float32)
+        return Decisions(chosen_pos=chosen, rating=rating, ended_session=fb.ended_session)
+
+
+def world_ticks(b: Any, args: argparse.Namespace, questions: str) -> list[dict[str, float]]:
+    """Real ticks of `filter_bubble_llm` (``--users`` users, all active, mf) with `LLMDecider`
+    on ``b`` (``questions="all"``: choice, rating, stay/leave as the decider asks them; or
+    ``"choice"``: `ChoiceOnly`), one entry per tick: decisions, seconds, backend seconds,
+    prompt tokens and prompt tokens served from the prefix cache. The backend's prefix cache
+    is emptied first, so tick 1 meets it cold."""
     import policies
     from scenarios import load
     from simenv.studies.factory import make_decider
@@ -156,10 +208,12 @@ def world_ticks(b: Any, args: argparse.Namespace) -> dict[str, float]:
         [
             f"population.size={args.users}",
             "population.activity_scale=50",
+            f"session.max_steps={args.world_steps}",
             "decider.llm.calibration=none",
         ],
     )
-    decider = make_decider(scenario, backend=b)
+    inner = make_decider(scenario, backend=b)
+    decider = ChoiceOnly(inner) if questions == "choice" else inner
     decisions = 0
     decide = decider.decide
 
@@ -168,14 +222,26 @@ def world_ticks(b: Any, args: argparse.Namespace) -> dict[str, float]:
         decisions += int(ctx.users.size)
         return decide(ctx)
 
-    decider.decide = counted  # type: ignore[method-assign]
+    decider.decide = counted
     world = World(scenario, policies.make("mf"), seed=0, decider=decider)
-    backend0 = b.stats.seconds
-    t = time.perf_counter()
-    world.run(args.world_ticks)
-    total = time.perf_counter() - t
-    inside = b.stats.seconds - backend0
-    return {"seconds": total, "backend_seconds": inside, "decisions": decisions}
+    b.reset_prefix_cache()
+    ticks = []
+    for _ in range(args.world_ticks):
+        s0, d0 = b.stats.as_dict(), decisions
+        t = time.perf_counter()
+        world.step()
+        s1 = b.stats.as_dict()
+        ticks.append(
+            {
+                "seconds": time.perf_counter() - t,
+                "backend_seconds": s1["seconds"] - s0["seconds"],
+                "decisions": decisions - d0,
+                "prompts": s1["prompts"] - s0["prompts"],
+                "tokens": s1["prompt_tokens"] - s0["prompt_tokens"],
+                "cached": s1["cached_prompt_tokens"] - s0["cached_prompt_tokens"],
+            }
+        )
+    return ticks
 
 
 def summarise(r: dict[str, Any], users: int) -> dict[str, Any]:
@@ -189,7 +255,6 @@ def summarise(r: dict[str, Any], users: int) -> dict[str, Any]:
         return n / sec, (tok - cached) / n, cached / max(tok, 1)
 
     f = per_dec([first])
-    w = r.get("world")
     later_s = per_dec(later) if later else (float("nan"),) * 3
     return {
         "config": r["config"],
@@ -202,8 +267,6 @@ def summarise(r: dict[str, Any], users: int) -> dict[str, Any]:
         "hit_tick1": f[2],
         "hit_later": later_s[2],
         "load_s": r["load_seconds"],
-        "world_dec_s": w["decisions"] / w["seconds"] if w else float("nan"),
-        "outside": 1 - w["backend_seconds"] / w["seconds"] if w else float("nan"),
     }
 
 
@@ -211,7 +274,6 @@ def table(rows: list[dict[str, Any]]) -> str:
     head = (
         f"{'backend':<22}{'tok/prompt':>11}{'dec/s t1':>10}{'dec/s t2+':>10}{'dec/s 1-by-1':>13}"
         f"{'computed/dec t1':>16}{'t2+':>7}{'hit t1':>8}{'hit t2+':>8}{'load s':>8}"
-        f"{'world dec/s':>12}{'outside':>9}"
     )
     lines = [head, "-" * len(head)]
     for s in rows:
@@ -219,7 +281,59 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{s['config']:<22}{s['prompt_tok']:>11.0f}{s['dec_s_tick1']:>10.1f}"
             f"{s['dec_s_later']:>10.1f}{s['dec_s_single']:>13.1f}{s['computed_tick1']:>16.0f}"
             f"{s['computed_later']:>7.0f}{s['hit_tick1']:>8.0%}{s['hit_later']:>8.0%}"
-            f"{s['load_s']:>8.1f}{s['world_dec_s']:>12.2f}{s['outside']:>9.1%}"
+            f"{s['load_s']:>8.1f}"
+        )
+    return "\n".join(lines)
+
+
+def rate(ts: list[dict[str, Any]]) -> tuple[float, float, float]:
+    """Decisions per second, prefix-cache hit rate and prompt tokens computed per decision over
+    the ticks ``ts``."""
+    dec = sum(t["decisions"] for t in ts)
+    sec = sum(t["seconds"] for t in ts)
+    tok = sum(t["tokens"] for t in ts)
+    cached = sum(t["cached"] for t in ts)
+    return dec / sec if sec else float("nan"), cached / max(tok, 1), (tok - cached) / max(dec, 1)
+
+
+def world_table(results: list[dict[str, Any]]) -> str:
+    """Per tick: the world's decisions/s with the decider's questions and with one question per
+    decision, prompts and tokens computed per decision, prefix-cache hit rate; then per backend
+    tick 1 vs ticks 2+, their ratio and the ratio to the one-question rate, and the same ratios
+    of prompt tokens computed per decision (inverted: what the decisions/s ratios would be if
+    time followed computed tokens; they do not depend on the machine's load)."""
+    head = (
+        f"{'backend':<22}{'questions':>10}{'tick':>5}{'dec':>5}{'dec/s':>8}{'prompts/dec':>12}"
+        f"{'tok/dec':>8}{'computed/dec':>13}{'hit':>6}{'outside':>8}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in results:
+        for kind, key in (("one", "world_one"), ("all", "world")):
+            for i, t in enumerate(r.get(key) or []):
+                d = max(t["decisions"], 1)
+                lines.append(
+                    f"{r['config']:<22}{kind:>10}{i + 1:>5}{t['decisions']:>5}"
+                    f"{t['decisions'] / t['seconds']:>8.2f}{t['prompts'] / d:>12.2f}"
+                    f"{t['tokens'] / d:>8.0f}{(t['tokens'] - t['cached']) / d:>13.0f}"
+                    f"{t['cached'] / max(t['tokens'], 1):>6.0%}"
+                    f"{1 - t['backend_seconds'] / t['seconds']:>8.1%}"
+                )
+    head2 = (
+        f"{'backend':<22}{'dec/s t1':>9}{'t2+':>7}{'t2+/t1':>8}{'one-q t1':>9}{'t2+':>7}"
+        f"{'all/one t1':>11}{'t2+':>6}{'hit t1':>7}{'t2+':>6}{'comp t1/t2+':>12}"
+        f"{'comp one/all t1':>16}{'t2+':>6}"
+    )
+    lines += ["", head2, "-" * len(head2)]
+    for r in results:
+        w, o = r.get("world"), r.get("world_one")
+        if not w or not o:
+            continue
+        (a1, h1, c1), (a2, h2, c2) = rate(w[:1]), rate(w[1:])
+        (o1, _, oc1), (o2, _, oc2) = rate(o[:1]), rate(o[1:])
+        lines.append(
+            f"{r['config']:<22}{a1:>9.2f}{a2:>7.2f}{a2 / a1:>8.2f}{o1:>9.2f}{o2:>7.2f}"
+            f"{a1 / o1:>11.2f}{a2 / o2:>6.2f}{h1:>7.0%}{h2:>6.0%}{c1 / c2:>12.2f}"
+            f"{oc1 / c1:>16.2f}{oc2 / c2:>6.2f}"
         )
     return "\n".join(lines)
 
@@ -242,8 +356,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--block-size", type=int, default=0, help="vLLM KV block size (0: default)")
     ap.add_argument("--no-enforce-eager", dest="enforce_eager", action="store_false")
     ap.add_argument(
-        "--world-ticks", type=int, default=2,
-        help="ticks of a real filter_bubble_llm world per backend (0: skip)",
+        "--world-ticks", type=int, default=4,
+        help="ticks of a real filter_bubble_llm world per backend and question mode (0: skip)",
+    )  # fmt: skip
+    ap.add_argument("--world-steps", type=int, default=2, help="slates per session in the world")
+    ap.add_argument(
+        "--parts", default="synthetic,world",
+        help="comma list: synthetic (the synthetic prompts), world (real world ticks)",
     )  # fmt: skip
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--_child", default=None, help=argparse.SUPPRESS)
@@ -275,17 +394,28 @@ def main(argv: list[str] | None = None) -> None:
         r = json.loads(res[-1][len("RESULT ") :])
         r["config"] = LABEL.get(name, name)
         raw.append(r)
-        rows.append(summarise(r, args.users))
+        if "ticks" in r:
+            rows.append(summarise(r, args.users))
         print(f"done {name}", file=sys.stderr, flush=True)
-    print(
-        f"{args.users} users x {args.ticks} ticks, labels 1-5, dtype {args.dtype}; dec/s = "
-        "decisions per second (t1 = first tick, cold; t2+ = later ticks; 1-by-1 = one score call "
-        f"per prompt, {args.single} users); computed/dec = prompt tokens computed per decision "
-        "(not served from the prefix cache); hit = prefix-cache hit rate; world dec/s and "
-        f"outside = {args.world_ticks} real ticks of filter_bubble_llm with the LLM decider "
-        "(choice and rating questions) and the share of their time spent outside the backend"
-    )
-    print(table(rows))
+    if rows:
+        print(
+            f"synthetic prompts: {args.users} users x {args.ticks} ticks, labels 1-5, dtype "
+            f"{args.dtype}; dec/s = decisions per second (t1 = first tick, cold; t2+ = later "
+            f"ticks; 1-by-1 = one score call per prompt, {args.single} users); computed/dec = "
+            "prompt tokens computed per decision (not served from the prefix cache); hit = "
+            "prefix-cache hit rate"
+        )
+        print(table(rows))
+    if any("world" in r for r in raw):
+        print(
+            f"\nworld ticks: filter_bubble_llm, {args.users} users (all active), "
+            f"{args.world_steps} slates a session, mf, calibration none, seed 0; questions "
+            "'all' = the LLM decider's choice, rating and stay/leave; 'one' = the choice "
+            "question alone (rating and stay/leave from the utility model): the backend's rate "
+            "for one question per decision on the same world; each run starts from a cold "
+            "prefix cache; outside = share of tick time outside the backend"
+        )
+        print(world_table(raw))
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "raw": raw}, indent=1))
 

@@ -185,7 +185,7 @@ def test_llm_choice_probabilities_are_the_choice_question() -> None:
     calibrated = d.choice_probabilities(ctx)
     assert ctx.rng.bit_generator.state == state
     for row, system in enumerate(systems):
-        free = d.content_free_prompts("choice", labels, system)
+        free = d.content_free_prompts("choice", 5, system)
         prior = np.stack(backend.score(free, [labels] * len(free))).mean(axis=0)
         expected = raw[row] / prior
         np.testing.assert_allclose(calibrated[row], expected / expected.sum(), rtol=1e-12)

@@ -104,6 +104,13 @@ def test_wrappers_implement_the_protocol_explicitly(tmp_path: Path) -> None:
         chat == fake.chat_prompt("You are Ann.", "Pick one.") == chatml("You are Ann.", "Pick one.")
     )
     assert chat == P.chat_format("You are Ann.", "Pick one.")  # what the fake runs always sent
+    # a follow-up turn continues the prompt it follows (what prefix caches reuse)
+    follow = stack.chat_prompt("You are Ann.", "Rate it.", [("Pick one.", "A")])
+    assert follow == chatml("You are Ann.", "Rate it.", [("Pick one.", "A")])
+    assert (
+        follow
+        == chat + "A<|im_end|>\n<|im_start|>user\nRate it.<|im_end|>\n<|im_start|>assistant\n"
+    )
     assert stack.stats is not fake.stats
     assert not hasattr(stack, "attempts")  # only protocol members pass through a wrapper
 
@@ -335,19 +342,74 @@ def test_transformers_score_matches_brute_force(tb: Any) -> None:
     ]
     lengths = {len(tb._tok.encode(p)) for p in prompts}
     assert len(lengths) == len(prompts)  # all different: batches need padding
-    batched = tb.score(prompts, options)
-    tb.batch_size = 2
+    store, tb.prefix = tb.prefix, None  # batched scoring, without prefix reuse
     try:
+        batched = tb.score(prompts, options)
+        tb.batch_size = 2
         small = tb.score(prompts, options)
     finally:
-        tb.batch_size = 8
-    for p, opts, got, got2 in zip(prompts, options, batched, small, strict=True):
+        tb.batch_size, tb.prefix = 8, store
+    reusing = tb.score(prompts, options)  # one at a time, from the longest stored prefix
+    for p, opts, *got in zip(prompts, options, batched, small, reusing, strict=True):
         want = _brute_force(tb, p, opts)
-        np.testing.assert_allclose(got, want, atol=1e-4)
-        np.testing.assert_allclose(got2, want, atol=1e-4)
-        assert math.isclose(got.sum(), 1.0)
+        for g in got:
+            np.testing.assert_allclose(g, want, atol=1e-4)
+            assert math.isclose(g.sum(), 1.0)
     assert batched[0][0] > batched[0][3]  # a sci-fi fan picks a film rather than "none"
     assert tb.stats.prompt_tokens > 0 and tb.stats.calls >= 2
+
+
+def test_transformers_prefix_reuse_equals_scores_from_scratch(tb: Any) -> None:
+    """A follow-up question continuing a scored prompt reuses that prompt's key/value cache
+    (counted as cached prompt tokens) and gets the scores computed from scratch."""
+    persona = "You are Ann, 34, a nurse from Leeds who loves science fiction and dislikes romance."
+    choice = "Which do you watch?\nA. Alien\nB. Notting Hill\nnone. none of these\nOne letter."
+    rate = "How many stars do you give Alien? One digit from 1 to 5."
+    prompts = [
+        tb.chat_prompt(persona, choice),
+        tb.chat_prompt(persona, rate, [(choice, "A")]),
+        tb.chat_prompt(
+            persona, "Stay or leave? Answer stay or leave.", [(choice, "A"), (rate, "4")]
+        ),
+    ]
+    options = [["A", "B", "none"], ["1", "2", "3", "4", "5"], ["stay", "leave"]]
+    tb.reset_prefix_cache()
+    before = tb.stats.cached_prompt_tokens
+    got = tb.score(prompts, options)
+    n = [len(tb._tok.encode(p)) for p in prompts]
+    assert n[0] < n[1] < n[2]
+    # the second reuses all of the first (but its last token, when prompts meet at a token
+    # boundary), the third all of the second: only the new turns are computed
+    assert tb.stats.cached_prompt_tokens - before >= n[0] - 1 + n[1] - 1
+    assert len(tb.prefix) == 1  # each prompt replaced the one it extends
+    from_scratch = tb._last_logprobs(tb._encode(prompts, tb.max_length))
+    for g, lp, p, opts in zip(got, from_scratch, prompts, options, strict=True):
+        ref = lp[tb.label_tokens(p, opts)]
+        ref = np.exp(ref - ref.max())
+        np.testing.assert_allclose(g, ref / ref.sum(), atol=1e-5)
+    assert 0 < tb.stats.extra["prefix_cache_hit_rate"] < 1
+
+
+def test_prefix_store_longest_prefix_and_budget() -> None:
+    from simenv.llm.transformers_backend import PrefixStore
+
+    def layers(n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [(np.zeros((1, 1, n, 2), np.float32), np.zeros((1, 1, n, 2), np.float32))]
+
+    store = PrefixStore(max_bytes=16 * 10)  # 16 bytes a token (keys + values): 10 tokens
+    store.put([1, 2, 3], layers(3))
+    store.put([7, 8], layers(2))
+    assert store.longest([1, 2, 9, 9])[0] == 2 and store.longest([5])[0] == 0
+    assert store.longest([7, 8, 9])[0] == 2
+    store.put([1, 2, 3, 4], layers(4))  # extends [1, 2, 3]: replaces it
+    assert set(store.entries) == {(7, 8), (1, 2, 3, 4)} and store.bytes == 16 * 6
+    store.longest([7])  # [7, 8] used last: [1, 2, 3, 4] is the least recently used
+    store.put([5, 5, 5, 5, 5], layers(5))
+    assert set(store.entries) == {(7, 8), (5, 5, 5, 5, 5)} and store.bytes <= store.max_bytes
+    store.put(list(range(20)), layers(20))  # larger than the whole budget: not kept
+    assert store.bytes <= store.max_bytes and (0, 1) not in {k[:2] for k in store.entries}
+    store.clear()
+    assert len(store) == 0 and store.bytes == 0
 
 
 def test_transformers_labels_checked(tb: Any) -> None:

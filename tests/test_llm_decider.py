@@ -18,7 +18,7 @@ from fake_openai import FakeOpenAI, persona_answer
 import policies
 from agents import prompts as P
 from agents.deciders import DecisionContext, UtilityDecider
-from agents.llm_decider import LLMDecider
+from agents.llm_decider import LLMDecider, prior_contexts
 from agents.memory import MemoryKind
 from scenarios import validate
 from scenarios.schema import Scenario
@@ -116,16 +116,17 @@ def _snapshot_prompts() -> dict[str, str]:
     ctx = _context(world, [0, 4])
     systems, mems, emos = d.system_prompts(ctx), d.memory_texts(ctx), d.emotion_texts(ctx)
     item = int(ctx.slates[0, 1])
+    asked = d.choice_users(ctx, mems, emos)
+    rating = P.rating_user(world.items.titles[item], d._desc(ctx, item))
+    k = ctx.slates.shape[1]
     return {
         "choice": d.choice_prompts(ctx, systems, mems, emos)[0],
         "choice_user4": d.choice_prompts(ctx, systems, mems, emos)[1],
-        "rating": d._chat(
-            systems[0], P.rating_user(emos[0], world.items.titles[item], d._desc(ctx, item))
-        ),
-        "end": d._chat(systems[1], P.end_user(emos[1], None)),
-        "choice_content_free": d.content_free_prompts(
-            "choice", d.choice_labels(ctx.slates.shape[1]), systems[0]
-        )[0],
+        "rating": d._chat(systems[0], rating, [(asked[0], "B")]),
+        "end": d._chat(systems[1], P.end_user(), [(asked[1], P.NONE_LABEL)]),
+        "end_after_rating": d._chat(systems[0], P.end_user(), [(asked[0], "B"), (rating, "4")]),
+        "choice_content_free": d.content_free_prompts("choice", k, systems[0])[0],
+        "end_content_free": d.content_free_prompts("end", k, systems[0])[0],
         "reflection": d._chat(systems[0], P.reflection_user(mems[0], emos[0], ctx.tick)),
     }
 
@@ -203,6 +204,35 @@ def test_last_slate_asks_no_end_question(calibration: str) -> None:
     end_calls = [p for p, opts in _real_calls(backend) if opts[0] == list(P.END_LABELS)]
     first_step = len(_real_calls(backend)[0][0])  # users shown a first slate
     assert len(end_calls) <= 1 and all(len(p) == first_step for p in end_calls)
+
+
+@pytest.mark.parametrize("calibration", ["none", "contextual"])
+def test_follow_up_questions_continue_the_choice_prompt(calibration: str) -> None:
+    """Each rating prompt is the user's choice prompt + the label sampled + the rating turn, and
+    each stay/leave prompt continues the user's rating prompt (or the choice prompt answered
+    none): a prefix cache recomputes only the new turn."""
+    backend = CountingBackend()
+    d = LLMDecider(backend, calibration=calibration)
+    world = _world(d)
+    ctx = _context(world, [0, 1, 2, 3])
+    dec = d.decide(ctx)
+    real = _real_calls(backend)
+    choice = real[0][0]
+    rated = [r for r in range(4) if dec.chosen_pos[r] >= 0]
+    ratings = real[1][0] if rated else []
+    ends = real[-1][0]
+    labels = d.choice_labels(4)
+    for j, r in enumerate(rated):
+        label = labels[int(dec.chosen_pos[r])]
+        assert ratings[j].startswith(choice[r] + label + "<|im_end|>\n<|im_start|>user\n")
+        assert "How many stars" in ratings[j][len(choice[r]) :]
+        stars = str(int(dec.rating[r]))
+        assert ends[r].startswith(ratings[j] + stars + "<|im_end|>\n<|im_start|>user\n")
+    for r in set(range(4)) - set(rated):
+        assert ends[r].startswith(choice[r] + P.NONE_LABEL + "<|im_end|>\n")
+        assert "How many stars" not in ends[r]
+    for r in range(4):
+        assert ends[r].endswith(d._chat(None, P.end_user()).split("<|im_start|>user\n")[1])
 
 
 def test_labels_map_to_slate_items() -> None:
@@ -394,21 +424,22 @@ def test_content_free_prompts_hold_no_item_text() -> None:
     ctx = _context(world, [0, 1])
     systems = d.system_prompts(ctx)
     texts = [t for t in [*world.items.titles, *world.items.descriptions] if t]
-    for kind, labels in [
-        ("choice", d.choice_labels(4)),
-        ("rating", list(P.RATING_LABELS)),
-        ("end", list(P.END_LABELS)),
-    ]:
-        prompts = d.content_free_prompts(kind, labels, systems[0])
+    choices = d.content_free_prompts("choice", 4, systems[0])
+    for kind in P.QUESTION_KINDS:
+        prompts = d.content_free_prompts(kind, 4, systems[0])
         assert len(prompts) == len(P.CONTENT_FREE) == 3
-        for prompt, placeholder in zip(prompts, P.CONTENT_FREE, strict=True):
+        for i, (prompt, placeholder) in enumerate(zip(prompts, P.CONTENT_FREE, strict=True)):
             assert prompt.startswith(d._chat(systems[0], "").split("<|im_start|>user")[0])
             user = prompt.split("<|im_start|>user\n", 1)[1]
             assert f'"{placeholder}"' in user
             assert not [t for t in texts if t in user], kind
-            assert "You remember nothing" in user or kind != "choice"
-    choice = d.content_free_prompts("choice", d.choice_labels(4), systems[0])[0]
+            assert "You remember nothing" in user
+            # built like the decisions: the follow-ups continue the content-free choice prompt
+            assert prompt.startswith(choices[i])
+    choice = choices[0]
     assert _option_block(choice) == [*(f'{c}. "N/A" "N/A"' for c in "ABCD"), "none. none of these"]
+    rating = d.content_free_prompts("rating", 4, systems[0])[0]
+    assert rating[len(choice) :].startswith(P.CONTENT_FREE_CHOICE + "<|im_end|>")
 
 
 def test_priors_estimated_once_per_persona_and_kind() -> None:
@@ -453,16 +484,18 @@ def test_calibration_draws_nothing_and_none_is_todays_decider() -> None:
     # calibration none: the decisions of the decider before calibration existed, bit for bit
     # (digests recorded with the code of commit c9fcfcd, re-recorded when `tick` became int64
     # in both frames: casting it back to int32 / float64 gives the old digests, 848eff0b... and
-    # 8e794e1d...; also the golden case filter_bubble_llm_uncalibrated on the embedded model)
+    # 8e794e1d...; re-recorded for prompt v2, whose follow-up questions continue the choice
+    # prompt, so the fake backend's hashed answers changed: with the v1 prompts the digests
+    # were 0f988a1c... and 60e2cb81...; also the golden case filter_bubble_llm_uncalibrated)
     from golden import frame_digest
 
     world = _world(LLMDecider(FakeBackend(seed=1), calibration="none"), seed=5)
     world.run()
     assert frame_digest(world.interactions_frame()) == (
-        "0f988a1ceecd3310ddda16ad65ca4f116e0d87845eef663ff023fa04a71b1902"
+        "ac8924e4542655a6e4376886fbdd943424bd1631c3a7bb3da1645641ed947e7b"
     )
     assert frame_digest(world.metrics_frame()) == (
-        "60e2cb817624f4ddaf6786aca699fdd148882279405067e0bf5679fc5ab92509"
+        "932a849793dec4ce35b8fbdda84c3fb5b50d7006f0f09b16c8e4f47877443b22"
     )
 
 
@@ -480,7 +513,8 @@ def test_failed_prior_estimate_falls_back_and_is_asked_again() -> None:
     world = _world(d)
     dec = d.decide(_context(world, [0, 1, 2]))
     assert d.tick_counters() == {"llm_fallbacks": 3.0} and dec.chosen_pos.shape == (3,)
-    assert not d.priors.missing("end", list(P.END_LABELS), d.system_prompts(_context(world)))
+    contexts = prior_contexts("end", d.system_prompts(_context(world)), 4)
+    assert not d.priors.missing("end", list(P.END_LABELS), contexts)
     backend.score_calls.clear()
     d.decide(_context(world, [0, 1, 2]))
     assert _content_free(backend.score_calls[0][0])  # asked again, then known
@@ -786,8 +820,14 @@ def test_embedded_model_labels_and_determinism(tb: Any) -> None:
     systems, mems, emos = d.system_prompts(ctx), d.memory_texts(ctx), d.emotion_texts(ctx)
     choice = d.choice_prompts(ctx, systems, mems, emos)[0]
     tb.label_tokens(choice, d.choice_labels(3))  # distinct first tokens, or ValueError
-    tb.label_tokens(tb.chat_prompt(systems[0], P.end_user(emos[0], None)), list(P.END_LABELS))
-    tb.label_tokens(tb.chat_prompt(systems[0], "Rate it."), list(P.RATING_LABELS))
+    asked = d.choice_users(ctx, mems, emos)[0]
+    rate = P.rating_user("Alien", "A film.")
+    tb.label_tokens(tb.chat_prompt(systems[0], rate, [(asked, "A")]), list(P.RATING_LABELS))
+    end = tb.chat_prompt(systems[0], P.end_user(), [(asked, "A"), (rate, "4")])
+    tb.label_tokens(end, list(P.END_LABELS))
+    # the follow-ups' tokens continue the choice prompt's tokens (what a prefix cache reuses)
+    ids = tb._tok.encode(choice)
+    assert tb._tok.encode(end)[: len(ids)] == ids
     a = _interactions(LLMDecider(tb), seed=2, **over)
     b = _interactions(LLMDecider(tb), seed=2, **over)
     pd.testing.assert_frame_equal(a, b)

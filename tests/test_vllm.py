@@ -132,6 +132,28 @@ def test_prefix_cache_reports_cached_tokens(vb: VLLMBackend) -> None:
     assert 0 < vb.stats.extra["prefix_cache_hit_rate"] < 1
 
 
+def test_follow_up_question_reuses_the_choice_prompt(vb: VLLMBackend) -> None:
+    """A follow-up question continuing a scored prompt (`agents.prompts` v2) is served from
+    vLLM's prefix cache up to the last whole KV block of that prompt; after a reset nothing is
+    reused."""
+    persona = PERSONA.replace("Maria", "Rita") + " You only watch films on Sundays."
+    choice = _user(SLATES[3])
+    rate = "How many stars do you give it? Answer with one digit from 1 to 5."
+    first = vb.chat_prompt(persona, choice)
+    follow = vb.chat_prompt(persona, rate, [(choice, "3")])
+    assert follow.startswith(first)
+    block = int(vb._llm.llm_engine.vllm_config.cache_config.block_size)
+    n_first = len(vb._tok.encode(first))
+    vb.score([first], [LABELS])
+    before = vb.stats.cached_prompt_tokens
+    vb.score([follow], [["1", "2", "3", "4", "5"]])
+    assert vb.stats.cached_prompt_tokens - before >= (n_first // block) * block > 0
+    vb.reset_prefix_cache()
+    before = vb.stats.cached_prompt_tokens
+    vb.score([follow], [["1", "2", "3", "4", "5"]])
+    assert vb.stats.cached_prompt_tokens == before
+
+
 def test_generate_json_schema(vb: VLLMBackend) -> None:
     schema = {
         "type": "object",

@@ -9,9 +9,11 @@ interviews gather the requests of all agents into one call per tick and phase.
   must differ from the others' (`check_labels`).
 - ``generate(prompts, max_tokens, json_schema=None)``: decoded texts (reflections, interviews);
   greedy, so deterministic for a given backend and model.
-- ``chat_prompt(system, user)``: the prompt text for one chat turn in the model's own chat
-  format, ending with the assistant turn's opening; callers put the stable text (persona) in
-  ``system`` so prompts share a prefix.
+- ``chat_prompt(system, user, history=())``: the prompt text for one chat turn in the model's
+  own chat format, ending with the assistant turn's opening; ``history`` holds earlier (user,
+  assistant) turns, oldest first, so a follow-up question continues the prompt it follows
+  (`simenv.llm.chat`). Callers put the stable text (persona) in ``system`` so prompts share a
+  prefix.
 - ``name``, ``model``, ``stats``: the backend kind, the model it runs and its `BackendStats`.
 
 Backends (`simenv.llm.transformers_backend`, `.vllm_backend`, `.openai_backend`, `.fake`) and
@@ -94,7 +96,9 @@ class LLMBackend(Protocol):
     @property
     def stats(self) -> BackendStats: ...
 
-    def chat_prompt(self, system: str | None, user: str) -> str: ...
+    def chat_prompt(
+        self, system: str | None, user: str, history: Sequence[tuple[str, str]] = ()
+    ) -> str: ...
 
     def score(
         self, prompts: Sequence[str], options: Sequence[Sequence[str]]

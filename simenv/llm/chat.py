@@ -1,5 +1,11 @@
 """Chat prompts and option-label tokens, written once for the backends that share them.
 
+A chat prompt is one user turn after the system text, or a conversation: ``history`` holds the
+earlier (user, assistant) turns, oldest first, and ``user`` is the last user turn. Built that
+way, a follow-up question's prompt starts with the text of the prompt it follows (in ChatML,
+and in any chat template that renders earlier turns unchanged), so a backend with a prefix
+cache computes only the answer and the new turn.
+
 - `chatml`: the ChatML format (SmolLM2, Qwen), for backends that hold no tokenizer (`FakeBackend`,
   `OpenAIBackend` without ``tokenizer``).
 - `apply_chat_template`: a Hugging Face tokenizer's own chat template.
@@ -27,19 +33,36 @@ from simenv.llm.base import BackendStats, check_labels
 _TAIL_CHARS = 48  # prompt characters used to find a label's first token (BPE merges are local)
 
 
-def chatml(system: str | None, user: str) -> str:
-    """(system, user) in ChatML, ending with the assistant turn's opening."""
+#: Earlier turns of a conversation: (user text, assistant answer) pairs, oldest first.
+History = Sequence[tuple[str, str]]
+
+
+def messages(system: str | None, user: str, history: History = ()) -> list[dict[str, str]]:
+    """The chat messages of (system, earlier turns, user), in the OpenAI/HF format."""
+    out = [{"role": "system", "content": system}] if system else []
+    for asked, answered in history:
+        out += [{"role": "user", "content": asked}, {"role": "assistant", "content": answered}]
+    return [*out, {"role": "user", "content": user}]
+
+
+def chatml(system: str | None, user: str, history: History = ()) -> str:
+    """(system, earlier turns, user) in ChatML, ending with the assistant turn's opening."""
     sys_part = f"<|im_start|>system\n{system}<|im_end|>\n" if system else ""
-    return f"{sys_part}<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
+    turns = "".join(
+        f"<|im_start|>user\n{asked}<|im_end|>\n<|im_start|>assistant\n{answered}<|im_end|>\n"
+        for asked, answered in history
+    )
+    return f"{sys_part}{turns}<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
 
 
-def apply_chat_template(tokenizer: Any, system: str | None, user: str) -> str:
-    """``tokenizer``'s chat template applied to (system, user), ending with the assistant turn's
-    opening (``add_generation_prompt=True``)."""
-    messages = [{"role": "user", "content": user}]
-    if system:
-        messages.insert(0, {"role": "system", "content": system})
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+def apply_chat_template(
+    tokenizer: Any, system: str | None, user: str, history: History = ()
+) -> str:
+    """``tokenizer``'s chat template applied to (system, earlier turns, user), ending with the
+    assistant turn's opening (``add_generation_prompt=True``)."""
+    text = tokenizer.apply_chat_template(
+        messages(system, user, history), tokenize=False, add_generation_prompt=True
+    )
     return str(text)
 
 
@@ -58,10 +81,11 @@ class HFTokenizerPrompts:
         self._tok = tokenizer
         self._first_token = lru_cache(maxsize=cache_size)(self._first_token_uncached)
 
-    def chat_prompt(self, system: str | None, user: str) -> str:
-        """The tokenizer's chat template applied to (system, user), ending with the assistant
-        turn's opening. Put the stable text (persona) in ``system`` so prompts share a prefix."""
-        return apply_chat_template(self._tok, system, user)
+    def chat_prompt(self, system: str | None, user: str, history: History = ()) -> str:
+        """The tokenizer's chat template applied to (system, earlier turns, user), ending with
+        the assistant turn's opening. Put the stable text (persona) in ``system`` so prompts
+        share a prefix."""
+        return apply_chat_template(self._tok, system, user, history)
 
     def label_token(self, prompt: str, label: str) -> int:
         """Id of the first token the model would emit for ``label`` after ``prompt``."""

@@ -89,8 +89,10 @@ class FakeBackend:
             completion_tokens=completion_tokens,
         )
 
-    def chat_prompt(self, system: str | None, user: str) -> str:
-        return chatml(system, user)
+    def chat_prompt(
+        self, system: str | None, user: str, history: Sequence[tuple[str, str]] = ()
+    ) -> str:
+        return chatml(system, user, history)
 
     def option_text(self, prompt: str, label: str) -> str:
         m = re.search(rf"^\s*{re.escape(label)}\s*[.):]\s*(.*)$", prompt, flags=re.MULTILINE)

@@ -117,16 +117,19 @@ class OpenAIBackend:
         self.__dict__.update(state)
         self._rr = itertools.count()
 
-    def chat_prompt(self, system: str | None, user: str) -> str:
-        """Chat prompt ending with the assistant turn's opening: the chat template of
-        ``tokenizer`` (a local HF folder) when given, else ChatML (SmolLM2, Qwen)."""
+    def chat_prompt(
+        self, system: str | None, user: str, history: Sequence[tuple[str, str]] = ()
+    ) -> str:
+        """Chat prompt (earlier turns ``history``, then ``user``) ending with the assistant
+        turn's opening: the chat template of ``tokenizer`` (a local HF folder) when given, else
+        ChatML (SmolLM2, Qwen)."""
         if not self.tokenizer:
-            return chatml(system, user)
+            return chatml(system, user, history)
         if self._tok is None:
             from transformers import AutoTokenizer
 
             self._tok = AutoTokenizer.from_pretrained(self.tokenizer)
-        return apply_chat_template(self._tok, system, user)
+        return apply_chat_template(self._tok, system, user, history)
 
     # ------------------------------------------------------------------ HTTP
     def _headers(self) -> dict[str, str]:

@@ -10,6 +10,16 @@ unless the user names a hub model.
 Prompts, label tokens and prompt encoding (cut from the left) come from
 `simenv.llm.chat.HFTokenizerPrompts`, shared with `VLLMBackend`; its docstring states the rule
 by which an option label becomes the token `score` reads.
+
+Prefix reuse (`PrefixStore`, on by default on the CPU): `score` keeps the key/value cache of the
+prompts it scored, by token ids, and computes a later prompt from the longest token prefix it
+shares with one of them, running only the rest. A follow-up question that continues a scored
+prompt (`agents.prompts` v2) or a user's next prompt with the same persona then costs little
+more than its new tokens, like vLLM's automatic prefix caching; ``stats.cached_prompt_tokens``
+counts the tokens reused and ``extra["prefix_cache_hit_rate"]`` their share. With reuse, prompts
+go through the model one at a time (on a CPU prefill is compute-bound and batching gains little;
+``prefix_cache_mib=0`` restores batched scoring without reuse, the default on a GPU). The scores
+equal those computed from scratch within float rounding (tested).
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ import importlib.util
 import os
 import shutil
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -109,6 +120,68 @@ class _quiet_transformers:
         hf_logging.enable_progress_bar()
 
 
+#: Fewer shared tokens than this are not worth a reuse (the prompt is computed from scratch).
+MIN_REUSE = 16
+
+
+class PrefixStore:
+    """The key/value caches of recently scored prompts by token ids, for prompts that share a
+    prefix with one of them; least recently used first out once they hold more than
+    ``max_bytes``. A prompt that extends a stored one replaces it (its cache holds the other's).
+
+    An entry is the prompt's token ids and one (keys, values) tensor pair per layer, each of
+    shape (1, kv heads, tokens, head dim)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.entries: OrderedDict[tuple[int, ...], list[tuple[Any, Any]]] = OrderedDict()
+        self.bytes = 0
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.bytes = 0
+
+    def longest(self, ids: Sequence[int]) -> tuple[int, list[tuple[Any, Any]] | None]:
+        """The longest prefix of ``ids`` some stored prompt starts with: (its length, that
+        prompt's layers; ``(0, None)`` when none shares a token)."""
+        query = np.asarray(ids, dtype=np.int64)
+        best, found, key = 0, None, None
+        for stored, layers in self.entries.items():
+            m = min(len(stored), query.size)
+            if m <= best:
+                continue
+            diff = np.flatnonzero(np.asarray(stored[:m], dtype=np.int64) != query[:m])
+            shared = int(diff[0]) if diff.size else m
+            if shared > best:
+                best, found, key = shared, layers, stored
+        if key is not None:
+            self.entries.move_to_end(key)
+        return best, found
+
+    def put(self, ids: Sequence[int], layers: list[tuple[Any, Any]]) -> None:
+        """Keep ``layers`` for ``ids``, dropping stored prompts that ``ids`` extends, then the
+        least recently used ones while over budget."""
+        key = tuple(int(i) for i in ids)
+        for stored in [k for k in self.entries if len(k) <= len(key) and key[: len(k)] == k]:
+            self._drop(stored)
+        self.entries[key] = layers
+        self.bytes += _nbytes(layers)
+        while self.bytes > self.max_bytes and len(self.entries) > 1:
+            self._drop(next(iter(self.entries)))
+        if self.bytes > self.max_bytes:  # a single prompt larger than the budget
+            self._drop(key)
+
+    def _drop(self, key: tuple[int, ...]) -> None:
+        self.bytes -= _nbytes(self.entries.pop(key))
+
+
+def _nbytes(layers: list[tuple[Any, Any]]) -> int:
+    return sum(int(k.nbytes) + int(v.nbytes) for k, v in layers)
+
+
 class TransformersBackend(HFTokenizerPrompts):
     """`LLMBackend` running a causal LM in-process with transformers.
 
@@ -116,7 +189,9 @@ class TransformersBackend(HFTokenizerPrompts):
     then may transformers download). ``batch_size`` prompts go through one forward pass;
     prompts are sorted by length first to limit padding. Prompts longer than ``max_length``
     tokens are cut from the left (the end holds the question) and counted in
-    ``stats.extra["truncated"]``.
+    ``stats.extra["truncated"]``. ``prefix_cache_mib``: memory for the key/value caches of
+    scored prompts that later prompts reuse (`PrefixStore`; None: 1024 on the CPU, 0 = off
+    elsewhere; 0 scores in batches without reuse).
     """
 
     name = "transformers"
@@ -128,12 +203,18 @@ class TransformersBackend(HFTokenizerPrompts):
         dtype: str = "float32",
         batch_size: int = 8,
         max_length: int = 2048,
+        prefix_cache_mib: float | None = None,
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if prefix_cache_mib is None:
+            prefix_cache_mib = 1024.0 if device == "cpu" else 0.0
+        if prefix_cache_mib < 0:
+            raise ValueError("prefix_cache_mib must be >= 0")
+        self.prefix = PrefixStore(int(prefix_cache_mib * 2**20)) if prefix_cache_mib else None
         t0 = time.perf_counter()
         path = str(ensure_default_model() if model is None else model)
         self.model = DEFAULT_MODEL if model is None else str(model)
@@ -156,9 +237,15 @@ class TransformersBackend(HFTokenizerPrompts):
         self.stats = BackendStats()
         self.stats.extra["load_seconds"] = round(time.perf_counter() - t0, 3)
         self.stats.extra["truncated"] = 0
+        self.stats.extra["prefix_cache_hit_rate"] = 0.0
 
     def __repr__(self) -> str:
         return f"TransformersBackend(model={self.model!r}, device={self.device!r})"
+
+    def reset_prefix_cache(self) -> None:
+        """Forget the stored key/value caches (benchmarks start cold; results do not change)."""
+        if self.prefix is not None:
+            self.prefix.clear()
 
     # ------------------------------------------------------------------ batching
     def _batches(self, encoded: list[list[int]]) -> list[list[int]]:
@@ -183,11 +270,34 @@ class TransformersBackend(HFTokenizerPrompts):
             raise ValueError(f"{len(prompts)} prompts but {len(options)} option lists")
         if not prompts:
             return []
-        torch = self._torch
         t0 = time.perf_counter()
         label_ids = [self.label_tokens(p, opts) for p, opts in zip(prompts, options, strict=True)]
         encoded = self._encode(prompts, self.max_length)
-        result: list[np.ndarray] = [np.empty(0)] * len(prompts)
+        if self.prefix is None:
+            logps, cached = self._last_logprobs(encoded), 0
+        else:
+            logps, cached = self._last_logprobs_reusing(encoded)
+        result = []
+        for lp_all, ids in zip(logps, label_ids, strict=True):
+            lp = lp_all[ids].astype(np.float64)
+            p = np.exp(lp - lp.max())
+            result.append(p / p.sum())
+        self.stats.add_call(
+            len(prompts),
+            prompt_tokens=sum(len(e) for e in encoded),
+            cached_prompt_tokens=cached,
+            seconds=time.perf_counter() - t0,
+        )
+        if self.stats.prompt_tokens:
+            rate = self.stats.cached_prompt_tokens / self.stats.prompt_tokens
+            self.stats.extra["prefix_cache_hit_rate"] = round(rate, 4)
+        return result
+
+    def _last_logprobs(self, encoded: list[list[int]]) -> list[np.ndarray]:
+        """The next-token log-probabilities after each prompt, computed from scratch in
+        batches of ``batch_size`` (left-padded)."""
+        torch = self._torch
+        out: list[np.ndarray] = [np.empty(0)] * len(encoded)
         with torch.inference_mode():
             for batch in self._batches(encoded):
                 ids, mask, pos = self._pad([encoded[i] for i in batch])
@@ -196,15 +306,37 @@ class TransformersBackend(HFTokenizerPrompts):
                 ).logits
                 logp = torch.log_softmax(logits[:, -1, :].float(), dim=-1).cpu().numpy()
                 for row, i in enumerate(batch):
-                    lp = logp[row, label_ids[i]].astype(np.float64)
-                    p = np.exp(lp - lp.max())
-                    result[i] = p / p.sum()
-        self.stats.add_call(
-            len(prompts),
-            prompt_tokens=sum(len(e) for e in encoded),
-            seconds=time.perf_counter() - t0,
-        )
-        return result
+                    out[i] = logp[row]
+        return out
+
+    def _last_logprobs_reusing(self, encoded: list[list[int]]) -> tuple[list[np.ndarray], int]:
+        """`_last_logprobs` one prompt at a time, each run from the longest prefix it shares
+        with a stored prompt (`PrefixStore`); also the number of prompt tokens reused."""
+        from transformers import DynamicCache
+
+        torch = self._torch
+        store = self.prefix
+        assert store is not None
+        out, reused = [], 0
+        with torch.inference_mode():
+            for ids in encoded:
+                shared, layers = store.longest(ids)
+                shared = min(shared, len(ids) - 1)  # at least one token to run
+                past = DynamicCache()
+                if layers is not None and shared >= MIN_REUSE:
+                    for i, (k, v) in enumerate(layers):
+                        past.update(k[:, :, :shared], v[:, :, :shared], i)
+                    reused += shared
+                else:
+                    shared = 0
+                new = torch.tensor([ids[shared:]], dtype=torch.long, device=self.device)
+                res = self._lm(input_ids=new, past_key_values=past, use_cache=True,
+                               logits_to_keep=1)  # fmt: skip
+                logp = torch.log_softmax(res.logits[0, -1, :].float(), dim=-1).cpu().numpy()
+                out.append(logp)
+                kv = res.past_key_values
+                store.put(ids, [(layer.keys, layer.values) for layer in kv.layers])
+        return out, reused
 
     def generate(
         self, prompts: Sequence[str], max_tokens: int, json_schema: dict[str, Any] | None = None

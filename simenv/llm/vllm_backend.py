@@ -20,7 +20,10 @@ automatic prefix caching, so prompts that share a persona prefix recompute only 
 On CPU set ``VLLM_CPU_NUM_OF_RESERVED_CPU=0`` (otherwise one core is kept for the front end) and,
 inside test processes, ``VLLM_ENABLE_V1_MULTIPROCESSING=0``; ``VLLM_CPU_KVCACHE_SPACE`` (GiB)
 sizes the KV cache. vLLM's prefix cache works on whole KV blocks (``block_size`` tokens), so
-only the part of the shared prefix that fills complete blocks is reused.
+only the part of the shared prefix that fills complete blocks is reused: on CPU the backend
+asks for blocks of `CPU_BLOCK_SIZE` (32, the smallest size vLLM-CPU's kernels take) instead of
+vLLM-CPU's default 128, so a follow-up question continuing a scored prompt recomputes fewer
+than 32 of that prompt's tokens, not up to 127.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ from simenv.llm.transformers_backend import (
 )
 
 _DTYPES = ("float32", "bfloat16", "float16", "auto")
+#: KV block size on CPU unless ``block_size`` is given (see the module docstring).
+CPU_BLOCK_SIZE = 32
 
 
 class VLLMBackend(HFTokenizerPrompts):
@@ -99,6 +104,8 @@ class VLLMBackend(HFTokenizerPrompts):
             # vLLM-CPU reserves a fraction (0.92) of the memory node by default and refuses to
             # start when less is free; a fixed KV cache is enough for small models.
             engine_kwargs["kv_cache_memory_bytes"] = int(cpu_kv_cache_gib * 2**30)
+        if current_platform.is_cpu():
+            engine_kwargs.setdefault("block_size", CPU_BLOCK_SIZE)
         self._llm = vllm.LLM(
             model=path,
             tokenizer=path,
@@ -120,6 +127,10 @@ class VLLMBackend(HFTokenizerPrompts):
 
     def __repr__(self) -> str:
         return f"VLLMBackend(model={self.model!r}, dtype={self.dtype!r})"
+
+    def reset_prefix_cache(self) -> None:
+        """Empty vLLM's prefix cache (benchmarks start cold with it; results do not change)."""
+        self._llm.reset_prefix_cache()
 
     # ------------------------------------------------------------------ engine
     def _run(self, encoded: list[list[int]], params: Any) -> list[Any]:

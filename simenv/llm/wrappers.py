@@ -57,8 +57,10 @@ class Wrapper:
     def model(self) -> str:
         return self.inner.model
 
-    def chat_prompt(self, system: str | None, user: str) -> str:
-        return self.inner.chat_prompt(system, user)
+    def chat_prompt(
+        self, system: str | None, user: str, history: Sequence[tuple[str, str]] = ()
+    ) -> str:
+        return self.inner.chat_prompt(system, user, history)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.inner!r})"
