@@ -320,14 +320,7 @@ def top_global(
     if ties.per_row and g1 - g0 > 1:
         # the tie group at the cut-off: each row gets it rotated by its own offset, so tied
         # items (cold items, unseen bandit arms) are spread over the users
-        items = avail[order]
-        if rows == 1:
-            group = items[g0:]
-            idx = (ties.offset[:, None] + np.arange(n_cand - g0)[None, :]) % group.size
-            cands = np.concatenate([items[None, :g0], group[idx]], 1)
-            out = first_distinct(cands, length, recent)
-        else:
-            out = _rotated_top(items, g0, n_cand, ties.offset, recent, length)
+        out = _rotated_top(avail[order], g0, n_cand, ties.offset, recent, length)
         if (out < 0).any():  # rows that ran out: the whole ranking is needed
             out = _complete(out, avail[np.lexsort((key, -s))], recent, length)
         return out
