@@ -54,19 +54,20 @@ def ring_slots(ptr: np.ndarray, users: np.ndarray, width: int) -> np.ndarray:
     users = np.asarray(users, dtype=np.int64)
     if users.size == 0:
         return np.zeros(0, dtype=np.int64)
-    if users.size == 1:  # one write: the slot after the pointer (a one-user env step)
+    # every user once: one write each, the slot after its pointer. One user (a one-user env
+    # step); many distinct users (a world's serve) counted in O(users + rows), no sort; else
+    # the sort the general case needs anyway tells
+    once = users.size == 1 or (
+        8 * users.size >= ptr.size and np.bincount(users, minlength=ptr.size).max() == 1
+    )
+    if not once:
+        order = np.argsort(users, kind="stable")
+        sorted_users = users[order]
+        once = bool(
+            sorted_users[-1] != sorted_users[0] and (sorted_users[1:] != sorted_users[:-1]).all()
+        )
+    if once:
         slots = ptr[users] % width
-        ptr[users] = (slots + 1) % width
-        return slots
-    if 8 * users.size >= ptr.size and np.bincount(users, minlength=ptr.size).max() == 1:
-        # many distinct users (a world's serve): counted in O(users + rows), no sort
-        slots = ptr[users] % width
-        ptr[users] = (slots + 1) % width
-        return slots
-    order = np.argsort(users, kind="stable")
-    sorted_users = users[order]
-    if sorted_users[-1] != sorted_users[0] and (sorted_users[1:] != sorted_users[:-1]).all():
-        slots = ptr[users] % width  # distinct users: one slot each
         ptr[users] = (slots + 1) % width
         return slots
     starts = np.r_[0, np.flatnonzero(np.diff(sorted_users)) + 1]
