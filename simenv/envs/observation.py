@@ -150,10 +150,7 @@ class ObservationBuilder:
         items = np.asarray(feedback.chosen_item)[clicked]
         if items.size:
             np.add.at(self.item_consumed, items, 1.0)
-            counts = self.item_consumed[items]
-            self.log_consumed[items] = np.log1p(counts)
-            # counts only grow: the maximum is kept, not searched for
-            self._popularity_of(items, max(self.top_consumed, float(counts.max())))
+            self._counts_grew(items)
 
     def _update_one(self, feedback: Feedback, u: int) -> None:
         """`update` of one user's slate (a single env's step), with float32 scalars."""
@@ -168,9 +165,7 @@ class ObservationBuilder:
             self.clicks[u] += f32(1.0)
             items = np.asarray(feedback.chosen_item)[:1]
             self.item_consumed[items] += 1.0
-            counts = self.item_consumed[items]
-            self.log_consumed[items] = np.log1p(counts)
-            self._popularity_of(items, max(self.top_consumed, float(counts[0])))
+            self._counts_grew(items)
         else:
             self.last_rating[u] = 0.0
             self.streak[u] = 0.0
@@ -271,9 +266,13 @@ class ObservationBuilder:
         """Observed popularity in [0, 1] of ``items``: log consumptions over the maximum."""
         return np.take(self.popularity, items)
 
-    def _popularity_of(self, items: np.ndarray, top_consumed: float) -> None:
-        """Bring `popularity` (log consumptions over the log maximum) up to date after the
-        counts of ``items`` grew: those items, or every item when the maximum grew."""
+    def _counts_grew(self, items: np.ndarray) -> None:
+        """Bring `log_consumed` and `popularity` (log consumptions over the log maximum) up to
+        date after the counts of ``items`` grew: those items, or every item when the maximum
+        grew (counts only grow: the maximum is kept, not searched for)."""
+        counts = self.item_consumed[items]
+        self.log_consumed[items] = np.log1p(counts)
+        top_consumed = max(self.top_consumed, float(counts.max()))
         top = np.log1p(top_consumed)
         if top_consumed != self.top_consumed:
             self.top_consumed = top_consumed
