@@ -20,6 +20,7 @@ from fake_openai import FakeOpenAI
 
 from agents import prompts as P
 from simenv.llm import LLMBackend, LLMError, check_json, check_labels, make_backend
+from simenv.llm.base import BackendStats
 from simenv.llm.chat import chatml
 from simenv.llm.fake import FakeBackend
 from simenv.llm.wrappers import (
@@ -28,6 +29,8 @@ from simenv.llm.wrappers import (
     CachedBackend,
     RetryingBackend,
     layers,
+    layers_since,
+    layers_total,
     stats_dict,
     write_stats,
 )
@@ -511,3 +514,30 @@ def test_failure_message_counts_the_retries_that_happened(
     with pytest.raises(LLMError) as e:
         own.generate(["x"], 3)
     assert str(e.value) == f"{srv.url}: HTTP 500: boom (after 2 retries)"
+
+
+def _reading(calls: int, prompt_tokens: int, cached: int) -> list[dict[str, Any]]:
+    stats = BackendStats(calls=calls, prompt_tokens=prompt_tokens, cached_prompt_tokens=cached)
+    stats.extra.update({"prefix_cache_hit_rate": cached / prompt_tokens, "mode": "x"})
+    return [{"layer": "CachedBackend", "name": "n", "model": "m", "stats": {"calls": calls}},
+            {"layer": "Inner", "name": "n", "model": "m", "stats": stats.as_dict()}]  # fmt: skip
+
+
+def test_layers_since_and_total_count_a_jobs_own_calls() -> None:
+    """A backend's counters run over every job of a process: a job's share is the difference
+    of two readings, the run's the sum of the jobs'; the hit rate is recomputed, not summed."""
+    first, later = _reading(2, 100, 0), _reading(5, 400, 150)
+    job = layers_since(later, first)
+    assert job[0]["stats"] == {"calls": 3}
+    inner = job[1]["stats"]
+    assert (inner["calls"], inner["prompt_tokens"], inner["cached_prompt_tokens"]) == (3, 300, 150)
+    assert inner["prefix_cache_hit_rate"] == 0.5 and inner["mode"] == "x"
+    total = layers_total([first, job])
+    assert total[1]["stats"]["prompt_tokens"] == 400 and total[1]["stats"]["calls"] == 5
+    assert total[1]["stats"]["prefix_cache_hit_rate"] == 0.375
+    assert first[1]["stats"]["calls"] == 2  # the readings are not changed
+    assert layers_total([]) == []
+    other = [{"layer": "Other", "name": "n", "model": "m", "stats": {"calls": 9}}]
+    assert layers_total([first, other])[0]["stats"]["calls"] == 2  # another chain: left out
+    with pytest.raises(ValueError, match="different backends"):
+        layers_since(other, first)

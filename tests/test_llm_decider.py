@@ -645,9 +645,13 @@ def _llm_run_args(url: str, out: Path) -> list[str]:
     return [*args, "--out", str(out), "--no-progress"]
 
 
-def _prompts_sent(folder: Path) -> int:
+def _openai_stats(folder: Path) -> dict[str, Any]:
     layers = json.loads((folder / "llm_stats.json").read_text())["layers"]
-    return int(next(x for x in layers if x["layer"] == "OpenAIBackend")["stats"]["prompts"])
+    return dict(next(x for x in layers if x["layer"] == "OpenAIBackend")["stats"])
+
+
+def _prompts_sent(folder: Path) -> int:
+    return int(_openai_stats(folder)["prompts"])
 
 
 def test_run_resumes_after_server_goes_down(
@@ -663,6 +667,9 @@ def test_run_resumes_after_server_goes_down(
     assert main(_llm_run_args(openai_server.url, ref)) == 0
     first_job = _prompts_sent(ref / "parts" / "random-seed0")
     total = len(openai_server.requests)
+    # one backend served both jobs: each job's llm_stats.json counts its own requests only
+    jobs = [_openai_stats(p)["requests"] for p in sorted(ref.glob("parts/*"))]
+    assert all(n > 0 for n in jobs) and sum(jobs) == total
     assert 0 < first_job < total
 
     openai_server.requests.clear()
@@ -743,6 +750,9 @@ def test_fallback_share_is_reported_and_a_stopped_run_resumes(
     assert f"LLM fallbacks: 0 of {decisions} decisions (0.0%)" in printed.splitlines()
     first_job = _prompts_sent(ref / "parts" / "random-seed0")
     total = len(openai_server.requests)
+    # one backend served both jobs: each job's llm_stats.json counts its own requests only
+    jobs = [_openai_stats(p)["requests"] for p in sorted(ref.glob("parts/*"))]
+    assert all(n > 0 for n in jobs) and sum(jobs) == total
 
     openai_server.requests.clear()
     openai_server.down_after = first_job + (total - first_job) // 3  # dies during the 2nd job

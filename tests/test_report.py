@@ -128,6 +128,13 @@ def test_report_shows_the_llm_cost(llm_run: Path) -> None:
     summary = json.loads((llm_run / "summary.json").read_text())["llm"]
     assert f"{summary['decisions']} LLM decisions over {summary['jobs']} job(s)" in page
     assert "prompt_tokens" in page and "FakeBackend" in page
+    # the backend row sums the jobs' own calls (each job's llm_stats.json counts only its own)
+    jobs = [json.loads(p.read_text()) for p in sorted(llm_run.glob("parts/*/llm_stats.json"))]
+    calls = [next(x for x in j["layers"] if x["layer"] == "FakeBackend")["stats"]["calls"]
+             for j in jobs]  # fmt: skip
+    assert len(calls) == 2 and all(n > 0 for n in calls)
+    row = re.search(r"<tr><td>FakeBackend \([^)]*\)</td><td>([^<]*)</td>", page)
+    assert row is not None and float(row.group(1).replace(",", "")) == sum(calls)
 
 
 def test_report_writes_nothing_on_bad_input(run: Path, tmp_path: Path) -> None:

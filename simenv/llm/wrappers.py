@@ -30,6 +30,8 @@ __all__ = [
     "RetryingBackend",
     "Wrapper",
     "layers",
+    "layers_since",
+    "layers_total",
     "stats_dict",
     "write_stats",
 ]
@@ -304,6 +306,56 @@ def stats_dict(backend: LLMBackend) -> dict[str, Any]:
         for layer in layers(backend)
     ]
     return {"layers": out}
+
+
+#: Statistics that are not counters: recomputed from the counters after a difference or a sum.
+RATES = {"prefix_cache_hit_rate": ("cached_prompt_tokens", "prompt_tokens")}
+
+
+def layers_since(now: list[dict[str, Any]], before: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What went through each layer between two readings of the same backend's
+    ``stats_dict(...)["layers"]``: counters subtracted, rates recomputed. A backend serves
+    every job of a process, so its own counters run over all of them; a job's share is this."""
+    if [x["layer"] for x in now] != [x["layer"] for x in before]:
+        raise ValueError("layers_since: the two readings come from different backends")
+    return [
+        {**layer, "stats": _combined(layer["stats"], old["stats"], -1)}
+        for layer, old in zip(now, before, strict=True)
+    ]
+
+
+def layers_total(readings: Sequence[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The layers of several jobs' statistics (each a ``layers`` list of one backend chain)
+    summed layer by layer, rates recomputed; readings of another chain are left out."""
+    if not readings:
+        return []
+    first = readings[0]
+    shape = [x["layer"] for x in first]
+    total = [{**layer, "stats": dict(layer["stats"])} for layer in first]
+    for reading in readings[1:]:
+        if [x["layer"] for x in reading] != shape:
+            continue
+        for layer, more in zip(total, reading, strict=True):
+            layer["stats"] = _combined(layer["stats"], more["stats"], +1)
+    return total
+
+
+def _combined(a: dict[str, Any], b: dict[str, Any], sign: int) -> dict[str, Any]:
+    """``a + sign * b`` for the numbers (a key missing from ``b`` counts as 0), ``a``'s value
+    for anything else, then the `RATES` recomputed."""
+    out: dict[str, Any] = {}
+    for key, value in a.items():
+        other = b.get(key, 0)
+        numbers = all(_is_number(v) for v in (value, other)) and key not in RATES
+        out[key] = value + sign * other if numbers else value
+    for rate, (part, whole) in RATES.items():
+        if rate in out:
+            out[rate] = round(out[part] / out[whole], 4) if out.get(whole) else 0.0
+    return out
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def write_stats(backend: LLMBackend, path: str | Path) -> Path:

@@ -390,22 +390,36 @@ def _llm_section(res: Results) -> str:
             f"{llm['fallbacks']} fell back to the utility model "
             f"({100 * llm['fallback_share']:.1f}%).</p>"
         )
-        if run.llm_stats.is_file():
-            out.append(_layers_table(json.loads(run.llm_stats.read_text())))
+        layers = _jobs_layers(run)
+        if layers:
+            out.append(_layers_table(layers))
     if not found:
         out.append("<p>No LLM personas in this study (utility users): no LLM cost.</p>")
     else:
         out.append(
-            '<p class="meta">Backend statistics are those of the process that ran the last '
-            "job of each run folder, summed over the jobs that process ran.</p>"
+            '<p class="meta">Backend statistics summed over the finished jobs of each run '
+            "folder (each job's <code>llm_stats.json</code>; a resumed job counts the calls "
+            "made after its resume).</p>"
         )
     return "\n".join(out)
 
 
-def _layers_table(stats: dict[str, Any]) -> str:
+def _jobs_layers(run: RunFolder) -> list[dict[str, Any]]:
+    """Every finished job's backend statistics of ``run``, summed layer by layer."""
+    from simenv.llm.wrappers import layers_total
+
+    readings = []
+    for part in run.parts(run.scenario()):
+        stats = part.read_llm_stats() if part.is_done() else None
+        if stats and stats.get("layers"):
+            readings.append(stats["layers"])
+    return layers_total(readings)
+
+
+def _layers_table(layers: list[dict[str, Any]]) -> str:
     head = "".join(f"<th>{f}</th>" for f in LLM_FIELDS)
     rows = []
-    for layer in stats.get("layers", []):
+    for layer in layers:
         values = layer.get("stats", {})
         cells = "".join(
             f"<td>{_num(float(values[f])) if f in values else ''}</td>" for f in LLM_FIELDS

@@ -7,7 +7,7 @@
         metrics.parquet, interactions.parquet   the job's rows, with policy and seed columns
         users.npz, users.json                   final user state (`recloop interview`)
         llm_stats.json                          LLM personas: the job's decisions, fallbacks
-                                                and backend statistics
+                                                and backend statistics (its own calls)
         llm_calibration.json                    LLM personas: the label priors divided out
                                                 (decider.llm.calibration: contextual)
         checkpoint.pkl                          the world every ``checkpoint_every`` ticks

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -247,6 +248,7 @@ def run_job(
     else:
         policy = policies.make(cfg.name, **cfg.params)
         world = World(scenario, policy, seed=seed, decider=decider)
+    layers_before = world.decider.stats().get("layers")  # the backend serves many jobs
     every = scenario.checkpoint_every
     while world.tick < scenario.ticks:
         world.step()
@@ -254,7 +256,7 @@ def run_job(
             bar.update(1)
         if every and world.tick % every == 0 and world.tick < scenario.ticks:
             every = _checkpoint(world, job, part, bar)
-    _finish_job(world, job, folder, part)
+    _finish_job(world, job, folder, part, layers_before)
     return resumed
 
 
@@ -285,12 +287,24 @@ def _checkpoint(world: World, job: Job, part: Part, bar: tqdm | None) -> int:
     return job.scenario.checkpoint_every
 
 
-def _finish_job(world: World, job: Job, folder: RunFolder, part: Part) -> None:
-    """The job's results into its part folder, the done marker last."""
+def _finish_job(
+    world: World,
+    job: Job,
+    folder: RunFolder,
+    part: Part,
+    layers_before: list[dict[str, Any]] | None,
+) -> None:
+    """The job's results into its part folder, the done marker last. ``layers_before``: the
+    backend's statistics when the job started (or resumed) in this process, so that the job's
+    ``llm_stats.json`` counts its own calls, not those of the jobs the process ran before."""
     scenario, cfg, seed = job.scenario, job.cfg, job.seed
     world.decider.finish()  # the LLM decider refuses a job with too many fallbacks
     part.path.mkdir(parents=True, exist_ok=True)
     stats = world.decider.stats()  # the LLM decider: decisions, fallbacks, backend statistics
+    if stats and layers_before is not None and "layers" in stats:
+        from simenv.llm.wrappers import layers_since
+
+        stats["layers"] = layers_since(stats["layers"], layers_before)
     if stats:
         folder.write_llm_stats(part, stats)
     priors = world.decider.label_priors()  # the LLM decider: contextual calibration
