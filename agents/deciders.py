@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agents.emotion import EmotionState
 from agents.memory import MemoryStore
 from agents.persona import PersonaTable
+from simenv import kernels
 from simenv.arrays import unit_rows
 
 
@@ -214,11 +215,10 @@ def slate_terms(ctx: DecisionContext) -> SlateTerms:
     feats = ctx.item_unit[ctx.slates]  # (n, k, d)
     taste = ctx.taste[ctx.users]
     match = np.einsum("nkd,nd->nk", feats, taste)
-    recent = ctx.recent[ctx.users]
     profile = unit_rows(ctx.recent_profile[ctx.users])
     similarity = np.einsum("nkd,nd->nk", feats, profile)
-    repeat = _holds_any(ctx.slates, recent)
-    shared = _holds_any(ctx.slates, ctx.inbox[ctx.users])
+    repeat = _holds_any(ctx.slates, ctx.recent, ctx.users)
+    shared = _holds_any(ctx.slates, ctx.inbox, ctx.users)
     return SlateTerms(match=match, similarity=similarity, repeat=repeat, shared=shared)
 
 
@@ -242,29 +242,21 @@ def _slate_terms_one(ctx: DecisionContext, u: int) -> SlateTerms:
     return SlateTerms(match=match, similarity=similarity, repeat=repeat, shared=shared)
 
 
-def _holds_any(slates: np.ndarray, lists: np.ndarray) -> np.ndarray:
-    """(n, k) bool: whether each slate item is in its row of ``lists`` (-1 padded item ids).
-    Many rows: one (n, k) comparison per column of ``lists`` into one reused buffer (no (n, k,
-    width) array to reduce), in int32 when the ids fit (half the memory traffic); a few rows
-    (env steps): one broadcast comparison (fewer calls)."""
-    if slates.shape[0] < 64:
-        padded = np.where(lists >= 0, lists, -2)  # a slate item (an id >= 0) never matches -2
-        return (slates[:, :, None] == padded[:, None, :]).any(axis=2)
-    if slates.size and slates.min() >= 0 and max(slates.max(), lists.max()) < _INT32_MAX:
-        # ids >= 0 never match the padding -1; (width, n): one contiguous row per column
-        columns = np.array(lists.T, dtype=np.int32, order="C")
-        slates = slates.astype(np.int32)
-    else:
-        columns = np.ascontiguousarray(np.where(lists >= 0, lists, -2).T)
-    out = np.zeros(slates.shape, dtype=bool)
-    hit = np.empty(slates.shape, dtype=bool)
-    for column in columns:
-        np.equal(slates, column[:, None], out=hit)
-        out |= hit
-    return out
+def _holds_any(slates: np.ndarray, lists: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(n, k) bool: whether each slate item is in row ``rows[i]`` of ``lists`` (-1 padded item
+    ids). Many rows: `simenv.kernels.holds_any` (one pass per row over a table of the ids up to
+    the largest slate item, no gathered copy of the lists); a few rows (env steps) or ids too
+    large for a table: one broadcast comparison."""
+    n_ids = int(slates.max(initial=-1)) + 1  # a list entry past every slate item holds none
+    if slates.shape[0] >= 64 and n_ids <= _MAX_TABLE_IDS:
+        return kernels.holds_any(slates, lists, rows, n_ids)
+    held = lists[rows]
+    padded = np.where(held >= 0, held, -2)  # a slate item (an id >= 0) never matches -2
+    return (slates[:, :, None] == padded[:, None, :]).any(axis=2)
 
 
-_INT32_MAX = int(np.iinfo(np.int32).max)
+#: Largest id + 1 for which `_holds_any` builds a table over ids (a catalog of 16M items).
+_MAX_TABLE_IDS = 1 << 24
 
 
 #: The choice-model weights of `UtilityParams`, in the order of the last axis of
