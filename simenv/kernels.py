@@ -87,3 +87,51 @@ def holds_any(slates: np.ndarray, lists: np.ndarray, rows: np.ndarray, n_ids: in
             item = slates[i, j]
             out[i, j] = 0 <= item < n_ids and stamp[item] == i
     return out
+
+
+@njit(cache=True)
+def slate_sum(table: np.ndarray, slates: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(len(rows), d) float64: Σ_j ``table[slates[rows[i], j]]`` for each i, the slate
+    positions added in order from 0.0 (what adding one position's gathered rows at a time to a
+    float64 array of zeros gives, without the (rows, k, d) or (rows, d) temporaries)."""
+    n, k, d = rows.size, slates.shape[1], table.shape[1]
+    out = np.zeros((n, d), dtype=np.float64)
+    for i in range(n):
+        r = rows[i]
+        for j in range(k):
+            item = slates[r, j]
+            for c in range(d):
+                out[i, c] += table[item, c]
+    return out
+
+
+@njit(cache=True)
+def calibration_ratio(
+    p: np.ndarray, q: np.ndarray, q_total: np.ndarray, alpha: float
+) -> np.ndarray:
+    """(R, d) float64 ``p / q̃`` where ``p > 0``, else 1, with ``q̃ = (1 − alpha) · q / q_total
+    + alpha · p`` (``q / q_total`` is 0 in a row whose ``q_total`` is not > 0): the ratio inside
+    ``calibration_kl``'s logarithm, in one pass instead of five array operations."""
+    n, d = p.shape
+    keep = 1.0 - alpha
+    out = np.empty((n, d), dtype=np.float64)
+    for i in range(n):
+        total = q_total[i]
+        for c in range(d):
+            share = q[i, c] / total if total > 0 else 0.0
+            mix = keep * share + alpha * p[i, c]
+            out[i, c] = p[i, c] / mix if p[i, c] > 0 else 1.0
+    return out
+
+
+@njit(cache=True)
+def any_nonnegative(lists: np.ndarray) -> np.ndarray:
+    """(n,) bool: whether row i of ``lists`` (-1 padded ids) holds any id >= 0."""
+    n, width = lists.shape
+    out = np.zeros(n, dtype=np.bool_)
+    for i in range(n):
+        for h in range(width):
+            if lists[i, h] >= 0:
+                out[i] = True
+                break
+    return out

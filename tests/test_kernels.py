@@ -70,3 +70,51 @@ def test_holds_any_is_membership_in_the_row(seed: int) -> None:
     got = kernels.holds_any(slates, lists, rows, n_ids)
     np.testing.assert_array_equal(got, _holds_any_reference(slates, lists, rows))
     assert got.dtype == np.bool_ and got.shape == (n, k)
+
+
+def _slate_sum_reference(table: np.ndarray, slates: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    out = np.zeros((rows.size, table.shape[1]), dtype=np.float64)
+    for j in range(slates.shape[1]):  # the positions in order, as the metrics summed them
+        out += table[slates[rows, j]]
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("seed", range(4))
+def test_slate_sum_adds_the_positions_in_order(dtype: type, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n_items, d = int(rng.integers(1, 50)), int(rng.integers(1, 20))
+    # magnitudes far apart, so that another order of the additions would round differently
+    table = (rng.random((n_items, d)) * 10.0 ** rng.integers(-8, 8, size=(n_items, d))).astype(
+        dtype
+    )
+    slates = rng.integers(0, n_items, size=(int(rng.integers(0, 40)), int(rng.integers(1, 12))))
+    rows = rng.integers(0, max(slates.shape[0], 1), size=int(rng.integers(0, 30)))
+    rows = rows[rows < slates.shape[0]]
+    got = kernels.slate_sum(table, slates, rows)
+    expected = _slate_sum_reference(table, slates, rows)
+    assert got.dtype == np.float64 and got.shape == expected.shape
+    assert got.tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_calibration_ratio_is_the_numpy_expression_bit_for_bit(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n, d, alpha = int(rng.integers(0, 300)), int(rng.integers(1, 20)), 0.01
+    p = rng.random((n, d)) * (rng.random((n, d)) < 0.7)  # zeros: ratio 1
+    q = rng.random((n, d)) * 10.0 ** rng.integers(-5, 5, size=(n, d))
+    q[: n // 4] = 0.0  # slates without topic mass: q̃ = alpha · p
+    q_total = q.sum(axis=1)
+    got = kernels.calibration_ratio(p, q, q_total, alpha)
+    share = np.divide(q, q_total[:, None], out=np.zeros_like(q), where=q_total[:, None] > 0)
+    mix = (1.0 - alpha) * share + alpha * p
+    expected = np.divide(p, mix, out=np.ones_like(p), where=p > 0)
+    assert got.tobytes() == expected.tobytes()  # no fused multiply-add, same rounding
+
+
+def test_any_nonnegative_marks_rows_with_an_id() -> None:
+    rng = np.random.default_rng(0)
+    lists = rng.integers(-1, 3, size=(200, 4))
+    lists[rng.random(200) < 0.3] = -1
+    np.testing.assert_array_equal(kernels.any_nonnegative(lists), (lists >= 0).any(axis=1))
+    assert kernels.any_nonnegative(np.zeros((3, 0), dtype=np.int64)).tolist() == [False] * 3
