@@ -212,14 +212,33 @@ def latent_match(ctx: DecisionContext, slates: np.ndarray) -> np.ndarray | None:
 
 
 def slate_terms(ctx: DecisionContext) -> SlateTerms:
-    feats = ctx.item_unit[ctx.slates]  # (n, k, d)
-    taste = ctx.taste[ctx.users]
-    match = np.einsum("nkd,nd->nk", feats, taste)
-    profile = unit_rows(ctx.recent_profile[ctx.users])
-    similarity = np.einsum("nkd,nd->nk", feats, profile)
+    """The `SlateTerms` of every user of ``ctx``. The (n, k, d) item vectors are gathered a
+    chunk of rows at a time (`_row_chunks`), so that both products read them from the cache;
+    each row's products are the same whatever the chunk (einsum reduces each row alone)."""
+    n, k = ctx.slates.shape
+    d = ctx.item_unit.shape[1]
+    match = np.empty((n, k), dtype=np.result_type(ctx.item_unit, ctx.taste))
+    # the profiles are unit_rows' float32
+    similarity = np.empty((n, k), dtype=np.result_type(ctx.item_unit, np.float32))
+    for rows in _row_chunks(n, k * d):
+        feats = ctx.item_unit[ctx.slates[rows]]  # (rows, k, d)
+        users = ctx.users[rows]
+        np.einsum("nkd,nd->nk", feats, ctx.taste[users], out=match[rows])
+        profile = unit_rows(ctx.recent_profile[users])
+        np.einsum("nkd,nd->nk", feats, profile, out=similarity[rows])
     repeat = _holds_any(ctx.slates, ctx.recent, ctx.users)
     shared = _holds_any(ctx.slates, ctx.inbox, ctx.users)
     return SlateTerms(match=match, similarity=similarity, repeat=repeat, shared=shared)
+
+
+#: Cells (rows x width) of one chunk of `_row_chunks`: 1 MiB of float32.
+CHUNK_CELLS = 1 << 18
+
+
+def _row_chunks(n: int, width: int) -> list[slice]:
+    """Consecutive slices of ``range(n)`` of about `CHUNK_CELLS` / ``width`` rows each."""
+    step = max(1, CHUNK_CELLS // max(width, 1))
+    return [slice(a, min(a + step, n)) for a in range(0, n, step)]
 
 
 def _has_latent(ctx: DecisionContext) -> bool:
@@ -300,8 +319,38 @@ def utility_features(ctx: DecisionContext, terms: SlateTerms | None = None) -> n
 
 
 def _feature_block(ctx: DecisionContext, terms: SlateTerms | None = None) -> np.ndarray:
-    """The (len(CHOICE_WEIGHTS), n, k + 1) contiguous block `utility_features` is a view of."""
+    """The (len(CHOICE_WEIGHTS), n, k + 1) contiguous block `utility_features` is a view of.
+    Many rows of float32 arrays (the world's): one pass of `kernels.fill_features`; else the
+    numpy expressions of `_feature_block_numpy` (the same values, tests/test_kernels.py)."""
     terms = slate_terms(ctx) if terms is None else terms
+    u, e, slates = ctx.users, ctx.emotion, ctx.slates
+    n, k = slates.shape
+    if n >= 64 and _all_float32(ctx, terms):
+        f = np.empty((len(CHOICE_WEIGHTS), n, k + 1), dtype=np.float32)
+        position = (-np.log1p(np.arange(k))).astype(np.float32)
+        kernels.fill_features(
+            f, terms.match, terms.similarity, terms.repeat, terms.shared, slates, u,
+            ctx.item_quality, ctx.item_popularity, ctx.persona.conformity, e.curiosity,
+            e.boredom, e.fatigue, position,
+        )  # fmt: skip
+    else:
+        f = _feature_block_numpy(ctx, terms)
+    lat = latent_match(ctx, slates)
+    if lat is not None:
+        f[10, :, :k] = lat
+    return f
+
+
+def _all_float32(ctx: DecisionContext, terms: SlateTerms) -> bool:
+    """Whether every float array `kernels.fill_features` reads is float32 (the world's)."""
+    e = ctx.emotion
+    arrays = [terms.match, terms.similarity, ctx.item_quality, ctx.item_popularity]
+    arrays += [ctx.persona.conformity, e.curiosity, e.boredom, e.fatigue]
+    return all(a.dtype == np.float32 for a in arrays)
+
+
+def _feature_block_numpy(ctx: DecisionContext, terms: SlateTerms) -> np.ndarray:
+    """`_feature_block` without the latent column, in numpy (a few rows, or other dtypes)."""
     u, e, slates = ctx.users, ctx.emotion, ctx.slates
     n, k = slates.shape
     f = np.zeros((len(CHOICE_WEIGHTS), n, k + 1), dtype=np.float32)
@@ -315,9 +364,6 @@ def _feature_block(ctx: DecisionContext, terms: SlateTerms | None = None) -> np.
     f[7, :, :k] = -np.log1p(np.arange(k))[None, :]
     f[8, :, k] = 1.0
     f[9, :, k] = e.fatigue[u]
-    lat = latent_match(ctx, slates)
-    if lat is not None:
-        f[10, :, :k] = lat
     return f
 
 
@@ -401,13 +447,14 @@ class UtilityDecider(BaseDecider):
         return self._decide_rows(ctx)
 
     def _decide_rows(self, ctx: DecisionContext) -> Decisions:
-        """`decide` as arrays over the users of ``ctx`` (any number of them)."""
+        """`decide` as arrays over the users of ``ctx`` (any number of them). The Gumbel
+        draws are numpy's (`kernels.noisy_argmax` adds them and picks the maximum in one
+        pass)."""
         p, n = self.params, ctx.users.shape[0]
         terms = slate_terms(ctx)
         full = self.utility_matrix(ctx, terms)
         k = full.shape[1] - 1
-        noisy = full + p.noise * ctx.rng.gumbel(size=full.shape)
-        pick = np.argmax(noisy, axis=1)
+        pick = kernels.noisy_argmax(full, p.noise, ctx.rng.gumbel(size=full.shape))
         chose = pick < k
         chosen_pos = np.where(chose, pick, -1).astype(np.int64)
         rows = np.arange(n)

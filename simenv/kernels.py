@@ -135,3 +135,70 @@ def any_nonnegative(lists: np.ndarray) -> np.ndarray:
                 out[i] = True
                 break
     return out
+
+
+@njit(cache=True)
+def fill_features(
+    f: np.ndarray,
+    match: np.ndarray,
+    similarity: np.ndarray,
+    repeat: np.ndarray,
+    shared: np.ndarray,
+    slates: np.ndarray,
+    users: np.ndarray,
+    quality: np.ndarray,
+    popularity: np.ndarray,
+    conformity: np.ndarray,
+    curiosity: np.ndarray,
+    boredom: np.ndarray,
+    fatigue: np.ndarray,
+    position: np.ndarray,
+) -> None:
+    """Write the (F >= 10, n, k + 1) float32 utility-feature block ``f`` of
+    `agents.deciders.utility_features` in one pass (every entry; rows 10.. are zeros), from
+    float32 inputs, rounding every intermediate to float32 as numpy's float32 arithmetic does
+    (an operation on two float32 values computed in float64 and rounded once is the float32
+    result). Column k is the no-choice option. ``position`` is the (k,) float32 position term.
+    """
+    n_feat, n, width = f.shape
+    k = width - 1
+    f32 = np.float32
+    for i in range(n):
+        u = users[i]
+        for j in range(k):
+            item = slates[i, j]
+            sim = similarity[i, j]
+            f[0, i, j] = match[i, j]
+            f[1, i, j] = f32(quality[item] - 0.5)
+            f[2, i, j] = conformity[u] * popularity[item]
+            f[3, i, j] = curiosity[u] * f32(1.0 - sim)
+            f[4, i, j] = -(boredom[u] * sim)
+            f[5, i, j] = f32(1.0) if shared[i, j] else f32(0.0)
+            f[6, i, j] = f32(-1.0) if repeat[i, j] else -f32(0.0)
+            f[7, i, j] = position[j]
+            for r in range(8, n_feat):
+                f[r, i, j] = 0.0
+        for r in range(n_feat):
+            f[r, i, k] = 0.0
+        f[8, i, k] = 1.0
+        f[9, i, k] = fatigue[u]
+
+
+@njit(cache=True)
+def noisy_argmax(utility: np.ndarray, noise: float, draws: np.ndarray) -> np.ndarray:
+    """(n,) int64 ``argmax(utility + noise * draws, axis=1)`` (the sum in float64; the first
+    maximum, or the first NaN, as numpy's argmax picks) without the (n, m) sum array."""
+    n, m = utility.shape
+    out = np.zeros(n, dtype=np.int64)
+    for i in range(n):
+        best = np.float64(utility[i, 0]) + noise * draws[i, 0]
+        at = 0
+        if not np.isnan(best):
+            for j in range(1, m):
+                v = np.float64(utility[i, j]) + noise * draws[i, j]
+                if not v <= best:  # larger, or NaN (numpy stops at the first NaN)
+                    best, at = v, j
+                    if np.isnan(v):
+                        break
+        out[i] = at
+    return out

@@ -118,3 +118,67 @@ def test_any_nonnegative_marks_rows_with_an_id() -> None:
     lists[rng.random(200) < 0.3] = -1
     np.testing.assert_array_equal(kernels.any_nonnegative(lists), (lists >= 0).any(axis=1))
     assert kernels.any_nonnegative(np.zeros((3, 0), dtype=np.int64)).tolist() == [False] * 3
+
+
+def _random_context(n: int, seed: int):  # type: ignore[no-untyped-def]
+    """A decision context of ``n`` users with random float32 state (any values the world's
+    arrays can take, and some that they cannot, such as negative similarities)."""
+    from agents import emotion as emo
+    from agents.deciders import DecisionContext
+    from agents.persona import sample_personas
+
+    rng = np.random.default_rng(seed)
+    n_items, d, k = 40, 5, 6
+    feats = rng.random((n_items, d), dtype=np.float32)
+    state = emo.EmotionState.initial(rng.random(n, dtype=np.float32))
+    state.boredom[:] = rng.random(n, dtype=np.float32)
+    state.fatigue[:] = rng.random(n, dtype=np.float32)
+    return DecisionContext(
+        tick=0,
+        step=0,
+        users=rng.permutation(n),
+        slates=np.array([rng.choice(n_items, k, replace=False) for _ in range(n)]),
+        persona=sample_personas(n, d, rng),
+        taste=rng.standard_normal((n, d)).astype(np.float32),
+        emotion=state,
+        item_features=feats,
+        item_unit=feats / np.linalg.norm(feats, axis=1, keepdims=True),
+        item_quality=rng.random(n_items, dtype=np.float32),
+        item_popularity=rng.random(n_items, dtype=np.float32),
+        recent=rng.integers(-1, n_items, size=(n, 4)),
+        recent_profile=rng.standard_normal((n, d)).astype(np.float32),
+        inbox=rng.integers(-1, n_items, size=(n, 2)),
+        rng=rng,
+    )
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_fill_features_is_the_numpy_feature_block_bit_for_bit(seed: int) -> None:
+    from agents.deciders import CHOICE_WEIGHTS, _feature_block_numpy, slate_terms
+
+    ctx = _random_context(200, seed)
+    terms = slate_terms(ctx)
+    n, k = ctx.slates.shape
+    f = np.full((len(CHOICE_WEIGHTS), n, k + 1), np.nan, dtype=np.float32)  # all overwritten
+    e = ctx.emotion
+    position = (-np.log1p(np.arange(k))).astype(np.float32)
+    kernels.fill_features(
+        f, terms.match, terms.similarity, terms.repeat, terms.shared, ctx.slates, ctx.users,
+        ctx.item_quality, ctx.item_popularity, ctx.persona.conformity, e.curiosity, e.boredom,
+        e.fatigue, position,
+    )  # fmt: skip
+    expected = _feature_block_numpy(ctx, terms)
+    assert f.tobytes() == expected.tobytes()  # -0.0 of the repeat column included
+
+
+def test_noisy_argmax_is_numpys_argmax_of_the_sum() -> None:
+    rng = np.random.default_rng(0)
+    utility = rng.standard_normal((500, 7)).astype(np.float32)
+    draws = rng.gumbel(size=(500, 7))
+    draws[:50] = 0.0  # ties: the first maximum wins
+    utility[:50, 3] = utility[:50, 5] = utility[:50].max(axis=1) + 1
+    utility[60, 2] = utility[61, 0] = utility[62, 6] = np.nan  # the first NaN wins
+    utility[63, [1, 4]] = np.nan
+    for noise in (0.0, 0.3, 1.0):
+        expected = np.argmax(utility + noise * draws, axis=1)
+        np.testing.assert_array_equal(kernels.noisy_argmax(utility, noise, draws), expected)
