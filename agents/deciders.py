@@ -221,10 +221,11 @@ def slate_terms(ctx: DecisionContext) -> SlateTerms:
     # the profiles are unit_rows' float32
     similarity = np.empty((n, k), dtype=np.result_type(ctx.item_unit, np.float32))
     for rows in _row_chunks(n, k * d):
-        feats = ctx.item_unit[ctx.slates[rows]]  # (rows, k, d)
+        # np.take: the same rows as fancy indexing, several times faster
+        feats = np.take(ctx.item_unit, ctx.slates[rows], axis=0)  # (rows, k, d)
         users = ctx.users[rows]
-        np.einsum("nkd,nd->nk", feats, ctx.taste[users], out=match[rows])
-        profile = unit_rows(ctx.recent_profile[users])
+        np.einsum("nkd,nd->nk", feats, np.take(ctx.taste, users, axis=0), out=match[rows])
+        profile = unit_rows(np.take(ctx.recent_profile, users, axis=0))
         np.einsum("nkd,nd->nk", feats, profile, out=similarity[rows])
     repeat = _holds_any(ctx.slates, ctx.recent, ctx.users)
     shared = _holds_any(ctx.slates, ctx.inbox, ctx.users)

@@ -601,12 +601,12 @@ def valid_slates(
         if len(set(row)) < len(row):
             raise InvalidSlatesError(f"{who} recommended an item twice in one slate")
         return arr
-    if arr.size and (arr.min() < 0 or arr.max() >= available.size):
+    outside, unavailable, repeated = kernels.slate_faults(arr, available)
+    if outside:
         raise InvalidSlatesError(f"{who} returned item ids outside [0, {available.size})")
-    if not available[arr].all():
+    if unavailable:
         raise InvalidSlatesError(f"{who} recommended items that are not available")
-    ordered = np.sort(arr, axis=1)
-    if (ordered[:, 1:] == ordered[:, :-1]).any():
+    if repeated:
         raise InvalidSlatesError(f"{who} recommended an item twice in one slate")
     return arr
 

@@ -90,6 +90,101 @@ def holds_any(slates: np.ndarray, lists: np.ndarray, rows: np.ndarray, n_ids: in
 
 
 @njit(cache=True)
+def slate_faults(slates: np.ndarray, available: np.ndarray) -> tuple[bool, bool, bool]:
+    """(outside, unavailable, repeated): whether any entry of ``slates`` is outside [0,
+    len(available)), whether any entry inside it is not ``available``, whether any row holds
+    an item twice (among its entries inside the range). One pass, a table over item ids."""
+    n, k = slates.shape
+    m = available.size
+    stamp = np.full(m, -1, dtype=np.int64)
+    outside = unavailable = repeated = False
+    for i in range(n):
+        for j in range(k):
+            item = slates[i, j]
+            if item < 0 or item >= m:
+                outside = True
+                continue
+            if not available[item]:
+                unavailable = True
+            if stamp[item] == i:
+                repeated = True
+            stamp[item] = i
+    return outside, unavailable, repeated
+
+
+@njit(cache=True)
+def ring_slots(ptr: np.ndarray, users: np.ndarray, width: int) -> np.ndarray:
+    """(len(users),) int64 ring-buffer slots, one per entry of ``users`` in order: each user's
+    next slot after its pointer (mod ``width``), its pointer advanced in place. A user that
+    appears m times gets m consecutive slots."""
+    out = np.empty(users.size, dtype=np.int64)
+    for i in range(users.size):
+        u = users[i]
+        slot = ptr[u] % width
+        out[i] = slot
+        ptr[u] = (slot + 1) % width
+    return out
+
+
+#: Longest sum `pairwise_sum` adds (numpy's PW_BLOCKSIZE: longer sums split in halves).
+PAIRWISE_BLOCK = 128
+
+
+@njit(cache=True)
+def pairwise_sum(a: np.ndarray, lo: int, n: int):  # type: ignore[no-untyped-def]
+    """Σ a[lo : lo + n] (1-D, 1 <= n <= `PAIRWISE_BLOCK`) in a's dtype, added in the order
+    of numpy's pairwise summation (what ``np.add.reduce`` does along a contiguous axis):
+    fewer than 8 terms one after the other, else 8 interleaved partial sums combined as a
+    tree, then the remainder. Equal to numpy's sum bit for bit (tests/test_kernels.py), except
+    that a sum of -0.0 terms alone is -0.0 here (numpy starts from +0.0): callers sum squares.
+    Not recursive (numba's cache cannot load recursive functions), hence the bound on n."""
+    if n < 8:
+        res = a[lo]
+        for i in range(1, n):
+            res += a[lo + i]
+        return res
+    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+    i = 8
+    while i < n - n % 8:
+        r0 += a[lo + i]
+        r1 += a[lo + i + 1]
+        r2 += a[lo + i + 2]
+        r3 += a[lo + i + 3]
+        r4 += a[lo + i + 4]
+        r5 += a[lo + i + 5]
+        r6 += a[lo + i + 6]
+        r7 += a[lo + i + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += a[lo + i]
+        i += 1
+    return res
+
+
+@njit(cache=True)
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows of the 2-D float ``x`` (at most `PAIRWISE_BLOCK` columns) scaled to unit L2 norm,
+    all-zero (or NaN-norm) rows zero, computed in x's dtype exactly as ``x /
+    sqrt(np.add.reduce(x * x, axis=-1))`` is (the squares summed in numpy's pairwise order,
+    `pairwise_sum`), in one pass over the rows."""
+    n, d = x.shape
+    out = np.zeros_like(x)
+    if d == 0:
+        return out
+    squares = np.empty(d, dtype=x.dtype)
+    for i in range(n):
+        for c in range(d):
+            squares[c] = x[i, c] * x[i, c]
+        norm = np.sqrt(pairwise_sum(squares, 0, d))
+        if norm > 0:
+            for c in range(d):
+                out[i, c] = x[i, c] / norm
+    return out
+
+
+@njit(cache=True)
 def slate_sum(table: np.ndarray, slates: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """(len(rows), d) float64: Σ_j ``table[slates[rows[i], j]]`` for each i, the slate
     positions added in order from 0.0 (what adding one position's gathered rows at a time to a

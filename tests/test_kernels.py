@@ -182,3 +182,73 @@ def test_noisy_argmax_is_numpys_argmax_of_the_sum() -> None:
     for noise in (0.0, 0.3, 1.0):
         expected = np.argmax(utility + noise * draws, axis=1)
         np.testing.assert_array_equal(kernels.noisy_argmax(utility, noise, draws), expected)
+
+
+def test_ring_slots_gives_each_write_the_next_slot_of_its_user() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        width, n_users = int(rng.integers(1, 6)), int(rng.integers(1, 9))
+        users = rng.integers(0, n_users, size=int(rng.integers(0, 30)))  # repeats, > width too
+        ptr = rng.integers(0, width, size=n_users)
+        ref_ptr, expected = ptr.copy(), []
+        for u in users.tolist():
+            expected.append(int(ref_ptr[u]))
+            ref_ptr[u] = (ref_ptr[u] + 1) % width
+        assert kernels.ring_slots(ptr, users, width).tolist() == expected
+        np.testing.assert_array_equal(ptr, ref_ptr)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_slate_faults_finds_what_the_numpy_checks_find(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    m, k = int(rng.integers(3, 30)), int(rng.integers(1, 5))
+    available = rng.random(m) < 0.9
+    slates = np.array([rng.choice(m, k, replace=False) for _ in range(int(rng.integers(0, 40)))])
+    slates = slates.reshape(-1, k)
+    if slates.size and seed % 2:  # a repeated item, an unavailable one, an id out of range
+        slates[rng.integers(slates.shape[0]), -1] = slates[0, 0] if k > 1 else -1
+        if seed % 4 == 3:
+            slates[-1, 0] = rng.choice([-1, m, m + 7])
+    inside = (slates >= 0) & (slates < m)
+    ordered = np.sort(np.where(inside, slates, -1 - np.arange(k)), axis=1)  # out: distinct
+    expected = (
+        bool((~inside).any()),
+        bool((~available[slates[inside]]).any()),
+        bool((ordered[:, 1:] == ordered[:, :-1]).any()),
+    )
+    assert kernels.slate_faults(slates, available) == expected
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pairwise_sum_is_numpys_sum_bit_for_bit(dtype: type) -> None:
+    rng = np.random.default_rng(0)
+    for n in [*range(1, 20), 31, 64, 127, kernels.PAIRWISE_BLOCK]:
+        # magnitudes far apart: any other order of the additions would round differently
+        a = (rng.random((50, n)) * 10.0 ** rng.integers(-6, 6, size=(50, n))).astype(dtype)
+        expected = np.add.reduce(a, axis=-1)
+        got = np.array([kernels.pairwise_sum(row, 0, n) for row in a], dtype=dtype)
+        assert got.tobytes() == expected.tobytes(), n
+
+
+def _unit_rows_reference(x: np.ndarray) -> np.ndarray:
+    norm = np.sqrt(np.add.reduce(x * x, axis=-1, keepdims=True))
+    return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("d", [0, 1, 5, 8, 12, 19, 64, 130])
+def test_unit_rows_is_the_numpy_expression_bit_for_bit(dtype: type, d: int) -> None:
+    from simenv.arrays import unit_rows
+
+    rng = np.random.default_rng(d)
+    x = (rng.standard_normal((300, d)) * 10.0 ** rng.integers(-30, 30, (300, d))).astype(dtype)
+    if d:  # a zero row, -0.0, NaN and infinity, squares that overflow float32
+        x[0], x[1], x[2, 0], x[3, 0] = 0.0, -0.0, np.nan, np.inf
+    with np.errstate(all="ignore"):
+        expected = _unit_rows_reference(x)
+        if d <= kernels.PAIRWISE_BLOCK:  # wider rows take the numpy path of unit_rows
+            assert kernels.unit_rows(x).tobytes() == expected.tobytes()
+        assert unit_rows(x, dtype).tobytes() == expected.tobytes()
+        assert unit_rows(x[:, None], dtype).shape == (300, 1, d)  # any leading shape
+        column = x[:, ::2]  # not contiguous
+        assert unit_rows(column, dtype).tobytes() == _unit_rows_reference(column).tobytes()
