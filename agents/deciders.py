@@ -319,15 +319,19 @@ def utility_features(ctx: DecisionContext, terms: SlateTerms | None = None) -> n
     return np.moveaxis(_feature_block(ctx, terms), 0, -1)
 
 
-def _feature_block(ctx: DecisionContext, terms: SlateTerms | None = None) -> np.ndarray:
+def _feature_block(
+    ctx: DecisionContext, terms: SlateTerms | None = None, memory: np.ndarray | None = None
+) -> np.ndarray:
     """The (len(CHOICE_WEIGHTS), n, k + 1) contiguous block `utility_features` is a view of.
-    Many rows of float32 arrays (the world's): one pass of `kernels.fill_features`; else the
-    numpy expressions of `_feature_block_numpy` (the same values, tests/test_kernels.py)."""
+    Many rows of float32 arrays (the world's): one pass of `kernels.fill_features`, in
+    ``memory`` when given (a flat float32 array of exactly the block's size); else the numpy
+    expressions of `_feature_block_numpy` (the same values, tests/test_kernels.py)."""
     terms = slate_terms(ctx) if terms is None else terms
     u, e, slates = ctx.users, ctx.emotion, ctx.slates
     n, k = slates.shape
+    shape = (len(CHOICE_WEIGHTS), n, k + 1)
     if n >= 64 and _all_float32(ctx, terms):
-        f = np.empty((len(CHOICE_WEIGHTS), n, k + 1), dtype=np.float32)
+        f = np.empty(shape, dtype=np.float32) if memory is None else memory.reshape(shape)
         position = (-np.log1p(np.arange(k))).astype(np.float32)
         kernels.fill_features(
             f, terms.match, terms.similarity, terms.repeat, terms.shared, slates, u,
@@ -415,10 +419,22 @@ class UtilityDecider(BaseDecider):
 
     def __init__(self, params: UtilityParams | None = None) -> None:
         self.params = params or UtilityParams()
+        # the feature block's memory, kept from one call to the next: a fresh block (tens of
+        # MB at 100k users) pays a page fault per 4 KiB at every tick. Not pickled.
+        self._scratch = np.zeros(0, dtype=np.float32)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_scratch"] = np.zeros(0, dtype=np.float32)  # a checkpoint keeps no scratch
+        return state
 
     def utility_matrix(self, ctx: DecisionContext, terms: SlateTerms | None = None) -> np.ndarray:
         """(n, k + 1) float32 deterministic utilities; the last column is choosing nothing."""
-        f = _feature_block(ctx, terms)
+        n, k = ctx.slates.shape
+        size = len(CHOICE_WEIGHTS) * n * (k + 1)
+        if self._scratch.size < size:
+            self._scratch = np.empty(size + size // 8, dtype=np.float32)  # room to grow
+        f = _feature_block(ctx, terms, self._scratch[:size])
         w = choice_weights(self.params).astype(np.float32)
         # np.tensordot(w, f, axes=1) is this one dot product, without its shape bookkeeping
         return np.dot(w[None, :], f.reshape(f.shape[0], -1)).reshape(f.shape[1:])

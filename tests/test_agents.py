@@ -180,3 +180,19 @@ def test_memory_record_writes_the_same_into_arrays_of_any_layout() -> None:
     for name in ("kind", "item", "tick", "rating", "valence", "importance", "ptr"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
     assert a.item[1].tolist() == [7, 9, 11, -1] and a.kind[5, 0] == MemoryKind.CONSUMED
+
+
+def test_utility_decider_reuses_its_feature_memory_but_never_pickles_it() -> None:
+    import pickle
+
+    decider = UtilityDecider()
+    small, large = _context(100, np.random.default_rng(0)), _context(300, np.random.default_rng(0))
+    first = decider.utility_matrix(large)
+    memory = decider._scratch
+    assert memory.size >= 11 * 300 * 5
+    decider.utility_matrix(small)  # a smaller batch reuses the memory
+    assert decider._scratch is memory
+    np.testing.assert_array_equal(decider.utility_matrix(large), first)
+    copy = pickle.loads(pickle.dumps(decider))
+    assert copy._scratch.size == 0 and decider._scratch is memory
+    np.testing.assert_array_equal(copy.utility_matrix(large), first)
