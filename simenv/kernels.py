@@ -185,6 +185,25 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True)
+def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(n,) float64 L2 distance between the rows of the 2-D ``a`` and ``b`` (at most
+    `PAIRWISE_BLOCK` columns), computed in float64 exactly as ``np.linalg.norm(a.astype(
+    float64) - b.astype(float64), axis=1)`` is (the squares summed in numpy's pairwise order),
+    without the (n, d) difference and square arrays."""
+    n, d = a.shape
+    out = np.zeros(n, dtype=np.float64)
+    if d == 0:
+        return out
+    squares = np.empty(d, dtype=np.float64)
+    for i in range(n):
+        for c in range(d):
+            diff = np.float64(a[i, c]) - np.float64(b[i, c])
+            squares[c] = diff * diff
+        out[i] = np.sqrt(pairwise_sum(squares, 0, d))
+    return out
+
+
+@njit(cache=True)
 def slate_sum(table: np.ndarray, slates: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """(len(rows), d) float64: Σ_j ``table[slates[rows[i], j]]`` for each i, the slate
     positions added in order from 0.0 (what adding one position's gathered rows at a time to a

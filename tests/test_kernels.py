@@ -252,3 +252,16 @@ def test_unit_rows_is_the_numpy_expression_bit_for_bit(dtype: type, d: int) -> N
         assert unit_rows(x[:, None], dtype).shape == (300, 1, d)  # any leading shape
         column = x[:, ::2]  # not contiguous
         assert unit_rows(column, dtype).tobytes() == _unit_rows_reference(column).tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("d", [0, 1, 7, 12, 19, 128])
+def test_distances_are_numpys_norms_of_the_differences(dtype: type, d: int) -> None:
+    rng = np.random.default_rng(d)
+    a = (rng.standard_normal((200, d)) * 10.0 ** rng.integers(-20, 20, (200, d))).astype(dtype)
+    b = (rng.standard_normal((200, d)) * 10.0 ** rng.integers(-20, 20, (200, d))).astype(dtype)
+    if d:
+        b[0] = a[0]  # distance 0
+        a[1, 0] = np.nan
+    expected = np.linalg.norm(a.astype(np.float64) - b.astype(np.float64), axis=1)
+    assert kernels.distances(a, b).tobytes() == expected.tobytes()
