@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agents.emotion import EmotionState
 from agents.memory import MemoryStore
 from agents.persona import PersonaTable
+from simenv import kernels
 from simenv.arrays import unit_rows
 
 
@@ -211,15 +212,34 @@ def latent_match(ctx: DecisionContext, slates: np.ndarray) -> np.ndarray | None:
 
 
 def slate_terms(ctx: DecisionContext) -> SlateTerms:
-    feats = ctx.item_unit[ctx.slates]  # (n, k, d)
-    taste = ctx.taste[ctx.users]
-    match = np.einsum("nkd,nd->nk", feats, taste)
-    recent = ctx.recent[ctx.users]
-    profile = unit_rows(ctx.recent_profile[ctx.users])
-    similarity = np.einsum("nkd,nd->nk", feats, profile)
-    repeat = _holds_any(ctx.slates, recent)
-    shared = _holds_any(ctx.slates, ctx.inbox[ctx.users])
+    """The `SlateTerms` of every user of ``ctx``. The (n, k, d) item vectors are gathered a
+    chunk of rows at a time (`_row_chunks`), so that both products read them from the cache;
+    each row's products are the same whatever the chunk (einsum reduces each row alone)."""
+    n, k = ctx.slates.shape
+    d = ctx.item_unit.shape[1]
+    match = np.empty((n, k), dtype=np.result_type(ctx.item_unit, ctx.taste))
+    # the profiles are unit_rows' float32
+    similarity = np.empty((n, k), dtype=np.result_type(ctx.item_unit, np.float32))
+    for rows in _row_chunks(n, k * d):
+        # np.take: the same rows as fancy indexing, several times faster
+        feats = np.take(ctx.item_unit, ctx.slates[rows], axis=0)  # (rows, k, d)
+        users = ctx.users[rows]
+        np.einsum("nkd,nd->nk", feats, np.take(ctx.taste, users, axis=0), out=match[rows])
+        profile = unit_rows(np.take(ctx.recent_profile, users, axis=0))
+        np.einsum("nkd,nd->nk", feats, profile, out=similarity[rows])
+    repeat = _holds_any(ctx.slates, ctx.recent, ctx.users)
+    shared = _holds_any(ctx.slates, ctx.inbox, ctx.users)
     return SlateTerms(match=match, similarity=similarity, repeat=repeat, shared=shared)
+
+
+#: Cells (rows x width) of one chunk of `_row_chunks`: 1 MiB of float32.
+CHUNK_CELLS = 1 << 18
+
+
+def _row_chunks(n: int, width: int) -> list[slice]:
+    """Consecutive slices of ``range(n)`` of about `CHUNK_CELLS` / ``width`` rows each."""
+    step = max(1, CHUNK_CELLS // max(width, 1))
+    return [slice(a, min(a + step, n)) for a in range(0, n, step)]
 
 
 def _has_latent(ctx: DecisionContext) -> bool:
@@ -242,29 +262,21 @@ def _slate_terms_one(ctx: DecisionContext, u: int) -> SlateTerms:
     return SlateTerms(match=match, similarity=similarity, repeat=repeat, shared=shared)
 
 
-def _holds_any(slates: np.ndarray, lists: np.ndarray) -> np.ndarray:
-    """(n, k) bool: whether each slate item is in its row of ``lists`` (-1 padded item ids).
-    Many rows: one (n, k) comparison per column of ``lists`` into one reused buffer (no (n, k,
-    width) array to reduce), in int32 when the ids fit (half the memory traffic); a few rows
-    (env steps): one broadcast comparison (fewer calls)."""
-    if slates.shape[0] < 64:
-        padded = np.where(lists >= 0, lists, -2)  # a slate item (an id >= 0) never matches -2
-        return (slates[:, :, None] == padded[:, None, :]).any(axis=2)
-    if slates.size and slates.min() >= 0 and max(slates.max(), lists.max()) < _INT32_MAX:
-        # ids >= 0 never match the padding -1; (width, n): one contiguous row per column
-        columns = np.array(lists.T, dtype=np.int32, order="C")
-        slates = slates.astype(np.int32)
-    else:
-        columns = np.ascontiguousarray(np.where(lists >= 0, lists, -2).T)
-    out = np.zeros(slates.shape, dtype=bool)
-    hit = np.empty(slates.shape, dtype=bool)
-    for column in columns:
-        np.equal(slates, column[:, None], out=hit)
-        out |= hit
-    return out
+def _holds_any(slates: np.ndarray, lists: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(n, k) bool: whether each slate item is in row ``rows[i]`` of ``lists`` (-1 padded item
+    ids). Many rows: `simenv.kernels.holds_any` (one pass per row over a table of the ids up to
+    the largest slate item, no gathered copy of the lists); a few rows (env steps) or ids too
+    large for a table: one broadcast comparison."""
+    n_ids = int(slates.max(initial=-1)) + 1  # a list entry past every slate item holds none
+    if slates.shape[0] >= 64 and n_ids <= _MAX_TABLE_IDS:
+        return kernels.holds_any(slates, lists, rows, n_ids)
+    held = lists[rows]
+    padded = np.where(held >= 0, held, -2)  # a slate item (an id >= 0) never matches -2
+    return (slates[:, :, None] == padded[:, None, :]).any(axis=2)
 
 
-_INT32_MAX = int(np.iinfo(np.int32).max)
+#: Largest id + 1 for which `_holds_any` builds a table over ids (a catalog of 16M items).
+_MAX_TABLE_IDS = 1 << 24
 
 
 #: The choice-model weights of `UtilityParams`, in the order of the last axis of
@@ -307,9 +319,43 @@ def utility_features(ctx: DecisionContext, terms: SlateTerms | None = None) -> n
     return np.moveaxis(_feature_block(ctx, terms), 0, -1)
 
 
-def _feature_block(ctx: DecisionContext, terms: SlateTerms | None = None) -> np.ndarray:
-    """The (len(CHOICE_WEIGHTS), n, k + 1) contiguous block `utility_features` is a view of."""
+def _feature_block(
+    ctx: DecisionContext, terms: SlateTerms | None = None, memory: np.ndarray | None = None
+) -> np.ndarray:
+    """The (len(CHOICE_WEIGHTS), n, k + 1) contiguous block `utility_features` is a view of.
+    Many rows of float32 arrays (the world's): one pass of `kernels.fill_features`, in
+    ``memory`` when given (a flat float32 array of exactly the block's size); else the numpy
+    expressions of `_feature_block_numpy` (the same values, tests/test_kernels.py)."""
     terms = slate_terms(ctx) if terms is None else terms
+    u, e, slates = ctx.users, ctx.emotion, ctx.slates
+    n, k = slates.shape
+    shape = (len(CHOICE_WEIGHTS), n, k + 1)
+    if n >= 64 and _all_float32(ctx, terms):
+        f = np.empty(shape, dtype=np.float32) if memory is None else memory.reshape(shape)
+        position = (-np.log1p(np.arange(k))).astype(np.float32)
+        kernels.fill_features(
+            f, terms.match, terms.similarity, terms.repeat, terms.shared, slates, u,
+            ctx.item_quality, ctx.item_popularity, ctx.persona.conformity, e.curiosity,
+            e.boredom, e.fatigue, position,
+        )  # fmt: skip
+    else:
+        f = _feature_block_numpy(ctx, terms)
+    lat = latent_match(ctx, slates)
+    if lat is not None:
+        f[10, :, :k] = lat
+    return f
+
+
+def _all_float32(ctx: DecisionContext, terms: SlateTerms) -> bool:
+    """Whether every float array `kernels.fill_features` reads is float32 (the world's)."""
+    e = ctx.emotion
+    arrays = [terms.match, terms.similarity, ctx.item_quality, ctx.item_popularity]
+    arrays += [ctx.persona.conformity, e.curiosity, e.boredom, e.fatigue]
+    return all(a.dtype == np.float32 for a in arrays)
+
+
+def _feature_block_numpy(ctx: DecisionContext, terms: SlateTerms) -> np.ndarray:
+    """`_feature_block` without the latent column, in numpy (a few rows, or other dtypes)."""
     u, e, slates = ctx.users, ctx.emotion, ctx.slates
     n, k = slates.shape
     f = np.zeros((len(CHOICE_WEIGHTS), n, k + 1), dtype=np.float32)
@@ -323,9 +369,6 @@ def _feature_block(ctx: DecisionContext, terms: SlateTerms | None = None) -> np.
     f[7, :, :k] = -np.log1p(np.arange(k))[None, :]
     f[8, :, k] = 1.0
     f[9, :, k] = e.fatigue[u]
-    lat = latent_match(ctx, slates)
-    if lat is not None:
-        f[10, :, :k] = lat
     return f
 
 
@@ -376,10 +419,22 @@ class UtilityDecider(BaseDecider):
 
     def __init__(self, params: UtilityParams | None = None) -> None:
         self.params = params or UtilityParams()
+        # the feature block's memory, kept from one call to the next: a fresh block (tens of
+        # MB at 100k users) pays a page fault per 4 KiB at every tick. Not pickled.
+        self._scratch = np.zeros(0, dtype=np.float32)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_scratch"] = np.zeros(0, dtype=np.float32)  # a checkpoint keeps no scratch
+        return state
 
     def utility_matrix(self, ctx: DecisionContext, terms: SlateTerms | None = None) -> np.ndarray:
         """(n, k + 1) float32 deterministic utilities; the last column is choosing nothing."""
-        f = _feature_block(ctx, terms)
+        n, k = ctx.slates.shape
+        size = len(CHOICE_WEIGHTS) * n * (k + 1)
+        if self._scratch.size < size:
+            self._scratch = np.empty(size + size // 8, dtype=np.float32)  # room to grow
+        f = _feature_block(ctx, terms, self._scratch[:size])
         w = choice_weights(self.params).astype(np.float32)
         # np.tensordot(w, f, axes=1) is this one dot product, without its shape bookkeeping
         return np.dot(w[None, :], f.reshape(f.shape[0], -1)).reshape(f.shape[1:])
@@ -409,13 +464,14 @@ class UtilityDecider(BaseDecider):
         return self._decide_rows(ctx)
 
     def _decide_rows(self, ctx: DecisionContext) -> Decisions:
-        """`decide` as arrays over the users of ``ctx`` (any number of them)."""
+        """`decide` as arrays over the users of ``ctx`` (any number of them). The Gumbel
+        draws are numpy's (`kernels.noisy_argmax` adds them and picks the maximum in one
+        pass)."""
         p, n = self.params, ctx.users.shape[0]
         terms = slate_terms(ctx)
         full = self.utility_matrix(ctx, terms)
         k = full.shape[1] - 1
-        noisy = full + p.noise * ctx.rng.gumbel(size=full.shape)
-        pick = np.argmax(noisy, axis=1)
+        pick = kernels.noisy_argmax(full, p.noise, ctx.rng.gumbel(size=full.shape))
         chose = pick < k
         chosen_pos = np.where(chose, pick, -1).astype(np.int64)
         rows = np.arange(n)

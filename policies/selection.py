@@ -27,6 +27,7 @@ from collections.abc import Callable
 import numpy as np
 
 from policies.base import NO_ITEM, RecommendRequest
+from simenv import kernels
 
 #: Upper bound on the cells (rows x items) of one chunk of personalised scores.
 CHUNK_BUDGET = 1 << 21
@@ -42,7 +43,6 @@ ScoreFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 _BIG = float(np.finfo(np.float64).max)
 _MAX_KEY = np.iinfo(np.int64).max
-_INT32_MAX = int(np.iinfo(np.int32).max)
 
 
 class NotEnoughItemsError(ValueError):
@@ -232,37 +232,12 @@ def _rotated_top(
     ``recent`` items (``NO_ITEM`` where a row runs out).
 
     The candidates of a row are distinct (the head and the group are disjoint, a rotation
-    repeats nothing within ``n_cand``), so only the recent items need masking: O(rows ·
-    (n_cand + history)), no per-row sort. Offsets are reduced modulo the group's size once per
-    row, so the per-entry rotation is a compare and an add (no integer division).
+    repeats nothing within ``n_cand``), so only the recent items need masking: one compiled
+    pass per row (`simenv.kernels.rotated_top`), O(rows · (length + history)), no per-row sort.
     """
-    rows, size = recent.shape[0], items.size - g0
-    width = n_cand - g0
-    shift = offset % size  # (rows,) in [0, size)
-    idx = shift[:, None] + np.arange(width)[None, :]
-    idx[idx >= size] -= size
-    cands = np.concatenate([np.broadcast_to(items[:g0], (rows, g0)), items[g0:][idx]], 1)
-    # the column of each recent item among the row's candidates, in int32 (ranks < n_cand +
-    # the group). Items that are not candidates (and the padding id -1, the rank table's last
-    # entry) get a rank so large that their column lands past the candidates, where every
-    # column is clipped to n_cand, a dummy column
-    top = max(int(items.max()), int(recent.max(initial=-1))) + 1
-    rank = np.full(top + 1, 2 * items.size, dtype=np.int32)
-    rank[items] = np.arange(items.size, dtype=np.int32)
-    p = rank[recent]
-    col = p - (shift.astype(np.int32) + g0)[:, None]  # a tie-group item's, before wrapping
-    np.add(col, size, out=col, where=col < 0)
-    col += g0
-    np.copyto(col, p, where=p < g0)
-    np.minimum(col, n_cand, out=col)
-    masked = np.zeros((rows, n_cand + 1), dtype=bool)
-    flat = col if masked.size <= _INT32_MAX else col.astype(np.int64)
-    flat += (np.arange(rows, dtype=flat.dtype) * (n_cand + 1))[:, None]
-    masked.reshape(-1)[flat] = True
-    masked = masked[:, :n_cand]
-    if not masked.any():
-        return cands[:, :length].copy()
-    return first_unmasked(cands, masked, length)
+    items = np.asarray(items, dtype=np.int64)
+    shift = np.asarray(offset, dtype=np.int64) % (items.size - g0)  # (rows,) in [0, size)
+    return kernels.rotated_top(items[:g0], items[g0:], shift, n_cand, recent, length)
 
 
 def first_unmasked(
@@ -626,12 +601,12 @@ def valid_slates(
         if len(set(row)) < len(row):
             raise InvalidSlatesError(f"{who} recommended an item twice in one slate")
         return arr
-    if arr.size and (arr.min() < 0 or arr.max() >= available.size):
+    outside, unavailable, repeated = kernels.slate_faults(arr, available)
+    if outside:
         raise InvalidSlatesError(f"{who} returned item ids outside [0, {available.size})")
-    if not available[arr].all():
+    if unavailable:
         raise InvalidSlatesError(f"{who} recommended items that are not available")
-    ordered = np.sort(arr, axis=1)
-    if (ordered[:, 1:] == ordered[:, :-1]).any():
+    if repeated:
         raise InvalidSlatesError(f"{who} recommended an item twice in one slate")
     return arr
 

@@ -1,7 +1,7 @@
 """Array helpers shared by the world, the agents, the metrics, the environments and the policies.
 
-A leaf module: it imports numpy only, so `policies` can use it without importing `agents` or
-the world.
+A leaf module: it imports numpy and `simenv.kernels` (numpy and numba) only, so `policies` can
+use it without importing `agents` or the world.
 
 - `nan_to`: NaN replaced by a value (ratings of slates that were skipped).
 - Unit-norm rows: `unit_rows` computes in the dtype it is given (float32 by default, what the
@@ -19,6 +19,9 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import DTypeLike
 
+from simenv import kernels
+from simenv.kernels import PAIRWISE_BLOCK
+
 
 def unit_rows(x: np.ndarray, dtype: DTypeLike = np.float32) -> np.ndarray:
     """Rows of ``x`` (last axis) scaled to unit L2 norm; all-zero rows stay zero.
@@ -26,9 +29,16 @@ def unit_rows(x: np.ndarray, dtype: DTypeLike = np.float32) -> np.ndarray:
     ``x`` is converted to ``dtype`` first and the norm and the division are computed in it.
     """
     x = np.asarray(x, dtype=dtype)
+    if x.ndim and x.size and x.dtype in _KERNEL_FLOATS and x.shape[-1] <= PAIRWISE_BLOCK:
+        # one compiled pass over the rows, the same values (the squares summed in the order
+        # of numpy's pairwise sum)
+        return kernels.unit_rows(x.reshape(-1, x.shape[-1])).reshape(x.shape)
     # what np.linalg.norm(x, axis=-1, keepdims=True) computes, without its Python overhead
     norm = np.sqrt(np.add.reduce(x * x, axis=-1, keepdims=True))
     return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
+
+
+_KERNEL_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def nan_to(x: np.ndarray, value: float) -> np.ndarray:
@@ -49,36 +59,13 @@ def unit_rows_clipped(x: np.ndarray) -> np.ndarray:
 def ring_slots(ptr: np.ndarray, users: np.ndarray, width: int) -> np.ndarray:
     """Slots to write for each of ``users`` (in order) and advance ``ptr`` in place.
 
-    A user appearing m times in ``users`` gets m consecutive slots after its pointer (mod width).
+    A user appearing m times in ``users`` gets m consecutive slots after its pointer (mod width):
+    one pass over the writes (`simenv.kernels.ring_slots`), no sort.
     """
     users = np.asarray(users, dtype=np.int64)
     if users.size == 0:
         return np.zeros(0, dtype=np.int64)
-    # every user once: one write each, the slot after its pointer. One user (a one-user env
-    # step); many distinct users (a world's serve) counted in O(users + rows), no sort; else
-    # the sort the general case needs anyway tells
-    once = users.size == 1 or (
-        8 * users.size >= ptr.size and np.bincount(users, minlength=ptr.size).max() == 1
-    )
-    if not once:
-        order = np.argsort(users, kind="stable")
-        sorted_users = users[order]
-        once = bool(
-            sorted_users[-1] != sorted_users[0] and (sorted_users[1:] != sorted_users[:-1]).all()
-        )
-    if once:
-        slots = ptr[users] % width
-        ptr[users] = (slots + 1) % width
-        return slots
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_users)) + 1]
-    counts = np.diff(np.r_[starts, sorted_users.size])
-    rank_sorted = np.arange(sorted_users.size) - np.repeat(starts, counts)
-    rank = np.empty_like(rank_sorted)
-    rank[order] = rank_sorted
-    slots = (ptr[users] + rank) % width
-    uniq = sorted_users[starts]
-    ptr[uniq] = (ptr[uniq] + counts) % width
-    return slots
+    return kernels.ring_slots(ptr, users, width)
 
 
 def ring_push(

@@ -159,12 +159,13 @@ def test_holds_any_is_membership_in_the_row(rows: int, big_ids: bool, negative: 
         rng.random((rows, 9)) < 0.8, top - 50, 0
     )
     lists[lists < top - 50] = -1
-    rows_of = [set(row[row >= 0].tolist()) for row in lists]
+    which = rng.permutation(rows)  # slate i is checked against row which[i] of lists
+    rows_of = [set(row[row >= 0].tolist()) for row in lists[which]]
     expected = np.array(
         [[item in held for item in s] for s, held in zip(slates, rows_of, strict=True)]
     )
     assert expected.any() and not expected.all()
-    np.testing.assert_array_equal(_holds_any(slates, lists), expected)
+    np.testing.assert_array_equal(_holds_any(slates, lists, which), expected)
 
 
 def test_memory_record_writes_the_same_into_arrays_of_any_layout() -> None:
@@ -179,3 +180,19 @@ def test_memory_record_writes_the_same_into_arrays_of_any_layout() -> None:
     for name in ("kind", "item", "tick", "rating", "valence", "importance", "ptr"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
     assert a.item[1].tolist() == [7, 9, 11, -1] and a.kind[5, 0] == MemoryKind.CONSUMED
+
+
+def test_utility_decider_reuses_its_feature_memory_but_never_pickles_it() -> None:
+    import pickle
+
+    decider = UtilityDecider()
+    small, large = _context(100, np.random.default_rng(0)), _context(300, np.random.default_rng(0))
+    first = decider.utility_matrix(large)
+    memory = decider._scratch
+    assert memory.size >= 11 * 300 * 5
+    decider.utility_matrix(small)  # a smaller batch reuses the memory
+    assert decider._scratch is memory
+    np.testing.assert_array_equal(decider.utility_matrix(large), first)
+    copy = pickle.loads(pickle.dumps(decider))
+    assert copy._scratch.size == 0 and decider._scratch is memory
+    np.testing.assert_array_equal(copy.utility_matrix(large), first)

@@ -6,6 +6,8 @@ from typing import SupportsFloat
 
 import numpy as np
 
+from simenv import kernels
+
 NAN = float("nan")
 
 
@@ -39,19 +41,20 @@ def entropy_bits(p: np.ndarray) -> np.ndarray:
     """Shannon entropy in bits of each row of a row-normalised array (0·log 0 = 0)."""
     p = np.asarray(p, dtype=np.float64)
     logs = np.log2(p, out=np.zeros_like(p), where=p > 0)
-    return np.asarray(-(p * logs).sum(axis=-1))
+    logs *= p
+    return np.asarray(-logs.sum(axis=-1))
 
 
-def slate_sum(table: np.ndarray, slates: np.ndarray) -> np.ndarray:
-    """Σ over slate positions of ``table[item]``: (R, d) from an (n_items, d) table.
+def slate_sum(table: np.ndarray, slates: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """Σ over slate positions of ``table[item]``: (R, d) float64 from an (n_items, d) table,
+    for the slates ``slates[rows]`` (all of them by default).
 
-    Loops over the k slate positions (not over rows), so memory stays O(R·d) instead of the
-    O(R·k·d) of ``table[slates]``.
+    The positions are added in order (`simenv.kernels.slate_sum`), one pass over the slates:
+    no (R, k, d) gather, memory O(R·d).
     """
-    out = np.zeros((slates.shape[0], table.shape[1]), dtype=np.float64)
-    for j in range(slates.shape[1]):
-        out += table[slates[:, j]]
-    return out
+    if rows is None:
+        rows = np.arange(slates.shape[0])
+    return kernels.slate_sum(table, slates, np.asarray(rows, dtype=np.int64))
 
 
 def mean_pairwise_cosine(sum_vec: np.ndarray, sum_sq: np.ndarray, m: int) -> np.ndarray:

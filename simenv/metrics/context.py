@@ -7,6 +7,7 @@ several slates has several rows). Population arrays are indexed by user id, item
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -37,3 +38,13 @@ class MetricContext:
     @property
     def clicked(self) -> np.ndarray:
         return self.chosen_item >= 0
+
+    @cached_property
+    def genre_shares(self) -> tuple[np.ndarray, np.ndarray]:
+        """(shares, total): each user's genre_history row in float64 divided by its sum
+        (``total``, (n_users,) float64); a row whose sum is not positive is left as it is (all
+        zeros: topic mass is non-negative). Computed once per context for the metrics that
+        share it (user_genre_entropy, calibration_kl)."""
+        h = self.genre_history.astype(np.float64)
+        total = h.sum(axis=1)
+        return np.divide(h, total[:, None], out=h, where=total[:, None] > 0), total

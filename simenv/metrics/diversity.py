@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from simenv import kernels
 from simenv.arrays import unit_rows
 from simenv.metrics._math import NAN, entropy_bits, mean_pairwise_cosine, safe_mean, slate_sum
 from simenv.metrics.context import MetricContext
@@ -39,10 +40,8 @@ def user_genre_entropy(ctx: MetricContext) -> float:
     """Mean over the users with any history of the Shannon entropy (bits) of their
     normalised genre_history row: mean_u −Σ_g p_ug log₂ p_ug, p_ug = h_ug / Σ_g h_ug.
     In [0, log₂ d]; nan when no user has consumed anything."""
-    h = ctx.genre_history.astype(np.float64)
-    total = h.sum(axis=1)
-    has = total > 0
-    return safe_mean(entropy_bits(h[has] / total[has, None]))
+    shares, total = ctx.genre_shares
+    return safe_mean(entropy_bits(shares)[total > 0])
 
 
 @register("aggregate_genre_entropy", higher_is_better=True, inputs=("genre_history",), heavy=True)
@@ -91,7 +90,7 @@ def homogenization(ctx: MetricContext) -> float:
     estimate from 2000 pairs drawn uniformly (with replacement) with ``ctx.rng``.
     0 when users consume disjoint items, 1 when all consume the same set; nan with fewer than
     2 users with history."""
-    users = np.flatnonzero((ctx.recent >= 0).any(axis=1))
+    users = np.flatnonzero(kernels.any_nonnegative(ctx.recent))
     m = users.size
     if m < 2:
         return NAN
@@ -124,16 +123,13 @@ def calibration_kl(ctx: MetricContext) -> float:
     nan when no served slate belongs to a user with history."""
     if ctx.imp_users.size == 0:
         return NAN
-    hist = ctx.genre_history.astype(np.float64)
-    h_total = hist.sum(axis=1)
+    shares, h_total = ctx.genre_shares
     rows = np.flatnonzero(h_total[ctx.imp_users] > 0)
     if rows.size == 0:
         return NAN
-    users = ctx.imp_users[rows]
-    p = hist[users] / h_total[users, None]
-    q = slate_sum(ctx.item_features, ctx.slates[rows])
-    q_total = q.sum(axis=1, keepdims=True)
-    q = np.divide(q, q_total, out=np.zeros_like(q), where=q_total > 0)
-    q_mix = (1.0 - CALIBRATION_ALPHA) * q + CALIBRATION_ALPHA * p
-    ratio = np.divide(p, q_mix, out=np.ones_like(p), where=p > 0)
-    return float(np.mean((p * np.log(ratio)).sum(axis=1)))
+    p = np.take(shares, ctx.imp_users[rows], axis=0)  # = shares[...], faster
+    q = slate_sum(ctx.item_features, ctx.slates, rows)
+    ratio = kernels.calibration_ratio(p, q, q.sum(axis=1), CALIBRATION_ALPHA)
+    terms = np.log(ratio, out=ratio)
+    terms *= p
+    return float(np.mean(terms.sum(axis=1)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from simenv import kernels
 from simenv.arrays import unit_rows
 from simenv.metrics._math import NAN, mean_pairwise_cosine, safe_mean
 from simenv.metrics.context import MetricContext
@@ -14,8 +15,10 @@ from simenv.metrics.registry import register
 def taste_drift(ctx: MetricContext) -> float:
     """Mean over all users of the L2 distance ‖taste − taste_initial‖₂ between the current
     and the tick-0 taste vectors; nan when n_users = 0."""
-    diff = ctx.taste.astype(np.float64) - ctx.taste_initial.astype(np.float64)
-    return safe_mean(np.linalg.norm(diff, axis=1))
+    if ctx.taste.shape[1] > kernels.PAIRWISE_BLOCK:
+        diff = ctx.taste.astype(np.float64) - ctx.taste_initial.astype(np.float64)
+        return safe_mean(np.linalg.norm(diff, axis=1))
+    return safe_mean(kernels.distances(ctx.taste, ctx.taste_initial))  # the same norms
 
 
 @register("polarization", higher_is_better=None, inputs=("taste", "present"), heavy=True)

@@ -1,0 +1,318 @@
+"""Compiled (numba) loops for the hot paths where numpy needs several full-size passes.
+
+Each kernel is a small ``@njit(cache=True)`` function whose result is exactly what the numpy
+code it replaces computes (integer selection and comparison, or float sums in the same order),
+so using it changes no result of any run; `tests/test_kernels.py` compares each with a plain
+numpy reference on random inputs and edge cases. ``cache=True`` keeps the compiled code next
+to this file (``__pycache__``), so only the first run after an install pays for compiling.
+
+A leaf module: it imports numpy and numba only, so the world, the agents, the metrics and the
+policies can all use it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# world tick ---------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def rotated_top(
+    head: np.ndarray,
+    group: np.ndarray,
+    shift: np.ndarray,
+    n_cand: int,
+    recent: np.ndarray,
+    length: int,
+) -> np.ndarray:
+    """(rows, length) int64: per row, the first ``length`` of its candidates that are not in
+    its row of ``recent`` (-1 padded item ids), in order, -1 where a row runs out.
+
+    A row's candidates are ``head`` followed by ``group`` rotated left by the row's ``shift``
+    (in [0, len(group))), cut at ``n_cand`` entries; they must be distinct non-negative ids.
+    One pass per row: its recent items are stamped with the row's number in a table over item
+    ids, its candidates walked until ``length`` are kept.
+    """
+    rows, width = recent.shape
+    g0, size = head.size, group.size
+    top = 0
+    for i in range(g0):
+        top = max(top, head[i] + 1)
+    for i in range(size):
+        top = max(top, group[i] + 1)
+    stamp = np.full(top, -1, dtype=np.int64)
+    out = np.full((rows, length), -1, dtype=np.int64)
+    for r in range(rows):
+        for h in range(width):
+            item = recent[r, h]
+            if 0 <= item < top:
+                stamp[item] = r
+        kept = 0
+        at = shift[r]
+        for c in range(n_cand):
+            if kept == length:
+                break
+            if c < g0:
+                item = head[c]
+            else:
+                item = group[at]
+                at += 1
+                if at == size:
+                    at = 0
+            if stamp[item] != r:
+                out[r, kept] = item
+                kept += 1
+    return out
+
+
+@njit(cache=True)
+def holds_any(slates: np.ndarray, lists: np.ndarray, rows: np.ndarray, n_ids: int) -> np.ndarray:
+    """(n, k) bool: whether ``slates[i, j]`` is in row ``rows[i]`` of ``lists``, whose entries
+    are item ids below ``n_ids`` (negative ones are padding and hold nothing; larger ones are
+    ignored). One pass per row: the row's items are stamped with its number in a table over
+    item ids, its slate looked up."""
+    n, k = slates.shape
+    width = lists.shape[1]
+    stamp = np.full(n_ids, -1, dtype=np.int64)
+    out = np.empty((n, k), dtype=np.bool_)
+    for i in range(n):
+        row = rows[i]
+        for h in range(width):
+            item = lists[row, h]
+            if 0 <= item < n_ids:
+                stamp[item] = i
+        for j in range(k):
+            item = slates[i, j]
+            out[i, j] = 0 <= item < n_ids and stamp[item] == i
+    return out
+
+
+@njit(cache=True)
+def slate_faults(slates: np.ndarray, available: np.ndarray) -> tuple[bool, bool, bool]:
+    """(outside, unavailable, repeated): whether any entry of ``slates`` is outside [0,
+    len(available)), whether any entry inside it is not ``available``, whether any row holds
+    an item twice (among its entries inside the range). One pass, a table over item ids."""
+    n, k = slates.shape
+    m = available.size
+    stamp = np.full(m, -1, dtype=np.int64)
+    outside = unavailable = repeated = False
+    for i in range(n):
+        for j in range(k):
+            item = slates[i, j]
+            if item < 0 or item >= m:
+                outside = True
+                continue
+            if not available[item]:
+                unavailable = True
+            if stamp[item] == i:
+                repeated = True
+            stamp[item] = i
+    return outside, unavailable, repeated
+
+
+@njit(cache=True)
+def ring_slots(ptr: np.ndarray, users: np.ndarray, width: int) -> np.ndarray:
+    """(len(users),) int64 ring-buffer slots, one per entry of ``users`` in order: each user's
+    next slot after its pointer (mod ``width``), its pointer advanced in place. A user that
+    appears m times gets m consecutive slots."""
+    out = np.empty(users.size, dtype=np.int64)
+    for i in range(users.size):
+        u = users[i]
+        slot = ptr[u] % width
+        out[i] = slot
+        ptr[u] = (slot + 1) % width
+    return out
+
+
+#: Longest sum `pairwise_sum` adds (numpy's PW_BLOCKSIZE: longer sums split in halves).
+PAIRWISE_BLOCK = 128
+
+
+@njit(cache=True)
+def pairwise_sum(a: np.ndarray, lo: int, n: int):  # type: ignore[no-untyped-def]
+    """Σ a[lo : lo + n] (1-D, 1 <= n <= `PAIRWISE_BLOCK`) in a's dtype, added in the order
+    of numpy's pairwise summation (what ``np.add.reduce`` does along a contiguous axis):
+    fewer than 8 terms one after the other, else 8 interleaved partial sums combined as a
+    tree, then the remainder. Equal to numpy's sum bit for bit (tests/test_kernels.py), except
+    that a sum of -0.0 terms alone is -0.0 here (numpy starts from +0.0): callers sum squares.
+    Not recursive (numba's cache cannot load recursive functions), hence the bound on n."""
+    if n < 8:
+        res = a[lo]
+        for i in range(1, n):
+            res += a[lo + i]
+        return res
+    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+    i = 8
+    while i < n - n % 8:
+        r0 += a[lo + i]
+        r1 += a[lo + i + 1]
+        r2 += a[lo + i + 2]
+        r3 += a[lo + i + 3]
+        r4 += a[lo + i + 4]
+        r5 += a[lo + i + 5]
+        r6 += a[lo + i + 6]
+        r7 += a[lo + i + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += a[lo + i]
+        i += 1
+    return res
+
+
+@njit(cache=True)
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows of the 2-D float ``x`` (at most `PAIRWISE_BLOCK` columns) scaled to unit L2 norm,
+    all-zero (or NaN-norm) rows zero, computed in x's dtype exactly as ``x /
+    sqrt(np.add.reduce(x * x, axis=-1))`` is (the squares summed in numpy's pairwise order,
+    `pairwise_sum`), in one pass over the rows."""
+    n, d = x.shape
+    out = np.zeros_like(x)
+    if d == 0:
+        return out
+    squares = np.empty(d, dtype=x.dtype)
+    for i in range(n):
+        for c in range(d):
+            squares[c] = x[i, c] * x[i, c]
+        norm = np.sqrt(pairwise_sum(squares, 0, d))
+        if norm > 0:
+            for c in range(d):
+                out[i, c] = x[i, c] / norm
+    return out
+
+
+@njit(cache=True)
+def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(n,) float64 L2 distance between the rows of the 2-D ``a`` and ``b`` (at most
+    `PAIRWISE_BLOCK` columns), computed in float64 exactly as ``np.linalg.norm(a.astype(
+    float64) - b.astype(float64), axis=1)`` is (the squares summed in numpy's pairwise order),
+    without the (n, d) difference and square arrays."""
+    n, d = a.shape
+    out = np.zeros(n, dtype=np.float64)
+    if d == 0:
+        return out
+    squares = np.empty(d, dtype=np.float64)
+    for i in range(n):
+        for c in range(d):
+            diff = np.float64(a[i, c]) - np.float64(b[i, c])
+            squares[c] = diff * diff
+        out[i] = np.sqrt(pairwise_sum(squares, 0, d))
+    return out
+
+
+@njit(cache=True)
+def slate_sum(table: np.ndarray, slates: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(len(rows), d) float64: Σ_j ``table[slates[rows[i], j]]`` for each i, the slate
+    positions added in order from 0.0 (what adding one position's gathered rows at a time to a
+    float64 array of zeros gives, without the (rows, k, d) or (rows, d) temporaries)."""
+    n, k, d = rows.size, slates.shape[1], table.shape[1]
+    out = np.zeros((n, d), dtype=np.float64)
+    for i in range(n):
+        r = rows[i]
+        for j in range(k):
+            item = slates[r, j]
+            for c in range(d):
+                out[i, c] += table[item, c]
+    return out
+
+
+@njit(cache=True)
+def calibration_ratio(
+    p: np.ndarray, q: np.ndarray, q_total: np.ndarray, alpha: float
+) -> np.ndarray:
+    """(R, d) float64 ``p / q̃`` where ``p > 0``, else 1, with ``q̃ = (1 − alpha) · q / q_total
+    + alpha · p`` (``q / q_total`` is 0 in a row whose ``q_total`` is not > 0): the ratio inside
+    ``calibration_kl``'s logarithm, in one pass instead of five array operations."""
+    n, d = p.shape
+    keep = 1.0 - alpha
+    out = np.empty((n, d), dtype=np.float64)
+    for i in range(n):
+        total = q_total[i]
+        for c in range(d):
+            share = q[i, c] / total if total > 0 else 0.0
+            mix = keep * share + alpha * p[i, c]
+            out[i, c] = p[i, c] / mix if p[i, c] > 0 else 1.0
+    return out
+
+
+@njit(cache=True)
+def any_nonnegative(lists: np.ndarray) -> np.ndarray:
+    """(n,) bool: whether row i of ``lists`` (-1 padded ids) holds any id >= 0."""
+    n, width = lists.shape
+    out = np.zeros(n, dtype=np.bool_)
+    for i in range(n):
+        for h in range(width):
+            if lists[i, h] >= 0:
+                out[i] = True
+                break
+    return out
+
+
+@njit(cache=True)
+def fill_features(
+    f: np.ndarray,
+    match: np.ndarray,
+    similarity: np.ndarray,
+    repeat: np.ndarray,
+    shared: np.ndarray,
+    slates: np.ndarray,
+    users: np.ndarray,
+    quality: np.ndarray,
+    popularity: np.ndarray,
+    conformity: np.ndarray,
+    curiosity: np.ndarray,
+    boredom: np.ndarray,
+    fatigue: np.ndarray,
+    position: np.ndarray,
+) -> None:
+    """Write the (F >= 10, n, k + 1) float32 utility-feature block ``f`` of
+    `agents.deciders.utility_features` in one pass (every entry; rows 10.. are zeros), from
+    float32 inputs, rounding every intermediate to float32 as numpy's float32 arithmetic does
+    (an operation on two float32 values computed in float64 and rounded once is the float32
+    result). Column k is the no-choice option. ``position`` is the (k,) float32 position term.
+    """
+    n_feat, n, width = f.shape
+    k = width - 1
+    f32 = np.float32
+    for i in range(n):
+        u = users[i]
+        for j in range(k):
+            item = slates[i, j]
+            sim = similarity[i, j]
+            f[0, i, j] = match[i, j]
+            f[1, i, j] = f32(quality[item] - 0.5)
+            f[2, i, j] = conformity[u] * popularity[item]
+            f[3, i, j] = curiosity[u] * f32(1.0 - sim)
+            f[4, i, j] = -(boredom[u] * sim)
+            f[5, i, j] = f32(1.0) if shared[i, j] else f32(0.0)
+            f[6, i, j] = f32(-1.0) if repeat[i, j] else -f32(0.0)
+            f[7, i, j] = position[j]
+            for r in range(8, n_feat):
+                f[r, i, j] = 0.0
+        for r in range(n_feat):
+            f[r, i, k] = 0.0
+        f[8, i, k] = 1.0
+        f[9, i, k] = fatigue[u]
+
+
+@njit(cache=True)
+def noisy_argmax(utility: np.ndarray, noise: float, draws: np.ndarray) -> np.ndarray:
+    """(n,) int64 ``argmax(utility + noise * draws, axis=1)`` (the sum in float64; the first
+    maximum, or the first NaN, as numpy's argmax picks) without the (n, m) sum array."""
+    n, m = utility.shape
+    out = np.zeros(n, dtype=np.int64)
+    for i in range(n):
+        best = np.float64(utility[i, 0]) + noise * draws[i, 0]
+        at = 0
+        if not np.isnan(best):
+            for j in range(1, m):
+                v = np.float64(utility[i, j]) + noise * draws[i, j]
+                if not v <= best:  # larger, or NaN (numpy stops at the first NaN)
+                    best, at = v, j
+                    if np.isnan(v):
+                        break
+        out[i] = at
+    return out
