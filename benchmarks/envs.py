@@ -145,7 +145,8 @@ def size_table(mode: str, users: list[int], items: list[int], args: argparse.Nam
             bench_single(mode, 0.2, env)  # warm caches (and skip the first ticks' cold ranking)
             rate = best_of(args.repeats, bench_single, mode, args.seconds, env)
             first = first or rate
-            print(f"{n_users:>9,}{n_items:>9,}{rate:>14,.0f}{1e6 / rate:>10.0f}{rate / first:>13.2f}x")
+            sizes = f"{n_users:>9,}{n_items:>9,}"
+            print(f"{sizes}{rate:>14,.0f}{1e6 / rate:>10.0f}{rate / first:>13.2f}x")
 
 
 def main(argv: list[str] | None = None) -> None:
