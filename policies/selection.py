@@ -161,7 +161,7 @@ def splitmix64(salt: int, cols: np.ndarray) -> np.ndarray:
 
 def available_ids(available: np.ndarray) -> np.ndarray:
     """Sorted ids of the available items."""
-    return np.flatnonzero(np.asarray(available, dtype=bool)).astype(np.int64)
+    return np.flatnonzero(np.asarray(available, dtype=bool)).astype(np.int64, copy=False)
 
 
 def recent_of(request: RecommendRequest) -> np.ndarray:
