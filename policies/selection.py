@@ -27,6 +27,7 @@ from collections.abc import Callable
 import numpy as np
 
 from policies.base import NO_ITEM, RecommendRequest
+from simenv import kernels
 
 #: Upper bound on the cells (rows x items) of one chunk of personalised scores.
 CHUNK_BUDGET = 1 << 21
@@ -125,6 +126,15 @@ class TieKeys:
         sub.offset = self.offset[rows]
         return sub
 
+    def kernel_keys(self) -> tuple[int, np.ndarray, np.uint64]:
+        """How `simenv.kernels` computes these keys: (mode, perm, salt), mode 0 the column
+        ("id"), 1 ``perm[column]``, 2 SplitMix64 of ``salt`` (`splitmix64`)."""
+        if self._perm is not None:
+            return 1, self._perm, np.uint64(0)
+        if self.salt is None:
+            return 0, _NO_PERM, np.uint64(0)
+        return 2, _NO_PERM, np.uint64(self.salt)
+
     def global_key(self) -> np.ndarray:
         """(m,) keys shared by all rows (used for one global ranking)."""
         return self.perm
@@ -135,6 +145,7 @@ class TieKeys:
         return (self.perm[cols] + self.offset[rows]) % max(self.m, 1)
 
 
+_NO_PERM = np.zeros(0, dtype=np.int64)
 _GOLDEN_GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
@@ -395,26 +406,18 @@ def _full_ranking(s: np.ndarray, avail: np.ndarray, ties: TieKeys) -> np.ndarray
 def _top_global_row(
     s: np.ndarray, avail: np.ndarray, recent: np.ndarray, length: int, ties: TieKeys, n_cand: int
 ) -> np.ndarray:
-    """`top_global` of one row (a session env's step), (1, length): the same slate, with only
-    the row's window of the tie group at the cut put in key order (`_window`: O(group), no
-    sort of the group; a cold catalog is one big tie group) and the head walked in Python."""
+    """`top_global` of one row (a single env's step), (1, length): the same slate, with the
+    head and the row's rotated window of the cut-off's tie group selected by one compiled pass
+    (`simenv.kernels.global_head`: tie keys for the tie group only, no sort of it; a cold
+    catalog is one big tie group) and the head walked in Python."""
+    mode, perm, salt = ties.kernel_keys()
+    offset = int(ties.offset[0]) if ties.per_row else -1
     neg = -s
     cut = np.partition(neg, n_cand - 1)[n_cand - 1]
-    above = np.flatnonzero(neg < cut)
-    if above.size > 1:
-        above = above[np.lexsort((ties.keys(above), neg[above]))]
-    tied = np.flatnonzero(neg == cut)
-    width, size = n_cand - above.size, tied.size
-    rotate = ties.per_row and size > 1
-    start = int(ties.offset[0]) % size if rotate else 0
-    head = avail[np.concatenate([above, _window(tied, ties.keys(tied), start, width)])]
-    if rotate and size < width:  # the rotation wrapped: repeats to drop
-        out = _first_distinct_row(head, length, recent[0])
-        if out[0, -1] < 0:  # the row ran out: the whole ranking is needed
-            out = _complete(out, _full_ranking(s, avail, ties), recent, length)
-        return out
+    cols, size = kernels.global_head(neg, cut, n_cand, mode, perm, salt, offset)
+    rotate = ties.per_row and size > 1  # the tie group holds the head's last n_cand - g0
     mask = set(recent[0].tolist())
-    items = head.tolist()  # distinct
+    items = avail[cols].tolist()  # distinct
     picked = [c for c in items if c not in mask]
     if len(picked) < length:
         if rotate:  # as `first_distinct`: the row ran out, the whole ranking is needed
@@ -422,25 +425,6 @@ def _top_global_row(
             return _complete(out, _full_ranking(s, avail, ties), recent, length)
         picked += [c for c in items if c in mask]  # recent items come last, only if needed
     return np.array([picked[:length]], dtype=np.int64)
-
-
-def _window(tied: np.ndarray, keys: np.ndarray, start: int, width: int) -> np.ndarray:
-    """``width`` entries of ``tied`` sorted by their distinct ``keys`` and rotated to begin at
-    ``start`` (wrapping around, repeating when ``width`` > its size): what
-    ``tied[argsort(keys)][(start + arange(width)) % size]`` gives, with the window's ranks
-    selected by `np.argpartition` (O(size)) and only they sorted."""
-    size = tied.size
-    if size <= 2 * width or size <= 64:  # small: sorting it all is cheaper
-        order = np.argsort(keys)
-        return tied[order[(start + np.arange(width)) % size]]
-    end = start + width
-    if end <= size:  # ranks start .. end-1
-        part = np.argpartition(keys, [start, end - 1] if start else [end - 1])[start:end]
-        return tied[part[np.argsort(keys[part])]]
-    wrap = end - size  # ranks start .. size-1, then 0 .. wrap-1 (wrap <= start)
-    part = np.argpartition(keys, [wrap - 1, start])
-    tail, front = part[start:], part[:wrap]
-    return tied[np.concatenate([tail[np.argsort(keys[tail])], front[np.argsort(keys[front])]])]
 
 
 KeyFn = Callable[[np.ndarray, np.ndarray], np.ndarray]

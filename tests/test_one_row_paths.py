@@ -17,7 +17,7 @@ import pytest
 from agents.deciders import UtilityDecider
 from policies.base import NO_ITEM, Feedback, RecommendRequest
 from policies.learning import ItemStats
-from policies.selection import TieKeys, _window, splitmix64, top_global
+from policies.selection import TieKeys, splitmix64, top_global
 from scenarios import load
 from simenv.envs.core import SMALL_OVERRIDES, SessionCore
 from simenv.envs.observation import ObservationBuilder, recent_stats, recent_stats_padded
@@ -349,18 +349,6 @@ def test_tie_keys_of_one_row_draw_what_the_array_call_draws() -> None:
             c, d = np.random.default_rng(seed), np.random.default_rng(seed)
             assert c.integers(0, m, dtype=np.int64) == d.integers(0, m, size=1, dtype=np.int64)[0]
             assert c.random() == d.random()
-
-
-def test_tie_window_is_the_rotated_sorted_group() -> None:
-    rng = np.random.default_rng(5)
-    for _ in range(400):
-        size = int(rng.integers(1, 300))
-        tied = np.sort(rng.choice(1000, size, replace=False))
-        keys = rng.permutation(10 * size)[:size].astype(np.int64)
-        width = int(rng.integers(1, size + 1))
-        start = int(rng.integers(0, size))
-        ref = tied[np.argsort(keys)][(start + np.arange(width)) % size]
-        _same(_window(tied, keys, start, width), ref)
 
 
 def test_hashed_tie_keys_draw_two_numbers_whatever_the_catalog() -> None:

@@ -1,0 +1,66 @@
+"""The one-user step's numba kernels (`simenv.kernels`, "one-user step") against numpy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from policies.selection import TieKeys, splitmix64
+from simenv import kernels
+
+
+def _reference(
+    neg: np.ndarray, n_cand: int, keys: np.ndarray, offset: int
+) -> tuple[np.ndarray, int]:
+    """`kernels.global_head` by a full sort: every column by (neg, key), the head down to the
+    cut's tie group, the group rotated by ``offset`` (none if < 0)."""
+    order = np.lexsort((keys, neg))
+    cut = neg[order[n_cand - 1]]
+    g0, size = int((neg < cut).sum()), int((neg == cut).sum())
+    group = order[g0 : g0 + size]
+    start = offset % size if offset >= 0 and size > 1 else 0
+    window = group[(start + np.arange(n_cand - g0)) % size]
+    return np.concatenate([order[:g0], window]), size
+
+
+@pytest.mark.parametrize("mode", [0, 1, 2])
+def test_global_head_equals_a_full_sort(mode: int) -> None:
+    rng = np.random.default_rng(mode)
+    for trial in range(300):
+        m = int(rng.choice([5, 40, 300, 3000]))
+        neg = -rng.integers(0, int(rng.choice([2, 4, 50])), m).astype(np.float64)
+        if trial % 5 == 0:
+            neg[:] = -0.0  # a cold catalog: one tie group
+        n_cand = int(rng.integers(1, min(m, 40) + 1))
+        perm = rng.permutation(m).astype(np.int64)
+        salt = int(rng.integers(0, 2**63 - 1))
+        keys = [np.arange(m), perm, splitmix64(salt, np.arange(m))][mode]
+        offset = int(rng.integers(-1, m))
+        cut = np.partition(neg, n_cand - 1)[n_cand - 1]
+        no_perm = np.zeros(0, np.int64)
+        got, size = kernels.global_head(
+            neg, cut, n_cand, mode, perm if mode == 1 else no_perm, np.uint64(salt), offset
+        )
+        ref, ref_size = _reference(neg, n_cand, keys, offset)
+        np.testing.assert_array_equal(got, ref, err_msg=f"trial {trial}")
+        assert size == ref_size
+
+
+def test_tie_keys_in_the_kernel_are_the_numpy_keys() -> None:
+    rng = np.random.default_rng(9)
+    for hashed in (True, False):
+        ties = TieKeys(500, 1, "random", rng, hashed=hashed)
+        mode, perm, salt = ties.kernel_keys()
+        cols = np.arange(500)
+        got = [kernels._tie_key(int(c), mode, perm, salt) for c in cols]
+        np.testing.assert_array_equal(got, ties.keys(cols))
+
+
+def test_select_is_numpy_partition() -> None:
+    rng = np.random.default_rng(2)
+    for _ in range(300):
+        a = rng.integers(-5, int(rng.choice([3, 10**9])), int(rng.integers(1, 400)))
+        k = int(rng.integers(0, a.size))
+        work = a.copy()
+        assert kernels.select(work, k) == np.partition(a, k)[k]
+        np.testing.assert_array_equal(np.sort(work), np.sort(a))  # reordered, not changed
