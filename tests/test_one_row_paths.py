@@ -336,6 +336,21 @@ def test_popularity_signal_updated_by_entries_equals_a_fresh_one(core: SessionCo
     _same(items.popularity_signal(n), fresh())
 
 
+def test_activation_prob_of_some_users_is_their_entries() -> None:
+    from agents import emotion as emo
+
+    rng = np.random.default_rng(6)
+    n = 50
+    state = emo.EmotionState.initial(np.full(n, 0.5, dtype=np.float32))
+    state.satisfaction[:] = rng.uniform(-1, 1, n).astype(state.satisfaction.dtype)
+    state.fatigue[:] = rng.uniform(0, 1, n).astype(state.fatigue.dtype)
+    activity = rng.uniform(0, 1, n).astype(np.float32) * 1.3
+    params = emo.EmotionParams()
+    users = np.array([3, 17, 3, 49])
+    full = emo.activation_prob(state, activity, params)
+    _same(emo.activation_prob(state, activity[users], params, users), full[users])
+
+
 def test_tie_keys_of_one_row_draw_what_the_array_call_draws() -> None:
     for seed in range(50):
         for m in (1, 2, 30, 1000, 2**33 + 7):

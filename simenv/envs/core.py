@@ -418,9 +418,10 @@ class SessionCore:
             params = world.scenario.emotion
             if w["churn"]:
                 r[done] -= w["churn"] * emo.exit_prob(world.users.emotion, users, params)
-            if w["return"]:
-                activity = world.users.persona.activity * world.scenario.population.activity_scale
-                p = emo.activation_prob(world.users.emotion, activity, params)[users]
+            if w["return"]:  # the ending users' entries only, not the whole population's
+                scale = world.scenario.population.activity_scale
+                activity = world.users.persona.activity[users] * scale
+                p = emo.activation_prob(world.users.emotion, activity, params, users)
                 r[done] += w["return"] * p
         return r.astype(np.float32)
 
