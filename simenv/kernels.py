@@ -56,7 +56,8 @@ def global_head(
     ``offset`` < 0). Keys as `_tie_key`. Returns the (n_cand,) columns and the tie group's
     size. What `policies.selection._head_order` and a rotation of its tie group select, with
     two passes over the catalog, and the keys computed and ranked for the tie group only
-    (`select` of the window's bounds, no sort of the group)."""
+    (`rank_window`: one pass and a sort of the window's neighbourhood, no sort of the
+    group)."""
     m = neg.size
     n_above, size = 0, 0
     for i in range(m):
@@ -97,17 +98,61 @@ def global_head(
         for j in range(width):
             out[n_above + j] = tied[order[(start + j) % size]]
         return out, size
-    # the window of ranks [start, end) (wrapping past the group's end to [0, end - size)):
-    # its bounding keys by selection, then the entries between them, sorted
-    hi_rank = end - 1 if end <= size else size - 1
-    scratch = keys.copy()
-    lo_key = select(scratch, start)
-    hi_key = select(scratch, hi_rank)
-    _keys_between(tied, keys, lo_key, hi_key, out, n_above)
-    if end > size:
-        wrap_key = select(scratch, end - size - 1)
-        _keys_between(tied, keys, keys.min(), wrap_key, out, n_above + size - start)
+    # the window of ranks [start, end), wrapping past the group's end to [0, end - size)
+    kmin, kmax = keys.min(), keys.max()
+    if end <= size:
+        rank_window(tied, keys, start, end, kmin, kmax, out, n_above)
+    else:
+        rank_window(tied, keys, start, size, kmin, kmax, out, n_above)
+        rank_window(tied, keys, 0, end - size, kmin, kmax, out, n_above + size - start)
     return out, size
+
+
+@njit(cache=True)
+def rank_window(
+    tied: np.ndarray,
+    keys: np.ndarray,
+    r0: int,
+    r1: int,
+    kmin: np.int64,
+    kmax: np.int64,
+    out: np.ndarray,
+    at: int,
+) -> None:
+    """Write the entries of ``tied`` whose (distinct) ``keys`` rank ``r0`` .. ``r1 - 1``, in
+    key order, into ``out[at:]``. One pass: keys spread evenly between ``kmin`` and ``kmax``
+    (hash outputs) put those ranks near the matching quantiles, so the entries between two
+    guessed bounds (4 standard deviations wide) are collected and sorted, and the count below
+    the lower bound says which of them hold the ranks; when the guess misses (keys that are not
+    spread evenly), `select` finds the bounding keys exactly. Same entries either way."""
+    size = keys.size
+    span = float(kmax) - float(kmin)
+    margin = 4.0 * np.sqrt(size) + 16.0
+    t_lo = float(kmin) + span * max(r0 - margin, 0.0) / size
+    t_hi = float(kmin) + span * min(r1 + margin, size) / size
+    below, n = 0, 0
+    for j in range(size):
+        f = float(keys[j])  # monotone in the key: "below" is a prefix of the key order
+        if f < t_lo:
+            below += 1
+        elif f <= t_hi:
+            n += 1
+    if below <= r0 and r1 <= below + n:
+        picked = np.empty(n, dtype=np.int64)
+        picked_keys = np.empty(n, dtype=np.int64)
+        i = 0
+        for j in range(size):
+            f = float(keys[j])
+            if t_lo <= f <= t_hi:
+                picked[i] = tied[j]
+                picked_keys[i] = keys[j]
+                i += 1
+        order = np.argsort(picked_keys)
+        for j in range(r1 - r0):
+            out[at + j] = picked[order[r0 - below + j]]
+        return
+    scratch = keys.copy()
+    _keys_between(tied, keys, select(scratch, r0), select(scratch, r1 - 1), out, at)
 
 
 @njit(cache=True)

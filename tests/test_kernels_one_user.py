@@ -64,3 +64,22 @@ def test_select_is_numpy_partition() -> None:
         work = a.copy()
         assert kernels.select(work, k) == np.partition(a, k)[k]
         np.testing.assert_array_equal(np.sort(work), np.sort(a))  # reordered, not changed
+
+
+def test_rank_window_is_a_slice_of_the_sorted_keys() -> None:
+    """Evenly spread keys (the one-pass guess) and skewed ones (the guess misses: `select`)."""
+    rng = np.random.default_rng(3)
+    for trial in range(300):
+        size = int(rng.integers(1, 3000))
+        if trial % 2:
+            keys = splitmix64(int(rng.integers(0, 2**62)), np.arange(size))
+        else:  # most keys bunched near the bottom, a few huge
+            keys = rng.choice(10 * size, size, replace=False).astype(np.int64)
+            keys[rng.random(size) < 0.05] += 2**60
+        tied = rng.permutation(size).astype(np.int64) + 7
+        r0 = int(rng.integers(0, size))
+        r1 = int(rng.integers(r0 + 1, size + 1))
+        out = np.full(r1 - r0 + 3, -1, dtype=np.int64)
+        kernels.rank_window(tied, keys, r0, r1, keys.min(), keys.max(), out, 2)
+        np.testing.assert_array_equal(out[2 : 2 + r1 - r0], tied[np.argsort(keys)][r0:r1])
+        assert out[0] == out[1] == out[-1] == -1
