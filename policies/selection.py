@@ -370,14 +370,10 @@ def top_global(
     rows = recent.shape[0]
     if length == 0 or rows == 0:
         return np.zeros((rows, length), dtype=np.int64)
-    s = np.asarray(scores, dtype=np.float64)
-    if s.size != m:
-        s = s[avail]
-    if not np.isfinite(s).all():
-        s = np.nan_to_num(s, nan=-_BIG, posinf=_BIG, neginf=-_BIG)
     n_cand = min(m, length + recent.shape[1])
-    if rows == 1:
-        return _top_global_row(s, avail, recent, length, ties, n_cand)
+    if rows == 1:  # the scores are read by the kernel, once
+        return _top_global_row(np.asarray(scores), avail, recent, length, ties, n_cand)
+    s = _available_scores(scores, avail)
     order, g0 = _head_order(-s, ties.keys, n_cand)
     g1 = order.size
     if ties.per_row and g1 - g0 > 1:
@@ -398,6 +394,17 @@ def top_global(
     return first_unmasked(np.broadcast_to(cand, (rows, n_cand)), masked, length, True)
 
 
+def _available_scores(scores: np.ndarray, avail: np.ndarray) -> np.ndarray:
+    """The scores of the available items as float64 (``scores`` per item id or per ``avail``
+    entry), NaN and -inf as the lowest finite value, +inf as the highest."""
+    s = np.asarray(scores, dtype=np.float64)
+    if s.size != avail.size:
+        s = s[avail]
+    if not np.isfinite(s).all():
+        s = np.nan_to_num(s, nan=-_BIG, posinf=_BIG, neginf=-_BIG)
+    return s
+
+
 def _full_ranking(s: np.ndarray, avail: np.ndarray, ties: TieKeys) -> np.ndarray:
     """Every available id by decreasing score, ties by key (what a row that ran out needs)."""
     return avail[np.lexsort((ties.global_key(), -s))]
@@ -406,14 +413,16 @@ def _full_ranking(s: np.ndarray, avail: np.ndarray, ties: TieKeys) -> np.ndarray
 def _top_global_row(
     s: np.ndarray, avail: np.ndarray, recent: np.ndarray, length: int, ties: TieKeys, n_cand: int
 ) -> np.ndarray:
-    """`top_global` of one row (a single env's step), (1, length): the same slate, with the
-    head and the row's rotated window of the cut-off's tie group selected by one compiled pass
+    """`top_global` of one row (a single env's step), (1, length), from the raw ``s``
+    (scores per item id or per available item): the same slate, with the scores read, the
+    cut-off found, the head and the row's rotated window of the cut-off's tie group selected
+    by compiled passes
     (`simenv.kernels.global_head`: tie keys for the tie group only, no sort of it; a cold
     catalog is one big tie group) and the head walked in Python."""
     mode, perm, salt = ties.kernel_keys()
     offset = int(ties.offset[0]) if ties.per_row else -1
-    neg = -s
-    cut = np.partition(neg, n_cand - 1)[n_cand - 1]
+    neg = kernels.negated_scores(s, avail, _BIG)  # = -_available_scores(s, avail)
+    cut = np.partition(neg, n_cand - 1)[n_cand - 1]  # numpy's introselect: the fastest here
     cols, size = kernels.global_head(neg, cut, n_cand, mode, perm, salt, offset)
     rotate = ties.per_row and size > 1  # the tie group holds the head's last n_cand - g0
     mask = set(recent[0].tolist())
@@ -422,7 +431,8 @@ def _top_global_row(
     if len(picked) < length:
         if rotate:  # as `first_distinct`: the row ran out, the whole ranking is needed
             out = np.array([picked + [NO_ITEM] * (length - len(picked))], dtype=np.int64)
-            return _complete(out, _full_ranking(s, avail, ties), recent, length)
+            ranking = _full_ranking(_available_scores(s, avail), avail, ties)
+            return _complete(out, ranking, recent, length)
         picked += [c for c in items if c in mask]  # recent items come last, only if needed
     return np.array([picked[:length]], dtype=np.int64)
 

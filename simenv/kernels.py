@@ -39,6 +39,24 @@ def _tie_key(col: int, mode: int, perm: np.ndarray, salt: np.uint64) -> np.int64
 
 
 @njit(cache=True)
+def negated_scores(scores: np.ndarray, avail: np.ndarray, big: float) -> np.ndarray:
+    """(len(avail),) float64 minus the available items' scores (``scores`` per item id, or
+    per ``avail`` entry when it has as many), NaN and -inf scored ``-big``, +inf ``big``:
+    ``-policies.selection._available_scores(scores, avail)`` in one pass."""
+    m = avail.size
+    out = np.empty(m, dtype=np.float64)
+    per_item = scores.size != m
+    for j in range(m):
+        v = float(scores[avail[j]] if per_item else scores[j])
+        if np.isnan(v):
+            v = -big
+        elif np.isinf(v):
+            v = big if v > 0 else -big
+        out[j] = -v
+    return out
+
+
+@njit(cache=True)
 def global_head(
     neg: np.ndarray,
     cut: float,
@@ -49,8 +67,9 @@ def global_head(
     offset: int,
 ) -> tuple[np.ndarray, int]:
     """The column order of one row's candidates in a global ranking (a single env's step):
-    the columns whose ``neg`` (minus the scores) is below ``cut``, its ``n_cand``-th smallest
-    value (numpy's introselect finds it: numba's `np.partition` is many times slower), by
+    the columns whose ``neg`` (minus the scores, `negated_scores`) is below ``cut``, its
+    ``n_cand``-th smallest value (numpy's introselect finds it faster than numba's
+    `np.partition` or `select` on a cold catalog's many equal values), by
     (neg, key), then ``n_cand`` minus as many of the columns equal to ``cut`` (the tie group)
     in key order, rotated to begin at ``offset`` modulo the group's size (no rotation if
     ``offset`` < 0). Keys as `_tie_key`. Returns the (n_cand,) columns and the tie group's
@@ -158,8 +177,8 @@ def rank_window(
 @njit(cache=True)
 def select(a: np.ndarray, k: int) -> np.int64:
     """The ``k``-th smallest entry of ``a`` (``np.partition(a, k)[k]``), reordering ``a`` in
-    place: Hoare's quickselect, O(size) expected on keys in random order (numba's own
-    `np.partition` was 13x slower than numpy's at 100k entries)."""
+    place: Hoare's quickselect with the middle entry as pivot, O(size) expected on keys in
+    random order (numba's own `np.partition` was 13x slower than numpy's at 100k entries)."""
     lo, hi = 0, a.size - 1
     while lo < hi:
         pivot = a[(lo + hi) // 2]

@@ -83,3 +83,29 @@ def test_rank_window_is_a_slice_of_the_sorted_keys() -> None:
         kernels.rank_window(tied, keys, r0, r1, keys.min(), keys.max(), out, 2)
         np.testing.assert_array_equal(out[2 : 2 + r1 - r0], tied[np.argsort(keys)][r0:r1])
         assert out[0] == out[1] == out[-1] == -1
+
+
+def test_negated_scores_are_minus_the_cleaned_available_scores() -> None:
+    from policies.selection import _BIG, _available_scores
+
+    rng = np.random.default_rng(8)
+    for _ in range(100):
+        n = int(rng.integers(1, 200))
+        scores = rng.normal(size=n)
+        scores[rng.random(n) < 0.1] = np.nan
+        scores[rng.random(n) < 0.05] = np.inf
+        scores[rng.random(n) < 0.05] = -np.inf
+        scores[rng.random(n) < 0.2] = 0.0
+        avail = np.sort(rng.choice(n, int(rng.integers(1, n + 1)), replace=False))
+        for s in (scores, scores[avail]):  # per item id, per available item
+            ref = -_available_scores(s, avail)
+            got = kernels.negated_scores(s, avail, _BIG)
+            assert got.tobytes() == ref.tobytes()  # the same bits, signed zeros included
+
+
+def test_select_on_many_equal_floats() -> None:
+    rng = np.random.default_rng(10)
+    for _ in range(100):
+        a = -rng.integers(0, 3, int(rng.integers(1, 5000))).astype(np.float64)
+        k = int(rng.integers(0, a.size))
+        assert kernels.select(a.copy(), k) == np.partition(a, k)[k]
