@@ -154,10 +154,20 @@ def _after_slate_one(
     state.curiosity[u] = min(max(curious, f32(0.0)), f32(1.0))
 
 
-def activation_prob(state: EmotionState, activity: np.ndarray, params: EmotionParams) -> np.ndarray:
-    """Probability that each user opens the app this tick (before presence is applied)."""
-    gain = 1.0 + params.activation_satisfaction * state.satisfaction
-    loss = 1.0 - params.activation_fatigue * state.fatigue
+def activation_prob(
+    state: EmotionState,
+    activity: np.ndarray,
+    params: EmotionParams,
+    users: np.ndarray | None = None,
+) -> np.ndarray:
+    """Probability that each user opens the app this tick (before presence is applied); with
+    ``users``, of those users only (``activity`` then holds theirs): the same values as the
+    full array's entries, without a pass over the population."""
+    satisfaction, fatigue = state.satisfaction, state.fatigue
+    if users is not None:
+        satisfaction, fatigue = satisfaction[users], fatigue[users]
+    gain = 1.0 + params.activation_satisfaction * satisfaction
+    loss = 1.0 - params.activation_fatigue * fatigue
     return np.clip(activity * gain * loss, 0.0, 1.0)
 
 

@@ -3,9 +3,13 @@
     python benchmarks/envs.py                       # Session mode, N = 1, 16, 256
     python benchmarks/envs.py --mode exploration --n 1 16 256 --seconds 1 --repeats 3
     python benchmarks/envs.py --profile 3000        # where a single env's step goes (cProfile)
+    python benchmarks/envs.py --items 1000 10000 100000 --users 2000 100000  # single env by size
 
 The world is filter_bubble with 2,000 users and 1,000 items (slate 10, 30 candidates), random
-actions drawn up front. ``recloop/Session-v0`` steps one session at a time;
+actions drawn up front (``--items`` / ``--users`` change the catalog and the population; given
+either, the table has one row per size pair of the single env of ``--mode`` instead, to show
+whether a step's cost grows with them).
+``recloop/Session-v0`` steps one session at a time;
 `BatchedSessionVecEnv` steps N sessions with one ``world.serve`` (one decider call) per step.
 "session-steps/s" counts served slates; the last column is the batched env's session-steps/s
 over the single env's, i.e. the speed-up against stepping N separate single envs in turn.
@@ -24,12 +28,18 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+USERS, ITEMS = 2000, 1000
 OVERRIDES = [
-    "population.size=2000",
-    "catalog.n_items=1000",
+    f"population.size={USERS}",
+    f"catalog.n_items={ITEMS}",
     "catalog.n_creators=50",
     "log_interactions=false",
 ]
+
+
+def sized(users: int, items: int) -> list[str]:
+    """`OVERRIDES` with ``users`` users and ``items`` items."""
+    return [f"population.size={users}", f"catalog.n_items={items}", *OVERRIDES[2:]]
 
 
 def random_actions(space: Any, n: int, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -43,28 +53,40 @@ def random_actions(space: Any, n: int, count: int, rng: np.random.Generator) -> 
     return rng.random((count, n, *space.shape)).astype(np.float32)
 
 
+#: The clock the rates are timed by: wall time, or with ``--cpu-time`` the process's CPU time
+#: (on a machine other jobs load, a process that waits for a core loses no CPU time).
+CLOCK = time.perf_counter
+
+
 def best_of(repeats: int, fn: Any, *args: Any) -> float:
     """The best rate of ``repeats`` runs (robust to other load on the machine)."""
     return max(fn(*args) for _ in range(repeats))
 
 
-def bench_single(mode: str, seconds: float) -> float:
-    """Steps per second of one single-session environment."""
+def make_single(mode: str, overrides: list[str] | None = None) -> Any:
+    """The single env of ``mode`` on the benchmark's world (``overrides``: `OVERRIDES`), reset."""
     import gymnasium
 
     import simenv  # noqa: F401  (registers the envs)
 
     env_id = "recloop/Session-v0" if mode == "session" else "recloop/Exploration-v0"
-    env = gymnasium.make(env_id, overrides=OVERRIDES)
+    env = gymnasium.make(env_id, overrides=overrides or OVERRIDES)
     env.reset(seed=0)
+    return env
+
+
+def bench_single(mode: str, seconds: float, env: Any = None) -> float:
+    """Steps per second of one single-session environment (``env``: made by `make_single`,
+    stepped on from where it is; default: a new one on `OVERRIDES`)."""
+    env = env or make_single(mode)
     actions = random_actions(env.action_space, 1, 4096, np.random.default_rng(0))[:, 0]
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
+    steps, start = 0, CLOCK()
+    while CLOCK() - start < seconds:
         _, _, terminated, truncated, _ = env.step(actions[steps % len(actions)])
         steps += 1
         if terminated or truncated:
             env.reset()
-    return steps / (time.perf_counter() - start)
+    return steps / (CLOCK() - start)
 
 
 def bench_batched(mode: str, n: int, seconds: float) -> float:
@@ -74,26 +96,23 @@ def bench_batched(mode: str, n: int, seconds: float) -> float:
     venv = BatchedSessionVecEnv("filter_bubble", n, OVERRIDES, mode=mode, seed=0)  # type: ignore[arg-type]
     venv.reset()
     actions = random_actions(venv.action_space, n, 256, np.random.default_rng(0))
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
+    steps, start = 0, CLOCK()
+    while CLOCK() - start < seconds:
         venv.step(actions[steps % len(actions)])
         steps += 1
-    return steps / (time.perf_counter() - start)
+    return steps / (CLOCK() - start)
 
 
-def profile_single(mode: str, steps: int, top: int = 30) -> None:
-    """cProfile of ``steps`` steps of the single env (after 200 untimed ones): the functions
-    that cost most, by their own time, with calls per env step."""
+def profile_single(
+    mode: str, steps: int, top: int = 30, overrides: list[str] | None = None
+) -> None:
+    """cProfile of ``steps`` steps of the single env (after 200 untimed ones; ``overrides``:
+    `OVERRIDES`): the functions that cost most, by their own time, with calls per env step."""
     import cProfile
     import pstats
 
-    import gymnasium
-
-    import simenv  # noqa: F401  (registers the envs)
-
-    env_id = "recloop/Session-v0" if mode == "session" else "recloop/Exploration-v0"
-    env = gymnasium.make(env_id, overrides=OVERRIDES)
-    env.reset(seed=0)
+    env = make_single(mode, overrides)
+    env_id = env.spec.id
     actions = random_actions(env.action_space, 1, 4096, np.random.default_rng(0))[:, 0]
 
     def run(count: int) -> None:
@@ -116,6 +135,25 @@ def profile_single(mode: str, steps: int, top: int = 30) -> None:
         print("{:12.1f}{:14.1f}{:11.2f}  ".format(*per_step) + where)
 
 
+def size_table(mode: str, users: list[int], items: list[int], args: argparse.Namespace) -> None:
+    """One row per (population, catalog) size: the single env's steps/s (best of
+    ``args.repeats`` runs of ``args.seconds`` on one env, after 200 untimed steps), and the
+    rate over the first row's."""
+    print(f"mode={mode}  world: filter_bubble {' '.join(OVERRIDES[2:])}")
+    head = f"{'users':>9}{'items':>9}{'env steps/s':>14}{'us/step':>10}{'vs first row':>14}"
+    print(head)
+    print("-" * len(head))
+    first = None
+    for n_users in users:
+        for n_items in items:
+            env = make_single(mode, sized(n_users, n_items))
+            bench_single(mode, 0.2, env)  # warm caches (and skip the first ticks' cold ranking)
+            rate = best_of(args.repeats, bench_single, mode, args.seconds, env)
+            first = first or rate
+            sizes = f"{n_users:>9,}{n_items:>9,}"
+            print(f"{sizes}{rate:>14,.0f}{1e6 / rate:>10.0f}{rate / first:>13.2f}x")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=["session", "exploration"], default="session")
@@ -126,12 +164,40 @@ def main(argv: list[str] | None = None) -> None:
         "--profile",
         type=int,
         metavar="STEPS",
-        help="instead: profile STEPS steps of the single env of --mode and print the costliest "
-        "functions per step",
+        help="instead: profile STEPS steps of the single env of --mode (on the first --users and "
+        "--items sizes) and print the costliest functions per step",
+    )
+    parser.add_argument(
+        "--items",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help=f"instead: the single env of --mode with catalogs of these sizes (users: --users, "
+        f"default {USERS}), one row each",
+    )
+    parser.add_argument(
+        "--users",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help=f"instead: the single env of --mode with populations of these sizes (items: "
+        f"--items, default {ITEMS}), one row each",
+    )
+    parser.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="time by the process's CPU time instead of wall time (a machine other jobs load)",
     )
     args = parser.parse_args(argv)
+    if args.cpu_time:
+        global CLOCK
+        CLOCK = time.process_time
     if args.profile:
-        profile_single(args.mode, args.profile)
+        users, items = (args.users or [USERS])[0], (args.items or [ITEMS])[0]
+        profile_single(args.mode, args.profile, overrides=sized(users, items))
+        return
+    if args.items or args.users:
+        size_table(args.mode, args.users or [USERS], args.items or [ITEMS], args)
         return
 
     single = best_of(args.repeats, bench_single, args.mode, args.seconds)

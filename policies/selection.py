@@ -58,49 +58,110 @@ class TieKeys:
     """Tie-breaking keys for ``m`` candidate columns: smaller key wins a tie.
 
     ``"id"``: the column index (candidates are sorted by item id, so this is the item id order).
-    ``"random"``: a random permutation of the columns drawn from ``rng``, rotated by a random
-    offset per row, so tied rows do not all get the same items.
+    ``"random"``: random keys, rotated by a random offset per row, so tied rows do not all get
+    the same items. By default the keys are a random permutation of the columns drawn from
+    ``rng`` (O(m); what the personal rankings key every (row, column) pair with). ``hashed``
+    (the global rankings): only a random 64-bit salt is drawn, and a column's key is the
+    column-th output of the SplitMix64 generator seeded with it (`splitmix64`), computed for
+    the columns that need one: a global ranking keys only the items at or above its cut, so
+    its cost does not grow with the catalog. Both are random orders of the columns.
     """
 
-    def __init__(self, m: int, n_rows: int, tie_break: str, rng: np.random.Generator) -> None:
+    def __init__(
+        self, m: int, n_rows: int, tie_break: str, rng: np.random.Generator, hashed: bool = False
+    ) -> None:
         self.m = m
         self.per_row = tie_break == "random"
+        self.salt: int | None = None
+        self._perm: np.ndarray | None = None
         if tie_break == "random":
-            self.perm = rng.permutation(m).astype(np.int64, copy=False)
+            if hashed:
+                self.salt = int(rng.integers(0, _MAX_KEY, dtype=np.int64))
+            else:
+                self._perm = rng.permutation(m).astype(np.int64, copy=False)
             if n_rows == 1:  # the scalar call draws the same number, in a quarter of the time
                 self.offset = np.array([rng.integers(0, max(m, 1), dtype=np.int64)])
             else:
                 self.offset = rng.integers(0, max(m, 1), size=n_rows, dtype=np.int64)
         elif tie_break == "id":
-            self.perm = np.arange(m, dtype=np.int64)
             self.offset = np.zeros(n_rows, dtype=np.int64)
         else:
             raise ValueError(f"tie_break must be one of {TIE_BREAKS}, got {tie_break!r}")
         self._inv_perm: np.ndarray | None = None
 
     @property
+    def perm(self) -> np.ndarray:
+        """(m,) the key of every column (hashed keys are not a permutation of 0..m-1 but are
+        distinct all the same)."""
+        if self._perm is None:
+            self._perm = self.keys(np.arange(self.m, dtype=np.int64))
+        return self._perm
+
+    def keys(self, cols: np.ndarray) -> np.ndarray:
+        """(len(cols),) distinct int64 keys of the columns ``cols``, without touching others."""
+        if self._perm is not None:
+            return self._perm[cols]
+        if self.salt is None:  # "id"
+            return np.asarray(cols, dtype=np.int64)
+        return splitmix64(self.salt, cols)
+
+    @property
     def inv_perm(self) -> np.ndarray:
-        """The inverse permutation (column of each key), computed on first use."""
+        """The columns in increasing key order, computed on first use."""
         if self._inv_perm is None:
-            self._inv_perm = np.empty(self.m, dtype=np.int64)
-            self._inv_perm[self.perm] = np.arange(self.m, dtype=np.int64)
+            perm = self.perm
+            if self.salt is None:  # a permutation of 0..m-1
+                self._inv_perm = np.empty(self.m, dtype=np.int64)
+                self._inv_perm[perm] = np.arange(self.m, dtype=np.int64)
+            else:
+                self._inv_perm = np.argsort(perm)
         return self._inv_perm
 
     def subset(self, rows: np.ndarray) -> TieKeys:
         """The same keys for the request rows ``rows`` only (renumbered 0..len(rows)-1)."""
         sub = object.__new__(TieKeys)
-        sub.m, sub.per_row, sub.perm = self.m, self.per_row, self.perm
-        sub._inv_perm = self.inv_perm
+        sub.m, sub.per_row, sub.salt = self.m, self.per_row, self.salt
+        sub._perm, sub._inv_perm = self._perm, self._inv_perm
         sub.offset = self.offset[rows]
         return sub
+
+    def kernel_keys(self) -> tuple[int, np.ndarray, np.uint64]:
+        """How `simenv.kernels` computes these keys: (mode, perm, salt), mode 0 the column
+        ("id"), 1 ``perm[column]``, 2 SplitMix64 of ``salt`` (`splitmix64`)."""
+        if self._perm is not None:
+            return 1, self._perm, np.uint64(0)
+        if self.salt is None:
+            return 0, _NO_PERM, np.uint64(0)
+        return 2, _NO_PERM, np.uint64(self.salt)
 
     def global_key(self) -> np.ndarray:
         """(m,) keys shared by all rows (used for one global ranking)."""
         return self.perm
 
     def key(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """Keys of (row, column) pairs; ``rows`` are absolute request rows, broadcast."""
+        """Keys of (row, column) pairs; ``rows`` are absolute request rows, broadcast (the
+        personal rankings' rotation of the permutation; not for ``hashed`` keys)."""
         return (self.perm[cols] + self.offset[rows]) % max(self.m, 1)
+
+
+_NO_PERM = np.zeros(0, dtype=np.int64)
+_GOLDEN_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def splitmix64(salt: int, cols: np.ndarray) -> np.ndarray:
+    """The ``cols``-th outputs (0-based) of the SplitMix64 generator seeded with ``salt``
+    (Steele et al. 2014), as int64: distinct for distinct ``cols`` (its output function is a
+    bijection of its state, and the states differ), each computed by itself."""
+    z = np.asarray(cols, dtype=np.uint64) + np.uint64(1)
+    z *= _GOLDEN_GAMMA
+    z += np.uint64(salt)
+    z ^= z >> np.uint64(30)
+    z *= _MIX1
+    z ^= z >> np.uint64(27)
+    z *= _MIX2
+    z ^= z >> np.uint64(31)
+    return z.view(np.int64)
 
 
 # --------------------------------------------------------------------------------------------
@@ -110,7 +171,7 @@ class TieKeys:
 
 def available_ids(available: np.ndarray) -> np.ndarray:
     """Sorted ids of the available items."""
-    return np.flatnonzero(np.asarray(available, dtype=bool)).astype(np.int64)
+    return np.flatnonzero(np.asarray(available, dtype=bool)).astype(np.int64, copy=False)
 
 
 def recent_of(request: RecommendRequest) -> np.ndarray:
@@ -209,18 +270,20 @@ def _complete(out: np.ndarray, fallback: np.ndarray, recent: np.ndarray, length:
 # --------------------------------------------------------------------------------------------
 
 
-def _head_order(neg: np.ndarray, key: np.ndarray, n: int) -> tuple[np.ndarray, int]:
-    """The first entries of ``np.lexsort((key, neg))`` (``key`` distinct) down to the end of the
-    group of entries equal to the ``n``-th smallest ``neg``, and the start of that group.
+def _head_order(
+    neg: np.ndarray, keys: Callable[[np.ndarray], np.ndarray], n: int
+) -> tuple[np.ndarray, int]:
+    """The first entries of ``np.lexsort((keys(all), neg))`` (keys distinct) down to the end of
+    the group of entries equal to the ``n``-th smallest ``neg``, and the start of that group.
 
-    The same as sorting everything and cutting at the group's end, in O(m + head log head):
-    a session env ranks the whole catalog for one user at every step.
+    The same as sorting everything and cutting at the group's end, in O(m + head log head),
+    with keys computed for the head only (``keys(cols)``: `TieKeys.keys`).
     """
     cut = np.partition(neg, n - 1)[n - 1]
     above = np.flatnonzero(neg < cut)
     tied = np.flatnonzero(neg == cut)
-    above = above[np.lexsort((key[above], neg[above]))]
-    tied = tied[np.argsort(key[tied])]
+    above = above[np.lexsort((keys(above), neg[above]))]
+    tied = tied[np.argsort(keys(tied))]
     return np.concatenate([above, tied]), int(above.size)
 
 
@@ -281,23 +344,18 @@ def top_global(
     rows = recent.shape[0]
     if length == 0 or rows == 0:
         return np.zeros((rows, length), dtype=np.int64)
-    s = np.asarray(scores, dtype=np.float64)
-    if s.size != m:
-        s = s[avail]
-    if not np.isfinite(s).all():
-        s = np.nan_to_num(s, nan=-_BIG, posinf=_BIG, neginf=-_BIG)
-    key = ties.global_key()
     n_cand = min(m, length + recent.shape[1])
-    if rows == 1:
-        return _top_global_row(s, avail, recent, length, ties, n_cand)
-    order, g0 = _head_order(-s, key, n_cand)
+    if rows == 1:  # the scores are read by the kernel, once
+        return _top_global_row(np.asarray(scores), avail, recent, length, ties, n_cand)
+    s = _available_scores(scores, avail)
+    order, g0 = _head_order(-s, ties.keys, n_cand)
     g1 = order.size
     if ties.per_row and g1 - g0 > 1:
         # the tie group at the cut-off: each row gets it rotated by its own offset, so tied
         # items (cold items, unseen bandit arms) are spread over the users
         out = _rotated_top(avail[order], g0, n_cand, ties.offset, recent, length)
         if (out < 0).any():  # rows that ran out: the whole ranking is needed
-            out = _complete(out, avail[np.lexsort((key, -s))], recent, length)
+            out = _complete(out, _full_ranking(s, avail, ties), recent, length)
         return out
     cand = avail[order[:n_cand]]
     pos = positions(cand, int(max(avail.max(), cand.max()) + 1))
@@ -310,37 +368,45 @@ def top_global(
     return first_unmasked(np.broadcast_to(cand, (rows, n_cand)), masked, length, True)
 
 
+def _available_scores(scores: np.ndarray, avail: np.ndarray) -> np.ndarray:
+    """The scores of the available items as float64 (``scores`` per item id or per ``avail``
+    entry), NaN and -inf as the lowest finite value, +inf as the highest."""
+    s = np.asarray(scores, dtype=np.float64)
+    if s.size != avail.size:
+        s = s[avail]
+    if not np.isfinite(s).all():
+        s = np.nan_to_num(s, nan=-_BIG, posinf=_BIG, neginf=-_BIG)
+    return s
+
+
+def _full_ranking(s: np.ndarray, avail: np.ndarray, ties: TieKeys) -> np.ndarray:
+    """Every available id by decreasing score, ties by key (what a row that ran out needs)."""
+    return avail[np.lexsort((ties.global_key(), -s))]
+
+
 def _top_global_row(
     s: np.ndarray, avail: np.ndarray, recent: np.ndarray, length: int, ties: TieKeys, n_cand: int
 ) -> np.ndarray:
-    """`top_global` of one row (a session env's step), (1, length): the same slate, with the
-    tie group at the cut put in key order through the inverse permutation (O(m), no sort: a
-    cold catalog is one big tie group) and the head walked in Python."""
-    key = ties.global_key()
-    neg = -s
-    cut = np.partition(neg, n_cand - 1)[n_cand - 1]
-    above = np.flatnonzero(neg < cut)
-    if above.size > 1:
-        above = above[np.lexsort((key[above], neg[above]))]
-    inv = ties.inv_perm
-    tied = inv[(neg == cut)[inv]]  # = tied[argsort(key[tied])]: the keys are distinct
-    width, size = n_cand - above.size, tied.size
-    rotate = ties.per_row and size > 1
-    if rotate:  # the row's view of the tie group: rotated by its offset
-        tied = tied[(int(ties.offset[0]) + np.arange(width)) % size]
-    head = avail[np.concatenate([above, tied[:width]])]
-    if rotate and size < width:  # the rotation wrapped: repeats to drop
-        out = _first_distinct_row(head, length, recent[0])
-        if out[0, -1] < 0:  # the row ran out: the whole ranking is needed
-            out = _complete(out, avail[np.lexsort((key, -s))], recent, length)
-        return out
+    """`top_global` of one row (a single env's step), (1, length), from the raw ``s``
+    (scores per item id or per available item): the same slate, with the scores read, the
+    cut-off found, the head and the row's rotated window of the cut-off's tie group selected
+    by compiled passes
+    (`simenv.kernels.global_head`: tie keys for the tie group only, no sort of it; a cold
+    catalog is one big tie group) and the head walked in Python."""
+    mode, perm, salt = ties.kernel_keys()
+    offset = int(ties.offset[0]) if ties.per_row else -1
+    neg = kernels.negated_scores(s, avail, _BIG)  # = -_available_scores(s, avail)
+    cut = np.partition(neg, n_cand - 1)[n_cand - 1]  # numpy's introselect: the fastest here
+    cols, size = kernels.global_head(neg, cut, n_cand, mode, perm, salt, offset)
+    rotate = ties.per_row and size > 1  # the tie group holds the head's last n_cand - g0
     mask = set(recent[0].tolist())
-    items = head.tolist()  # distinct
+    items = avail[cols].tolist()  # distinct
     picked = [c for c in items if c not in mask]
     if len(picked) < length:
         if rotate:  # as `first_distinct`: the row ran out, the whole ranking is needed
             out = np.array([picked + [NO_ITEM] * (length - len(picked))], dtype=np.int64)
-            return _complete(out, avail[np.lexsort((key, -s))], recent, length)
+            ranking = _full_ranking(_available_scores(s, avail), avail, ties)
+            return _complete(out, ranking, recent, length)
         picked += [c for c in items if c in mask]  # recent items come last, only if needed
     return np.array([picked[:length]], dtype=np.int64)
 

@@ -135,14 +135,15 @@ class SlatePolicy:
         sig = inspect.signature(type(self))
         return {p: getattr(self, p) for p in sig.parameters if hasattr(self, p)}
 
-    def _ties(self, m: int, n_rows: int) -> TieKeys:
-        return TieKeys(m, n_rows, self.tie_break, self.rng)
+    def _ties(self, m: int, n_rows: int, hashed: bool = False) -> TieKeys:
+        return TieKeys(m, n_rows, self.tie_break, self.rng, hashed=hashed)
 
     def rank_global(self, request: RecommendRequest, n: int, scores: np.ndarray) -> np.ndarray:
-        """Rank by one (n_items,) score vector shared by all users."""
+        """Rank by one (n_items,) score vector shared by all users (ties: hashed keys, computed
+        for the items at or above the cut only)."""
         avail = available_ids(request.available)
         recent = recent_of(request)
-        return top_global(scores, avail, recent, n, self._ties(avail.size, request.n))
+        return top_global(scores, avail, recent, n, self._ties(avail.size, request.n, True))
 
     def rank_personal(
         self,

@@ -322,13 +322,18 @@ class ItemStore:
 
     def record(self, slates: np.ndarray, consumed: np.ndarray) -> None:
         """Add one impression per entry of ``slates`` and one consumption per ``consumed`` id."""
-        shown = np.asarray(slates).ravel()
+        shown, consumed = np.asarray(slates).ravel(), np.asarray(consumed)
         if 16 * shown.size < self.capacity:  # a few slates: touch their items only
             np.add.at(self.exposure_total, shown, 1)
-            np.add.at(self.consumption_total, consumed, 1)
+            if consumed.size:
+                np.add.at(self.consumption_total, consumed, 1)
+                if self._changed is not None:  # `popularity_signal` updates these only
+                    self._changed.extend(np.asarray(consumed).tolist())
             return
         self.exposure_total += np.bincount(shown, minlength=self.capacity)
         self.consumption_total += np.bincount(consumed, minlength=self.capacity)
+        if consumed.size:
+            self._changed = None  # many: `popularity_signal` computes everything again
 
     def unit_clipped(self) -> np.ndarray:
         """(capacity, d) `unit_rows_clipped` of every item's features (what observations show),
@@ -354,29 +359,55 @@ class ItemStore:
         self.available[old] = False
         return int(old.sum())
 
-    #: `popularity_signal`'s last answer and what it was computed from (class defaults, so
-    #: that a store unpickled from an older checkpoint has them too)
-    _signal_key: tuple[int, int, int] | None = None
+    #: `popularity_signal`'s last answer, what it was computed from (population and catalog
+    #: size), its unscaled log counts and their maximum, and the items consumed since (None:
+    #: unknown, compute everything). Class defaults, so that a store unpickled from an older
+    #: checkpoint has them too.
+    _signal_key: tuple[int, int] | None = None
     _signal: np.ndarray = np.zeros(0, dtype=np.float32)
+    _log_counts: np.ndarray = np.zeros(0, dtype=np.float64)
+    _top: float = 0.0
+    _changed: list[int] | None = None
 
     def popularity_signal(self, n_users: int) -> np.ndarray:
         """Observed popularity in [0, 1]: log consumption plus a prior pseudo-count per item.
 
         The prior stands for word of mouth from before the simulation (``n_users`` consumptions
         spread by the catalog's popularity prior), so the crowd signal exists at tick 0.
-        Read-only; computed again only after a consumption or a publication (a session env
-        asks at every step, and most of its slates are not consumed).
+        Read-only; a new array only after a consumption or a publication (a session env asks at
+        every step, and most of its slates are not consumed). After a few consumptions only the
+        consumed items' entries are computed again (the same values), unless one of them
+        becomes the new maximum, which rescales every entry: the cost of a step does not grow
+        with the catalog.
         """
         # counts only grow (`record`) and priors come with new items (`add`)
-        key = (n_users, self.size, int(self.consumption_total.sum()))
-        if key != self._signal_key:
+        key = (n_users, self.size)
+        if key != self._signal_key or self._changed is None:
             counts = self.consumption_total + self.prior * n_users
-            signal = np.log1p(counts)
-            top = signal.max()
-            out = (signal / top if top > 0 else signal).astype(np.float32)
-            out.flags.writeable = False
-            self._signal_key, self._signal = key, out
+            self._log_counts = np.log1p(counts)
+            self._top = float(self._log_counts.max())
+            self._publish_signal(self._log_counts)
+            self._signal_key, self._changed = key, []
+        elif self._changed:
+            ids = np.unique(np.array(self._changed, dtype=np.int64))
+            self._changed = []
+            log = np.log1p(self.consumption_total[ids] + self.prior[ids] * n_users)
+            self._log_counts[ids] = log
+            if float(log.max()) > self._top:  # a new maximum: every entry scales anew
+                self._top = float(log.max())
+                self._publish_signal(self._log_counts)
+            else:
+                out = self._signal.copy()
+                out[ids] = (log / self._top if self._top > 0 else log).astype(np.float32)
+                out.flags.writeable = False
+                self._signal = out
         return self._signal
+
+    def _publish_signal(self, log_counts: np.ndarray) -> None:
+        top = self._top
+        out = (log_counts / top if top > 0 else log_counts).astype(np.float32)
+        out.flags.writeable = False
+        self._signal = out
 
 
 # --------------------------------------------------------------------------------------------

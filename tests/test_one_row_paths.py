@@ -17,7 +17,7 @@ import pytest
 from agents.deciders import UtilityDecider
 from policies.base import NO_ITEM, Feedback, RecommendRequest
 from policies.learning import ItemStats
-from policies.selection import TieKeys, top_global
+from policies.selection import TieKeys, splitmix64, top_global
 from scenarios import load
 from simenv.envs.core import SMALL_OVERRIDES, SessionCore
 from simenv.envs.observation import ObservationBuilder, recent_stats, recent_stats_padded
@@ -136,9 +136,10 @@ def test_update_one_equals_update_rows(core: SessionCore) -> None:
     _same(one.item_popularity(np.arange(40)), (one.log_consumed[:40] / top).astype(np.float32))
 
 
+@pytest.mark.parametrize("hashed", [True, False])
 @pytest.mark.parametrize("tie_break", ["random", "id"])
 @pytest.mark.parametrize("case", ["cold", "warm", "few"])
-def test_top_global_one_row_equals_row_of_many(tie_break: str, case: str) -> None:
+def test_top_global_one_row_equals_row_of_many(tie_break: str, case: str, hashed: bool) -> None:
     rng = np.random.default_rng(3)
     m = 40 if case == "few" else 300
     avail = np.sort(rng.choice(m + 20, m, replace=False))
@@ -151,7 +152,7 @@ def test_top_global_one_row_equals_row_of_many(tie_break: str, case: str) -> Non
         recent = np.full((1, history), NO_ITEM, dtype=np.int64)
         fill = int(rng.integers(0, history + 1))
         recent[0, :fill] = rng.choice(avail, fill, replace=False)
-        ties = TieKeys(m, 1, tie_break, np.random.default_rng(trial))
+        ties = TieKeys(m, 1, tie_break, np.random.default_rng(trial), hashed=hashed)
         one = top_global(scores, avail, recent, length, ties)
         many = top_global(
             scores, avail, np.repeat(recent, 2, 0), length, ties.subset(np.array([0, 0]))
@@ -312,6 +313,44 @@ def test_popularity_signal_is_kept_until_a_consumption(core: SessionCore) -> Non
     assert items.popularity_signal(n + 1) is not items.popularity_signal(n)  # other prior weight
 
 
+def test_popularity_signal_updated_by_entries_equals_a_fresh_one(core: SessionCore) -> None:
+    """Consumptions of a few items (entries updated), of the most popular one (a new maximum:
+    everything rescaled) and of many at once (everything computed again): always the values a
+    fresh computation gives, bit for bit."""
+    items, n = core._world.items, core._world.n_users
+    rng = np.random.default_rng(4)
+
+    def fresh() -> np.ndarray:
+        signal = np.log1p(items.consumption_total + items.prior * n)
+        return (signal / signal.max()).astype(np.float32)
+
+    ids = np.flatnonzero(items.available)
+    for trial in range(60):
+        if trial % 10 == 9:  # the most popular item: a new maximum
+            consumed = np.array([int(np.argmax(items.popularity_signal(n)))] * 3)
+        else:
+            consumed = rng.choice(ids, int(rng.integers(0, 3)))
+        items.record(rng.choice(ids, (1, 4), replace=False), consumed)
+        _same(items.popularity_signal(n), fresh())
+    items.record(rng.choice(ids, (items.capacity, 4)), rng.choice(ids, 50))  # the bincount path
+    _same(items.popularity_signal(n), fresh())
+
+
+def test_activation_prob_of_some_users_is_their_entries() -> None:
+    from agents import emotion as emo
+
+    rng = np.random.default_rng(6)
+    n = 50
+    state = emo.EmotionState.initial(np.full(n, 0.5, dtype=np.float32))
+    state.satisfaction[:] = rng.uniform(-1, 1, n).astype(state.satisfaction.dtype)
+    state.fatigue[:] = rng.uniform(0, 1, n).astype(state.fatigue.dtype)
+    activity = rng.uniform(0, 1, n).astype(np.float32) * 1.3
+    params = emo.EmotionParams()
+    users = np.array([3, 17, 3, 49])
+    full = emo.activation_prob(state, activity, params)
+    _same(emo.activation_prob(state, activity[users], params, users), full[users])
+
+
 def test_tie_keys_of_one_row_draw_what_the_array_call_draws() -> None:
     for seed in range(50):
         for m in (1, 2, 30, 1000, 2**33 + 7):
@@ -325,3 +364,14 @@ def test_tie_keys_of_one_row_draw_what_the_array_call_draws() -> None:
             c, d = np.random.default_rng(seed), np.random.default_rng(seed)
             assert c.integers(0, m, dtype=np.int64) == d.integers(0, m, size=1, dtype=np.int64)[0]
             assert c.random() == d.random()
+
+
+def test_hashed_tie_keys_draw_two_numbers_whatever_the_catalog() -> None:
+    for m in (5, 1000, 10**6):
+        a, b = np.random.default_rng(1), np.random.default_rng(1)
+        ties = TieKeys(m, 1, "random", a, hashed=True)
+        assert ties.salt == int(b.integers(0, np.iinfo(np.int64).max, dtype=np.int64))
+        assert ties.offset[0] == b.integers(0, m, dtype=np.int64)
+        assert a.random() == b.random()  # nothing else was drawn
+        _same(ties.keys(np.arange(5)), splitmix64(ties.salt, np.arange(5)))
+    assert len(set(TieKeys(5000, 1, "random", a, hashed=True).perm.tolist())) == 5000

@@ -20,7 +20,14 @@ from policies import (
     UnknownPolicyError,
     check_slates,
 )
-from policies.selection import TieKeys, _head_order, first_distinct, top_global, top_personal
+from policies.selection import (
+    TieKeys,
+    _head_order,
+    first_distinct,
+    splitmix64,
+    top_global,
+    top_personal,
+)
 
 # policies that need a trained artefact to exist are tested where one is made (test_train.py)
 NEEDS_ARTEFACT = {"sb3"}
@@ -431,6 +438,23 @@ def test_first_distinct_one_row_path_equals_the_array_path() -> None:
         np.testing.assert_array_equal(two[0], two[1])
 
 
+def test_splitmix64_is_the_reference_generator() -> None:
+    """The tie keys of the global rankings: SplitMix64's published outputs for seed 1234567,
+    and a pure-Python SplitMix64 stream for other seeds."""
+    got = splitmix64(1234567, np.arange(3)).view(np.uint64).tolist()
+    assert got == [6457827717110365317, 3203168211198807973, 9817491932198370423]
+    mask = (1 << 64) - 1
+    for salt in (0, 1, 2**62 + 12345):
+        state, ref = salt, []
+        for _ in range(20):
+            state = (state + 0x9E3779B97F4A7C15) & mask
+            z = state
+            z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+            ref.append(z ^ (z >> 31))
+        assert splitmix64(salt, np.arange(20)).view(np.uint64).tolist() == ref
+
+
 def test_head_order_is_the_head_of_a_full_sort() -> None:
     rng = np.random.default_rng(1)
     for _ in range(300):
@@ -438,15 +462,16 @@ def test_head_order_is_the_head_of_a_full_sort() -> None:
         neg = rng.integers(-3, 1, m).astype(np.float64) * rng.choice([1.0, 0.5])
         key = rng.permutation(m)
         n = int(rng.integers(1, m + 1))
-        head, g0 = _head_order(neg, key, n)
+        head, g0 = _head_order(neg, key.__getitem__, n)
         full = np.lexsort((key, neg))
         np.testing.assert_array_equal(head, full[: head.size])
         cut = neg[full[n - 1]]
         assert g0 == int((neg < cut).sum()) and head.size == int((neg <= cut).sum())
 
 
+@pytest.mark.parametrize("hashed", [True, False])
 @pytest.mark.parametrize("tie_break", ["random", "id"])
-def test_top_global_many_rows_equal_one_row_at_a_time(tie_break: str) -> None:
+def test_top_global_many_rows_equal_one_row_at_a_time(tie_break: str, hashed: bool) -> None:
     """The many-row path (tie group rotated per row, recent items masked by rank) gives what
     ranking each row alone gives (the explicit candidate list and `first_distinct`)."""
     rng = np.random.default_rng(2)
@@ -457,7 +482,7 @@ def test_top_global_many_rows_equal_one_row_at_a_time(tie_break: str) -> None:
         rows, history = int(rng.integers(2, 7)), int(rng.integers(0, 7))
         recent = rng.integers(-1, m + 5, (rows, history))
         length = int(rng.integers(1, m + 1))
-        ties = TieKeys(m, rows, tie_break, np.random.default_rng(int(rng.integers(99))))
+        ties = TieKeys(m, rows, tie_break, np.random.default_rng(int(rng.integers(99))), hashed)
         got = top_global(scores, avail, recent, length, ties)
         for r in range(rows):
             alone = top_global(scores, avail, recent[r : r + 1], length, ties.subset([r]))

@@ -332,9 +332,10 @@ class SessionCore:
     def candidates(self, request: RecommendRequest) -> np.ndarray:
         """(n, C) candidate item ids: the base recommender's top C, best first."""
         c = self.n_candidates
-        if int(request.available.sum()) < c:
+        n_available = np.count_nonzero(request.available)  # a bool array's sum, much faster
+        if n_available < c:
             raise RuntimeError(
-                f"only {int(request.available.sum())} items are available, fewer than the "
+                f"only {n_available} items are available, fewer than the "
                 f"{c} candidates of the action space"
             )
         return np.asarray(self.base.recommend(replace(request, k=c)), dtype=np.int64)
@@ -417,9 +418,10 @@ class SessionCore:
             params = world.scenario.emotion
             if w["churn"]:
                 r[done] -= w["churn"] * emo.exit_prob(world.users.emotion, users, params)
-            if w["return"]:
-                activity = world.users.persona.activity * world.scenario.population.activity_scale
-                p = emo.activation_prob(world.users.emotion, activity, params)[users]
+            if w["return"]:  # the ending users' entries only, not the whole population's
+                scale = world.scenario.population.activity_scale
+                activity = world.users.persona.activity[users] * scale
+                p = emo.activation_prob(world.users.emotion, activity, params, users)
                 r[done] += w["return"] * p
         return r.astype(np.float32)
 
