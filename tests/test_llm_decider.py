@@ -447,6 +447,105 @@ def test_content_free_prompts_hold_no_item_text() -> None:
     assert _option_block(choice) == [*(f'{c}. "N/A" "N/A"' for c in "ABCD"), "none. none of these"]
     rating = d.content_free_prompts("rating", 4, systems[0])[0]
     assert rating[len(choice) :].startswith(P.CONTENT_FREE_CHOICE + "<|im_end|>")
+    # the shapes of the decisions' follow-ups (prompt v3): stay/leave after the answer's stars
+    # is the rating prompt + a digit; after none, the choice turn answered none + `end_user`
+    assert "How many stars" in rating and rating.endswith("<|im_start|>assistant\n")
+    end = d.content_free_prompts("end", 4, systems[0])[0]
+    assert end == rating + P.CONTENT_FREE_RATING
+    after_none = d.content_free_prompts("end_after_none", 4, systems[0])[0]
+    assert after_none == d._chat(systems[0], P.end_user(), [(_cf_user(choice), P.NONE_LABEL)])
+    assert "How many stars" not in after_none
+    with pytest.raises(ValueError, match="unknown question kind"):
+        P.content_free_turns("stars", 4, "N/A")
+
+
+def _cf_user(prompt: str) -> str:
+    """The user turn of a one-turn ChatML prompt."""
+    return prompt.split("<|im_start|>user\n", 1)[1].split("<|im_end|>", 1)[0]
+
+
+class ShapeBiased(FakeBackend):
+    """A model whose stay/leave bias depends on the follow-up's shape: after the stars of the
+    one-answer follow-up (the prompt ends with the digit) it favours ``leave``, after the
+    stay/leave turn alone (the prompt ends with the assistant's opening) ``stay``."""
+
+    def score(self, prompts: Sequence[str], options: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        out = super().score(prompts, options)
+        for i, (prompt, opts) in enumerate(zip(prompts, options, strict=True)):
+            if list(opts) == list(P.END_LABELS):
+                bias = np.array([1.0, 30.0] if prompt[-1].isdigit() else [30.0, 1.0])
+                out[i] = out[i] * bias / (out[i] * bias).sum()
+        return out
+
+
+def test_stay_leave_priors_per_follow_up_shape() -> None:
+    """Each stay/leave row is divided by the prior of its own prompt shape (after the stars,
+    after none), in one ``score`` call: a shape-dependent label bias cancels exactly in both."""
+    world = _world(UtilityDecider())
+    ctx = _context(world, [0, 1, 2, 3])
+    answers = {}
+    for name, backend in (
+        ("plain", FakeBackend(hashed=False)),
+        ("biased", ShapeBiased(hashed=False)),
+    ):
+        for calibration in ("none", "contextual"):
+            d = LLMDecider(backend, calibration=calibration)
+            systems = d.system_prompts(ctx)
+            asked = d.choice_users(ctx, d.memory_texts(ctx), d.emotion_texts(ctx))
+            turns = [[(a, "A" if r % 2 else P.NONE_LABEL)] for r, a in enumerate(asked)]
+            raters = np.array([1, 3])
+            rated = d._follow_up_prompts(ctx, systems, turns, raters, ctx.slates[raters, 0])
+            answered: list[str | None] = [None, rated[0] + "4", None, rated[1] + "2"]
+            bad = np.zeros(4, dtype=bool)
+            before = backend.stats.calls
+            d._ask_end(ctx, systems, turns, answered, np.full(4, 0.5), bad)
+            # one call for both shapes (+ one prior call per shape the first time)
+            assert backend.stats.calls - before == 1 + (2 if calibration == "contextual" else 0)
+            prompts = [
+                d._chat(systems[r], P.end_user(), turns[r]) if a is None else a
+                for r, a in enumerate(answered)
+            ]
+            kinds = ["end_after_none", "end", "end_after_none", "end"]
+            probs, failed = d._answers(kinds, prompts, list(P.END_LABELS), systems, ctx.users, 4)
+            assert not failed.any() and not bad.any()
+            answers[name, calibration] = probs
+    biased = answers["biased", "none"]
+    assert (biased[[1, 3], 1] > 0.9).all() and (biased[[0, 2], 0] > 0.9).all()
+    np.testing.assert_allclose(answers["biased", "contextual"], 0.5, atol=1e-12)
+    np.testing.assert_allclose(answers["plain", "contextual"], 0.5, atol=1e-12)
+
+
+@pytest.mark.parametrize("broken", ["rating", "end"])
+def test_unusable_follow_up_answers_fall_back_and_are_counted(broken: str) -> None:
+    """Garbage for the stars (or for the stay/leave word) of the one-answer follow-up: those
+    rows, and only those, are decided by the utility fallback and counted."""
+    labels = P.RATING_LABELS if broken == "rating" else P.END_LABELS
+
+    class Garbled(FakeBackend):
+        broken_rows = 0
+
+        def score(
+            self, prompts: Sequence[str], options: Sequence[Sequence[str]]
+        ) -> list[np.ndarray]:
+            out = super().score(prompts, options)
+            hit = [tuple(o) == labels for o in options]
+            self.broken_rows += sum(hit)
+            return [np.full(len(a), np.nan) if h else a for a, h in zip(out, hit, strict=True)]
+
+    backend = Garbled()
+    d = LLMDecider(backend, on_error="utility_fallback", calibration="none")
+    world = _world(d)
+    ctx = _context(world, [0, 1, 2, 3, 4, 5])
+    dec = d.decide(ctx)
+    expected = backend.broken_rows  # the raters, or every row for stay/leave
+    assert 0 < expected <= 6 and (broken == "rating" or expected == 6)
+    assert d.tick_counters() == {"llm_fallbacks": float(expected)}
+    assert d.fallbacks_total == expected and "unusable probabilities" in (d.last_error or "")
+    if broken == "rating":  # the others answered none and keep the model's answers
+        assert (dec.chosen_pos == -1).sum() >= 6 - expected
+    assert dec.chosen_pos.shape == dec.rating.shape == dec.ended_session.shape == (6,)
+    with pytest.raises(LLMError, match="unusable probabilities"):
+        LLMDecider(Garbled(), on_error="fail", calibration="none").decide(ctx)
 
 
 def test_priors_estimated_once_per_persona_and_kind() -> None:
