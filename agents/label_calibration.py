@@ -10,7 +10,9 @@ Contextual calibration estimates that preference and divides it out:
    `agents.prompts.CONTENT_FREE` (``"N/A"``, ``""``, ``"[MASK]"``), no memories, the neutral
    emotion and day 0 (`agents.prompts.content_free_turns`; the rating and stay/leave variants
    continue a content-free choice turn of the same slate size, as the decisions' follow-up
-   questions continue the choice prompt, so their priors are kept per persona and slate size:
+   turn continues the choice prompt: stay/leave after a content-free answer's stars (kind
+   ``end``) and after ``none`` (kind ``end_after_none``) are two priors, one per prompt shape;
+   the follow-ups' priors are kept per persona and slate size:
    `agents.llm_decider.prior_contexts`). The mean of those answers is the model's label
    *prior* in that context.
 2. **Divide it out.** A real answer ``p`` becomes ``p / prior``, renormalised. A constant label

@@ -1,19 +1,21 @@
 """`LLMDecider`: LLM personas deciding for every user of a batch at once.
 
 Per `decide` call, for all n users of the batch together, at most three ``backend.score`` calls
-(one per question kind), each batched over users (and, with contextual calibration, one more
-per kind while some persona's label prior is not known yet: below):
+(one per question), each batched over users (and, with contextual calibration, one more per
+question kind while some persona's label prior is not known yet: below):
 
 1. *choice*: which slate item (letters ``A``.. one per slate position) or ``none``;
 2. *rating*: ``1``..``5`` for the users who chose an item;
 3. *session end*: ``stay`` or ``leave``; not asked at the session's last slate
    (``ctx.last_step``), after which the session ends whatever the user would answer.
 
-The rating and session-end questions continue each user's choice prompt as further chat turns
-(the choice prompt, the label sampled as the assistant's answer, the next question; the end
-question after the rating turn and its sampled answer): every follow-up prompt starts with the
-text of the prompt it follows, so a backend with a prefix cache computes only the new turn
-(`agents.prompts`, version ``v2``).
+The rating and session-end questions are one follow-up turn of each user's choice prompt
+(`agents.prompts`, version ``v3``): the choice prompt, the label sampled as the assistant's
+answer, then one user turn asking for the stars and stay/leave in one answer (``"4 stay"``).
+The rating prompt ends at the answer's start; the stay/leave prompt is the rating prompt + the
+digit sampled, so it computes one new token. A user who chose ``none`` is asked stay/leave alone
+as the follow-up turn (question kind ``end_after_none``). Every follow-up prompt starts with the
+text of the prompt it follows, so a backend with a prefix cache computes only the new tokens.
 
 Answers are probabilities over option labels; the decider samples from them with ``ctx.rng``
 (never global state), and item ids come from the labels only (label j is slate position j).
@@ -269,21 +271,22 @@ class LLMDecider(BaseDecider):
         turns = [[(asked[r], labels[int(chosen_pos[r])])] for r in range(n)]
 
         rating = np.full(n, np.nan, dtype=np.float32)
+        # the stay/leave prompt of each row: a rater's continues its rating prompt's answer
+        answered: list[str | None] = [None] * n
         who = np.flatnonzero(chosen_pos >= 0)
         if who.size:
-            rprobs, rfailed = self._rating_scores(ctx, systems, turns, who, chosen_item[who])
+            rprompts = self._follow_up_prompts(ctx, systems, turns, who, chosen_item[who])
+            rprobs, rfailed = self._rating_answers(ctx, systems, rprompts, who)
             stars = _sample(rprobs, draws[1, who]) + 1
             rating[who] = stars.astype(np.float32)
             bad[who[rfailed]] = True
-            for r, i, star in zip(
-                who.tolist(), chosen_item[who].tolist(), stars.tolist(), strict=True
-            ):
-                turns[r].append((self._rating_user(ctx, i), str(star)))
+            for r, prompt, star in zip(who.tolist(), rprompts, stars.tolist(), strict=True):
+                answered[r] = prompt + str(star)
 
         if ctx.last_step:  # the session ends anyway: no question to ask
             ended = np.ones(n, dtype=bool)
         else:
-            ended = self._ask_end(ctx, systems, turns, draws[2], bad)
+            ended = self._ask_end(ctx, systems, turns, answered, draws[2], bad)
 
         if bad.any():
             fb = self.fallback.decide(ctx)
@@ -344,7 +347,7 @@ class LLMDecider(BaseDecider):
     def rating_probabilities(self, ctx: DecisionContext) -> np.ndarray:
         """(n, 5) probabilities of 1..5 stars for the item at slate position 0 of each row: the
         rating question of `decide` as if that item had been chosen (the same prompts: the
-        choice prompt answered ``A``, then the rating turn; one ``score`` call, and with
+        choice prompt answered ``A``, then the follow-up turn; one ``score`` call, and with
         contextual calibration one more for personas whose prior is not known yet), without
         sampling or fallback. Failed rows are NaN."""
         n = ctx.users.size
@@ -354,28 +357,32 @@ class LLMDecider(BaseDecider):
         asked = self.choice_users(ctx, self.memory_texts(ctx), self.emotion_texts(ctx))
         turns = [[(a, P.CHOICE_LABELS[0])] for a in asked]
         rows = np.arange(n)
-        probs, failed = self._rating_scores(ctx, systems, turns, rows, ctx.slates[:, 0])
+        prompts = self._follow_up_prompts(ctx, systems, turns, rows, ctx.slates[:, 0])
+        probs, failed = self._rating_answers(ctx, systems, prompts, rows)
         probs[failed] = np.nan
         return probs
 
-    def _rating_user(self, ctx: DecisionContext, item: int) -> str:
-        return P.rating_user(self._title(ctx, item), self._desc(ctx, item), self.max_text)
-
-    def _rating_scores(
+    def _follow_up_prompts(
         self, ctx: DecisionContext, systems: Sequence[str], turns: Sequence[P.Turns],
         rows: np.ndarray, items: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-        """The rating question for ``rows`` of ``ctx``, each about its item in ``items``,
-        continuing the row's conversation ``turns`` (with contextual calibration divided by each
-        persona's label prior, like the choice)."""
-        prompts = [
-            self._chat(systems[r], self._rating_user(ctx, i), turns[r])
+    ) -> list[str]:  # fmt: skip
+        """The rating prompts of ``rows`` of ``ctx``, each about its item in ``items``: the
+        row's conversation ``turns`` continued by the follow-up turn (stars, then stay/leave)."""
+        return [
+            self._chat(systems[r], P.follow_up_user(self._title(ctx, i), self.max_text), turns[r])
             for r, i in zip(rows.tolist(), items.tolist(), strict=True)
         ]
+
+    def _rating_answers(
+        self, ctx: DecisionContext, systems: Sequence[str], prompts: list[str], rows: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The stars of ``rows`` of ``ctx`` for their rating ``prompts`` (with contextual
+        calibration divided by each persona's label prior, like the choice)."""
         row_systems = [systems[r] for r in rows.tolist()]
         k = ctx.slates.shape[1]
+        kinds = ["rating"] * rows.size
         labels = list(P.RATING_LABELS)
-        return self._answers("rating", prompts, labels, row_systems, ctx.users[rows], k)
+        return self._answers(kinds, prompts, labels, row_systems, ctx.users[rows], k)
 
     def _choice_scores(
         self, ctx: DecisionContext, systems: Sequence[str], asked: Sequence[str]
@@ -384,17 +391,28 @@ class LLMDecider(BaseDecider):
         k = ctx.slates.shape[1]
         labels = self.choice_labels(k)
         prompts = [self._chat(s, a) for s, a in zip(systems, asked, strict=True)]
-        return self._answers("choice", prompts, labels, systems, ctx.users, k)
+        return self._answers(["choice"] * len(prompts), prompts, labels, systems, ctx.users, k)
 
     def _ask_end(
         self, ctx: DecisionContext, systems: Sequence[str], turns: Sequence[P.Turns],
-        draws: np.ndarray, bad: np.ndarray,
+        answered: Sequence[str | None], draws: np.ndarray, bad: np.ndarray,
     ) -> np.ndarray:  # fmt: skip
-        """Stay or leave, continuing each row's conversation ``turns``, one batched ``score``
-        call; marks failed rows in ``bad``."""
-        ep = [self._chat(systems[r], P.end_user(), turns[r]) for r in range(ctx.users.size)]
+        """Stay or leave for every row of ``ctx``, one batched ``score`` call: a rater's prompt
+        is its rating prompt answered up to the stars (``answered``), the others' continue
+        their choice turn (``turns``, answered ``none``) with `agents.prompts.end_user`. Marks
+        failed rows in ``bad``."""
+        prompts, kinds = [], []
+        for r in range(ctx.users.size):
+            after = answered[r]
+            if after is None:
+                prompts.append(self._chat(systems[r], P.end_user(), turns[r]))
+                kinds.append("end_after_none")
+            else:
+                prompts.append(after)
+                kinds.append("end")
         k = ctx.slates.shape[1]
-        eprobs, efailed = self._answers("end", ep, list(P.END_LABELS), systems, ctx.users, k)
+        labels = list(P.END_LABELS)
+        eprobs, efailed = self._answers(kinds, prompts, labels, systems, ctx.users, k)
         bad |= efailed
         return _sample(eprobs, draws) == 1
 
@@ -405,24 +423,35 @@ class LLMDecider(BaseDecider):
         (`agents.prompts.content_free_turns`: built like the decisions' prompts)."""
         out = []
         for ph in P.CONTENT_FREE:
-            history, user = P.content_free_turns(kind, slate, ph, self.max_text)
-            out.append(self._chat(system, user, history))
+            history, user, start = P.content_free_turns(kind, slate, ph, self.max_text)
+            out.append(self._chat(system, user, history) + start)
         return out
 
     def _answers(
-        self, kind: str, prompts: list[str], labels: list[str], systems: Sequence[str],
-        users: np.ndarray, slate: int,
+        self, kinds: Sequence[str], prompts: list[str], labels: list[str],
+        systems: Sequence[str], users: np.ndarray, slate: int,
     ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-        """(n, m) answers to ``prompts`` (question ``kind`` after a slate of ``slate`` items)
-        and (n,) rows that failed; with contextual calibration divided by the label prior of
-        each row's persona (``systems``), rows whose prior could not be estimated counted as
-        failed."""
+        """(n, m) answers to ``prompts`` (row i: question ``kinds[i]`` after a slate of
+        ``slate`` items; one ``score`` call) and (n,) rows that failed; with contextual
+        calibration divided by the label prior of each row's question kind and persona
+        (``systems``), rows whose prior could not be estimated counted as failed."""
         if self.calibration == "none":
             return self._score(prompts, labels)
-        contexts = prior_contexts(kind, systems, slate)
-        self._estimate_priors(kind, labels, systems, contexts, slate)
+        rows_of: dict[str, list[int]] = {}
+        for i, kind in enumerate(kinds):
+            rows_of.setdefault(kind, []).append(i)
+        contexts: dict[str, list[str]] = {}
+        for kind, rows in rows_of.items():
+            kind_systems = [systems[i] for i in rows]
+            contexts[kind] = prior_contexts(kind, kind_systems, slate)
+            self._estimate_priors(kind, labels, kind_systems, contexts[kind], slate)
         probs, failed = self._score(prompts, labels)
-        prior, known = self.priors.rows(kind, labels, contexts, users.tolist())
+        prior = np.empty_like(probs)
+        known = np.zeros(len(prompts), dtype=bool)
+        for kind, rows in rows_of.items():
+            prior[rows], known[rows] = self.priors.rows(
+                kind, labels, contexts[kind], users[rows].tolist()
+            )
         return divide_out(probs, prior), failed | ~known
 
     def _estimate_priors(

@@ -22,6 +22,18 @@ Version History
   variants (`content_free_turns`) are built the same way: the rating and stay/leave ones
   follow a content-free choice turn of the same slate size answered ``A`` (and for stay/leave
   a content-free rating turn answered ``3``).
+- ``v3``: fewer requests' worth of tokens per decision. The rating and the stay/leave question
+  are *one* follow-up turn (`follow_up_user`: the chosen item's title, without its description,
+  which the choice turn shows already; the stars from 1 to 5, then stay or leave), answered in one
+  structured answer ``"<stars> <stay|leave>"``: the stars are scored at the turn's end, the
+  stay/leave word right after the sampled digit (the same prompt + the digit, so it computes
+  one new token). Users who chose ``none`` get the stay/leave question alone as their follow-up
+  turn (`end_user`). The choice turn's per-slate boilerplate is shorter (``Day N. The app shows
+  you:``, the question ``Which one do you watch? Answer A-E, or none.``). Content-free
+  variants (`content_free_turns`): ``rating`` = the content-free choice turn answered ``A``,
+  then the follow-up turn; ``end`` = the same, answered up to the digit ``3``;
+  ``end_after_none`` = the content-free choice turn answered ``none``, then `end_user`.
+  Each is the shape of the decisions' prompt it calibrates.
 
 Item and persona texts are *data*: `quote` collapses them to one line (no newline can start a
 forged option line), replaces double quotes, drops chat-template markers, cuts them to
@@ -39,15 +51,16 @@ from agents.emotion import describe_emotion
 from agents.memory import MemoryKind
 from agents.persona import PersonaTable
 
-PROMPT_VERSION = "v2"
+PROMPT_VERSION = "v3"
 MAX_TEXT = 80
 CHOICE_LABELS = tuple("ABCDEFGHIJKLMNOPQRST")
 NONE_LABEL = "none"
 RATING_LABELS = ("1", "2", "3", "4", "5")
 END_LABELS = ("stay", "leave")  # "leave" = end today's session
-#: The question kinds a persona answers with a label (one batched ``score`` call each).
-QUESTION_KINDS = ("choice", "rating", "end")
-#: The answers of the earlier turns of a content-free follow-up (`content_free_turns`).
+#: The question kinds a persona answers with a label: the choice; the stars and the stay/leave
+#: word of the follow-up answer after choosing an item; stay/leave after choosing ``none``.
+QUESTION_KINDS = ("choice", "rating", "end", "end_after_none")
+#: The content-free follow-ups' earlier answers: the choice, and the stars before stay/leave.
 CONTENT_FREE_CHOICE = CHOICE_LABELS[0]
 CONTENT_FREE_RATING = RATING_LABELS[2]
 #: Placeholders standing in for item texts in the content-free prompts of contextual
@@ -181,24 +194,24 @@ def option_block(labels: Sequence[str], titles: Sequence[str], descriptions: Seq
 def choice_user(context: str, emotion: str, tick: int, options: str, labels: Sequence[str]) -> str:
     first, last = labels[0], labels[-1]
     return (
-        f"{context}\n\n{emotion}\n\nIt is day {tick}. The app shows you this list:\n{options}\n\n"
-        f"Which one do you watch? Answer with one letter from {first} to {last}, or "
-        f"{NONE_LABEL} if nothing appeals to you."
+        f"{context}\n\n{emotion}\n\nDay {tick}. The app shows you:\n{options}\n\n"
+        f"Which one do you watch? Answer {first}-{last}, or {NONE_LABEL}."
     )
 
 
-def rating_user(title: str, description: str, limit: int = MAX_TEXT) -> str:
-    """The rating question: a follow-up turn after the choice turn answered with the item's
-    label (the emotion is stated in the choice turn)."""
+def follow_up_user(title: str, limit: int = MAX_TEXT) -> str:
+    """The follow-up turn after the choice turn answered with an item's label: the stars and
+    the stay/leave question in one answer (``"4 stay"``). The item's description is in the
+    choice turn already; the emotion too."""
     return (
-        f"You watch {quote(title, limit)} {quote(description, limit)}.\n\n"
-        "How many stars do you give it? Answer with one digit from 1 (hated it) to 5 (loved it)."
+        f"You watch {quote(title, limit)}. How many stars do you give it, from 1 (hated it) to "
+        "5 (loved it)? Then: stay (keep browsing) or leave (close the app for today)?"
     )
 
 
 def end_user() -> str:
-    """The stay/leave question: a follow-up turn after the rating turn (or after the choice turn
-    answered ``none``)."""
+    """The stay/leave question alone: the follow-up turn after the choice turn answered
+    ``none``."""
     return "Do you keep browsing the app or close it for today? Answer stay or leave."
 
 
@@ -208,11 +221,12 @@ Turns = list[tuple[str, str]]
 
 def content_free_turns(
     kind: str, slate: int, placeholder: str, limit: int = MAX_TEXT
-) -> tuple[Turns, str]:
+) -> tuple[Turns, str, str]:
     """The content-free variant of question ``kind`` (`QUESTION_KINDS`) as (earlier turns,
-    user turn): the templates with ``placeholder`` for every item title and description, no
-    memories, the neutral emotion and day 0, for a slate of ``slate`` items. The rating and
-    stay/leave variants continue the choice variant like the decisions do (module docstring)."""
+    user turn, start of the answer): the templates with ``placeholder`` for every item title
+    and description, no memories, the neutral emotion and day 0, for a slate of ``slate``
+    items. The follow-up variants continue the choice variant like the decisions do (module
+    docstring, ``v3``): the prompt is the chat prompt of (turns, user turn) + the start."""
     if kind not in QUESTION_KINDS:
         raise ValueError(f"unknown question kind {kind!r} (one of {', '.join(QUESTION_KINDS)})")
     emotion = emotion_text(0.0, 0.0, 0.0, 0.0)
@@ -220,12 +234,11 @@ def content_free_turns(
     block = option_block(labels, [placeholder] * slate, [placeholder] * slate, limit)
     choice = choice_user(memories_text([]), emotion, 0, block, labels)
     if kind == "choice":
-        return [], choice
-    history = [(choice, CONTENT_FREE_CHOICE)]
-    rating = rating_user(placeholder, placeholder, limit)
-    if kind == "rating":
-        return history, rating
-    return [*history, (rating, CONTENT_FREE_RATING)], end_user()
+        return [], choice, ""
+    if kind == "end_after_none":
+        return [(choice, NONE_LABEL)], end_user(), ""
+    start = CONTENT_FREE_RATING if kind == "end" else ""
+    return [(choice, CONTENT_FREE_CHOICE)], follow_up_user(placeholder, limit), start
 
 
 def reflection_user(context: str, emotion: str, tick: int) -> str:

@@ -9,11 +9,12 @@ ticks with the LLM decider against the same backend's rate for one question per 
 World part (``--parts world``): ``--world-ticks`` ticks of `filter_bubble_llm` (``--users``
 users, all active, ``--world-steps`` slates a session, mf, calibration off: its content-free
 prompts are a one-off per persona) run twice on the same engine, each from a cold prefix cache
-(``reset_prefix_cache``): with the `LLMDecider`'s questions (choice, then rating and stay/leave
-as follow-up turns of the choice prompt), and with the choice question alone (`ChoiceOnly`: the
-backend's rate for one question per decision on the same world). Per tick it prints decisions/s,
-prompts and prompt tokens per decision, tokens computed (not served from the prefix cache) and
-the prefix-cache hit rate; then per backend tick 1 vs ticks 2+ and the ratio of the two runs.
+(``reset_prefix_cache``): with the `LLMDecider`'s questions (choice, then the stars and
+stay/leave as one follow-up turn of the choice prompt, prompt v3), and with the choice question
+alone (`ChoiceOnly`: the backend's rate for one question per decision on the same world). Per
+tick it prints decisions/s, prompts and prompt tokens per decision, tokens computed (not served
+from the prefix cache) and the prefix-cache hit rate; then per backend tick 1 vs ticks 2+ and
+the ratio of the two runs.
 
 Synthetic part (``--parts synthetic``):
 Each user's prompt (~220 tokens with the chat template) is persona (fixed per user) + memories

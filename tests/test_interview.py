@@ -139,7 +139,8 @@ def _snapshot_prompt(tmp_path: Path) -> str:
     d = LLMDecider(FakeBackend(), reflection_every=2, calibration="none")
     # user 4: watched, skipped and reflection memories, and left the app (the decisions, so
     # the memories, follow the decider's prompts: re-recorded with prompt v2, which lost the
-    # memory of a friend's recommendation; the interview template is unchanged)
+    # memory of a friend's recommendation, and with prompt v3, which has it again; the interview
+    # template is unchanged)
     world = _world(d, seed=5, ticks=4)
     state = _saved(world, tmp_path)
     return iv.build_prompts(state, [4], ["Why did you stop watching?"], memories=5)[0][2]

@@ -83,7 +83,7 @@ def test_quote_sanitises() -> None:
 
 
 def _option_block(prompt: str) -> list[str]:
-    body = prompt.split("The app shows you this list:\n", 1)[1]
+    body = prompt.split("The app shows you:\n", 1)[1]
     return body.split("\n\n", 1)[0].split("\n")
 
 
@@ -117,16 +117,17 @@ def _snapshot_prompts() -> dict[str, str]:
     systems, mems, emos = d.system_prompts(ctx), d.memory_texts(ctx), d.emotion_texts(ctx)
     item = int(ctx.slates[0, 1])
     asked = d.choice_users(ctx, mems, emos)
-    rating = P.rating_user(world.items.titles[item], d._desc(ctx, item))
+    rating = d._chat(systems[0], P.follow_up_user(world.items.titles[item]), [(asked[0], "B")])
     k = ctx.slates.shape[1]
     return {
         "choice": d.choice_prompts(ctx, systems, mems, emos)[0],
         "choice_user4": d.choice_prompts(ctx, systems, mems, emos)[1],
-        "rating": d._chat(systems[0], rating, [(asked[0], "B")]),
+        "rating": rating,
         "end": d._chat(systems[1], P.end_user(), [(asked[1], P.NONE_LABEL)]),
-        "end_after_rating": d._chat(systems[0], P.end_user(), [(asked[0], "B"), (rating, "4")]),
+        "end_after_rating": rating + "4",
         "choice_content_free": d.content_free_prompts("choice", k, systems[0])[0],
         "end_content_free": d.content_free_prompts("end", k, systems[0])[0],
+        "end_after_none_content_free": d.content_free_prompts("end_after_none", k, systems[0])[0],
         "reflection": d._chat(systems[0], P.reflection_user(mems[0], emos[0], ctx.tick)),
     }
 
@@ -163,7 +164,7 @@ def test_one_score_call_per_question_kind(calibration: str) -> None:
     real = _real_calls(backend)
     assert len(real) <= 3
     # contextual calibration: at most one more call per kind (the priors of new personas)
-    assert len(backend.score_calls) - len(real) <= (3 if calibration == "contextual" else 0)
+    assert len(backend.score_calls) - len(real) <= (4 if calibration == "contextual" else 0)
     kinds = [opts[0] for _, opts in real]
     chose = int((dec.chosen_pos >= 0).sum())
     assert kinds[0] == ["A", "B", "C", "D", "none"] and len(real[0][0]) == 4
@@ -208,30 +209,36 @@ def test_last_slate_asks_no_end_question(calibration: str) -> None:
 
 @pytest.mark.parametrize("calibration", ["none", "contextual"])
 def test_follow_up_questions_continue_the_choice_prompt(calibration: str) -> None:
-    """Each rating prompt is the user's choice prompt + the label sampled + the rating turn, and
-    each stay/leave prompt continues the user's rating prompt (or the choice prompt answered
-    none): a prefix cache recomputes only the new turn."""
+    """Each rating prompt is the user's choice prompt + the label sampled + one follow-up turn
+    (the stars and stay/leave, the item's title without its description); each rater's
+    stay/leave prompt is its rating prompt + the digit sampled (one token more), the others'
+    continue the choice prompt answered none: a prefix cache computes only the new tokens."""
     backend = CountingBackend()
     d = LLMDecider(backend, calibration=calibration)
     world = _world(d)
     ctx = _context(world, [0, 1, 2, 3])
     dec = d.decide(ctx)
     real = _real_calls(backend)
+    assert len(real) == 3  # choice, rating, stay/leave: one call each
     choice = real[0][0]
     rated = [r for r in range(4) if dec.chosen_pos[r] >= 0]
-    ratings = real[1][0] if rated else []
+    assert rated and len(rated) < 4  # both paths taken (seed-dependent, fixed here)
+    ratings = real[1][0]
     ends = real[-1][0]
     labels = d.choice_labels(4)
     for j, r in enumerate(rated):
         label = labels[int(dec.chosen_pos[r])]
         assert ratings[j].startswith(choice[r] + label + "<|im_end|>\n<|im_start|>user\n")
-        assert "How many stars" in ratings[j][len(choice[r]) :]
-        stars = str(int(dec.rating[r]))
-        assert ends[r].startswith(ratings[j] + stars + "<|im_end|>\n<|im_start|>user\n")
+        item = int(ctx.slates[r, int(dec.chosen_pos[r])])
+        turn = ratings[j][len(choice[r]) :]
+        assert P.follow_up_user(world.items.titles[item]) in turn
+        assert "How many stars" in turn and "stay" in turn and "leave" in turn
+        description = world.items.descriptions[item]
+        assert description and description not in turn  # in the choice turn already
+        assert ends[r] == ratings[j] + str(int(dec.rating[r]))
     for r in set(range(4)) - set(rated):
         assert ends[r].startswith(choice[r] + P.NONE_LABEL + "<|im_end|>\n")
         assert "How many stars" not in ends[r]
-    for r in range(4):
         assert ends[r].endswith(d._chat(None, P.end_user()).split("<|im_start|>user\n")[1])
 
 
@@ -440,6 +447,105 @@ def test_content_free_prompts_hold_no_item_text() -> None:
     assert _option_block(choice) == [*(f'{c}. "N/A" "N/A"' for c in "ABCD"), "none. none of these"]
     rating = d.content_free_prompts("rating", 4, systems[0])[0]
     assert rating[len(choice) :].startswith(P.CONTENT_FREE_CHOICE + "<|im_end|>")
+    # the shapes of the decisions' follow-ups (prompt v3): stay/leave after the answer's stars
+    # is the rating prompt + a digit; after none, the choice turn answered none + `end_user`
+    assert "How many stars" in rating and rating.endswith("<|im_start|>assistant\n")
+    end = d.content_free_prompts("end", 4, systems[0])[0]
+    assert end == rating + P.CONTENT_FREE_RATING
+    after_none = d.content_free_prompts("end_after_none", 4, systems[0])[0]
+    assert after_none == d._chat(systems[0], P.end_user(), [(_cf_user(choice), P.NONE_LABEL)])
+    assert "How many stars" not in after_none
+    with pytest.raises(ValueError, match="unknown question kind"):
+        P.content_free_turns("stars", 4, "N/A")
+
+
+def _cf_user(prompt: str) -> str:
+    """The user turn of a one-turn ChatML prompt."""
+    return prompt.split("<|im_start|>user\n", 1)[1].split("<|im_end|>", 1)[0]
+
+
+class ShapeBiased(FakeBackend):
+    """A model whose stay/leave bias depends on the follow-up's shape: after the stars of the
+    one-answer follow-up (the prompt ends with the digit) it favours ``leave``, after the
+    stay/leave turn alone (the prompt ends with the assistant's opening) ``stay``."""
+
+    def score(self, prompts: Sequence[str], options: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        out = super().score(prompts, options)
+        for i, (prompt, opts) in enumerate(zip(prompts, options, strict=True)):
+            if list(opts) == list(P.END_LABELS):
+                bias = np.array([1.0, 30.0] if prompt[-1].isdigit() else [30.0, 1.0])
+                out[i] = out[i] * bias / (out[i] * bias).sum()
+        return out
+
+
+def test_stay_leave_priors_per_follow_up_shape() -> None:
+    """Each stay/leave row is divided by the prior of its own prompt shape (after the stars,
+    after none), in one ``score`` call: a shape-dependent label bias cancels exactly in both."""
+    world = _world(UtilityDecider())
+    ctx = _context(world, [0, 1, 2, 3])
+    answers = {}
+    for name, backend in (
+        ("plain", FakeBackend(hashed=False)),
+        ("biased", ShapeBiased(hashed=False)),
+    ):
+        for calibration in ("none", "contextual"):
+            d = LLMDecider(backend, calibration=calibration)
+            systems = d.system_prompts(ctx)
+            asked = d.choice_users(ctx, d.memory_texts(ctx), d.emotion_texts(ctx))
+            turns = [[(a, "A" if r % 2 else P.NONE_LABEL)] for r, a in enumerate(asked)]
+            raters = np.array([1, 3])
+            rated = d._follow_up_prompts(ctx, systems, turns, raters, ctx.slates[raters, 0])
+            answered: list[str | None] = [None, rated[0] + "4", None, rated[1] + "2"]
+            bad = np.zeros(4, dtype=bool)
+            before = backend.stats.calls
+            d._ask_end(ctx, systems, turns, answered, np.full(4, 0.5), bad)
+            # one call for both shapes (+ one prior call per shape the first time)
+            assert backend.stats.calls - before == 1 + (2 if calibration == "contextual" else 0)
+            prompts = [
+                d._chat(systems[r], P.end_user(), turns[r]) if a is None else a
+                for r, a in enumerate(answered)
+            ]
+            kinds = ["end_after_none", "end", "end_after_none", "end"]
+            probs, failed = d._answers(kinds, prompts, list(P.END_LABELS), systems, ctx.users, 4)
+            assert not failed.any() and not bad.any()
+            answers[name, calibration] = probs
+    biased = answers["biased", "none"]
+    assert (biased[[1, 3], 1] > 0.9).all() and (biased[[0, 2], 0] > 0.9).all()
+    np.testing.assert_allclose(answers["biased", "contextual"], 0.5, atol=1e-12)
+    np.testing.assert_allclose(answers["plain", "contextual"], 0.5, atol=1e-12)
+
+
+@pytest.mark.parametrize("broken", ["rating", "end"])
+def test_unusable_follow_up_answers_fall_back_and_are_counted(broken: str) -> None:
+    """Garbage for the stars (or for the stay/leave word) of the one-answer follow-up: those
+    rows, and only those, are decided by the utility fallback and counted."""
+    labels = P.RATING_LABELS if broken == "rating" else P.END_LABELS
+
+    class Garbled(FakeBackend):
+        broken_rows = 0
+
+        def score(
+            self, prompts: Sequence[str], options: Sequence[Sequence[str]]
+        ) -> list[np.ndarray]:
+            out = super().score(prompts, options)
+            hit = [tuple(o) == labels for o in options]
+            self.broken_rows += sum(hit)
+            return [np.full(len(a), np.nan) if h else a for a, h in zip(out, hit, strict=True)]
+
+    backend = Garbled()
+    d = LLMDecider(backend, on_error="utility_fallback", calibration="none")
+    world = _world(d)
+    ctx = _context(world, [0, 1, 2, 3, 4, 5])
+    dec = d.decide(ctx)
+    expected = backend.broken_rows  # the raters, or every row for stay/leave
+    assert 0 < expected <= 6 and (broken == "rating" or expected == 6)
+    assert d.tick_counters() == {"llm_fallbacks": float(expected)}
+    assert d.fallbacks_total == expected and "unusable probabilities" in (d.last_error or "")
+    if broken == "rating":  # the others answered none and keep the model's answers
+        assert (dec.chosen_pos == -1).sum() >= 6 - expected
+    assert dec.chosen_pos.shape == dec.rating.shape == dec.ended_session.shape == (6,)
+    with pytest.raises(LLMError, match="unusable probabilities"):
+        LLMDecider(Garbled(), on_error="fail", calibration="none").decide(ctx)
 
 
 def test_priors_estimated_once_per_persona_and_kind() -> None:
@@ -451,15 +557,15 @@ def test_priors_estimated_once_per_persona_and_kind() -> None:
     free = [(p, o) for p, o in backend.score_calls if _content_free(p)]
     asked = [o[0] for _, o in free]
     assert asked[0] == d.choice_labels(4) and asked[-1] == list(P.END_LABELS)
-    assert len(free) == len({tuple(a) for a in asked}) <= 3  # one call per kind
+    # one call per kind met: choice, rating, stay/leave after stars, stay/leave after none
+    assert len(free) == len({key[0] for key in d.priors.priors}) <= len(P.QUESTION_KINDS)
     assert len(free[0][0]) == 4 * len(P.CONTENT_FREE)  # every persona × placeholder, batched
-    backend.score_calls.clear()
-    d.decide(_context(world, [0, 1, 2, 3]))
-    again = [o[0] for p, o in backend.score_calls if _content_free(p)]
-    assert again in ([], [list(P.RATING_LABELS)])  # only raters not rated before
-    d.decide(_context(world, [1, 5]))
-    free = [(p, o) for p, o in backend.score_calls if _content_free(p)]
-    assert free[-1][1][0] == list(P.END_LABELS) and len(free[-1][0]) == len(P.CONTENT_FREE)
+    for users in ([0, 1, 2, 3], [1, 5]):  # later batches ask only for priors not known yet
+        known = len(d.priors)
+        backend.score_calls.clear()
+        d.decide(_context(world, users))
+        again = sum(len(p) for p, o in backend.score_calls if _content_free(p))
+        assert again == len(P.CONTENT_FREE) * (len(d.priors) - known)
     # a whole run: per kind, content-free prompts = personas asked × placeholders
     backend = CountingBackend()
     d = LLMDecider(backend)
@@ -468,7 +574,8 @@ def test_priors_estimated_once_per_persona_and_kind() -> None:
     for labels in (d.choice_labels(4), list(P.RATING_LABELS), list(P.END_LABELS)):
         prompts = sum(len(p) for p, o in backend.score_calls if _content_free(p) and o[0] == labels)
         personas = sum(key[1] == tuple(labels) for key in d.priors.priors)
-        assert 0 < prompts == len(P.CONTENT_FREE) * personas <= 3 * world.n_users
+        # stay/leave: after stars and after none, two kinds with the same labels
+        assert 0 < prompts == len(P.CONTENT_FREE) * personas <= 2 * 3 * world.n_users
 
 
 def test_calibration_draws_nothing_and_none_is_todays_decider() -> None:
@@ -486,16 +593,18 @@ def test_calibration_draws_nothing_and_none_is_todays_decider() -> None:
     # in both frames: casting it back to int32 / float64 gives the old digests, 848eff0b... and
     # 8e794e1d...; re-recorded for prompt v2, whose follow-up questions continue the choice
     # prompt, so the fake backend's hashed answers changed: with the v1 prompts the digests
-    # were 0f988a1c... and 60e2cb81...; also the golden case filter_bubble_llm_uncalibrated)
+    # were 0f988a1c... and 60e2cb81...; also the golden case filter_bubble_llm_uncalibrated;
+    # re-recorded for prompt v3, one follow-up turn for the stars and stay/leave and a shorter
+    # choice turn: with the v2 prompts they were ac8924e4... and 932a8497...)
     from golden import frame_digest
 
     world = _world(LLMDecider(FakeBackend(seed=1), calibration="none"), seed=5)
     world.run()
     assert frame_digest(world.interactions_frame()) == (
-        "ac8924e4542655a6e4376886fbdd943424bd1631c3a7bb3da1645641ed947e7b"
+        "0f8fb0b491960350ac208ded8c1f902042145494388a2c938cd2fcabb590c3f3"
     )
     assert frame_digest(world.metrics_frame()) == (
-        "932a849793dec4ce35b8fbdda84c3fb5b50d7006f0f09b16c8e4f47877443b22"
+        "b954589bb40ce3ac01dc7051416dde36d6d21efaaacf55c1f6cfa019245f5cca"
     )
 
 
@@ -513,8 +622,9 @@ def test_failed_prior_estimate_falls_back_and_is_asked_again() -> None:
     world = _world(d)
     dec = d.decide(_context(world, [0, 1, 2]))
     assert d.tick_counters() == {"llm_fallbacks": 3.0} and dec.chosen_pos.shape == (3,)
-    contexts = prior_contexts("end", d.system_prompts(_context(world)), 4)
-    assert not d.priors.missing("end", list(P.END_LABELS), contexts)
+    # the failed choice sends every row down the none path: stay/leave after none
+    contexts = prior_contexts("end_after_none", d.system_prompts(_context(world)), 4)
+    assert not d.priors.missing("end_after_none", list(P.END_LABELS), contexts)
     backend.score_calls.clear()
     d.decide(_context(world, [0, 1, 2]))
     assert _content_free(backend.score_calls[0][0])  # asked again, then known
@@ -831,10 +941,15 @@ def test_embedded_model_labels_and_determinism(tb: Any) -> None:
     choice = d.choice_prompts(ctx, systems, mems, emos)[0]
     tb.label_tokens(choice, d.choice_labels(3))  # distinct first tokens, or ValueError
     asked = d.choice_users(ctx, mems, emos)[0]
-    rate = P.rating_user("Alien", "A film.")
-    tb.label_tokens(tb.chat_prompt(systems[0], rate, [(asked, "A")]), list(P.RATING_LABELS))
-    end = tb.chat_prompt(systems[0], P.end_user(), [(asked, "A"), (rate, "4")])
-    tb.label_tokens(end, list(P.END_LABELS))
+    rate = tb.chat_prompt(systems[0], P.follow_up_user("Alien"), [(asked, "A")])
+    tb.label_tokens(rate, list(P.RATING_LABELS))
+    end = rate + "4"  # the answer so far: the stars; stay/leave is its next word
+    assert [tb._tok.decode([i]) for i in tb.label_tokens(end, list(P.END_LABELS))] == [
+        " stay",
+        " leave",
+    ]
+    none = tb.chat_prompt(systems[0], P.end_user(), [(asked, P.NONE_LABEL)])
+    tb.label_tokens(none, list(P.END_LABELS))
     # the follow-ups' tokens continue the choice prompt's tokens (what a prefix cache reuses)
     ids = tb._tok.encode(choice)
     assert tb._tok.encode(end)[: len(ids)] == ids

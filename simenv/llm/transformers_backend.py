@@ -14,12 +14,13 @@ by which an option label becomes the token `score` reads.
 Prefix reuse (`PrefixStore`, on by default on the CPU): `score` keeps the key/value cache of the
 prompts it scored, by token ids, and computes a later prompt from the longest token prefix it
 shares with one of them, running only the rest. A follow-up question that continues a scored
-prompt (`agents.prompts` v2) or a user's next prompt with the same persona then costs little
-more than its new tokens, like vLLM's automatic prefix caching; ``stats.cached_prompt_tokens``
-counts the tokens reused and ``extra["prefix_cache_hit_rate"]`` their share. With reuse, prompts
-go through the model one at a time (on a CPU prefill is compute-bound and batching gains little;
-``prefix_cache_mib=0`` restores batched scoring without reuse, the default on a GPU). The scores
-equal those computed from scratch within float rounding (tested).
+prompt (`agents.prompts` v2 and later) or a user's next prompt with the same persona then costs
+little more than its new tokens, like vLLM's automatic prefix caching;
+``stats.cached_prompt_tokens`` counts the tokens reused and ``extra["prefix_cache_hit_rate"]``
+their share. With reuse, prompts go through the model one at a time (on a CPU prefill is
+compute-bound and batching gains little; ``prefix_cache_mib=0`` restores batched scoring without
+reuse, the default on a GPU). The scores equal those computed from scratch within float rounding
+(tested).
 """
 
 from __future__ import annotations
