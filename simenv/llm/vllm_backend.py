@@ -29,6 +29,7 @@ than 32 of that prompt's tokens, not up to 127.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -46,6 +47,20 @@ from simenv.llm.transformers_backend import (
 _DTYPES = ("float32", "bfloat16", "float16", "auto")
 #: KV block size on CPU unless ``block_size`` is given (see the module docstring).
 CPU_BLOCK_SIZE = 32
+
+
+def _llvmlite_lib_dict() -> None:
+    """Let vLLM's engine start coexist with numba (`simenv.kernels`). At engine start vLLM
+    scans the attributes of every loaded module and reads ``vars(value).get("kernel")`` of
+    each; llvmlite's ``binding.ffi.lib`` (loaded by numba) answers any attribute, ``__dict__``
+    included, with a wrapped C function, so the scan fails with ``AttributeError: '_lib_fn_
+    wrapper' object has no attribute 'get'``. An empty ``__dict__`` in its function table
+    (which its ``__getattr__`` reads first) gives the scan nothing to find; llvmlite has no C
+    function of that name."""
+    ffi = sys.modules.get("llvmlite.binding.ffi")
+    table = getattr(getattr(ffi, "lib", None), "_fntab", None)
+    if isinstance(table, dict):
+        table.setdefault("__dict__", {})
 
 
 class VLLMBackend(HFTokenizerPrompts):
@@ -72,6 +87,7 @@ class VLLMBackend(HFTokenizerPrompts):
         cpu_kv_cache_gib: float = 2.0,
         **engine_kwargs: Any,
     ) -> None:
+        _llvmlite_lib_dict()
         try:
             import vllm
         except ImportError as e:
