@@ -595,16 +595,18 @@ def test_calibration_draws_nothing_and_none_is_todays_decider() -> None:
     # prompt, so the fake backend's hashed answers changed: with the v1 prompts the digests
     # were 0f988a1c... and 60e2cb81...; also the golden case filter_bubble_llm_uncalibrated;
     # re-recorded for prompt v3, one follow-up turn for the stars and stay/leave and a shorter
-    # choice turn: with the v2 prompts they were ac8924e4... and 932a8497...)
+    # choice turn: with the v2 prompts they were ac8924e4... and 932a8497...; re-recorded for
+    # the hashed tie-break of the global rankings (1131f21), which changes this world's
+    # popularity slates: before it, 0f8fb0b4... and b954589b...)
     from golden import frame_digest
 
     world = _world(LLMDecider(FakeBackend(seed=1), calibration="none"), seed=5)
     world.run()
     assert frame_digest(world.interactions_frame()) == (
-        "0f8fb0b491960350ac208ded8c1f902042145494388a2c938cd2fcabb590c3f3"
+        "7d572e5606a9643a41367947f607b13f80513287d68f8cd9892c09650859375b"
     )
     assert frame_digest(world.metrics_frame()) == (
-        "b954589bb40ce3ac01dc7051416dde36d6d21efaaacf55c1f6cfa019245f5cca"
+        "70d2cdc83abbc37167471bf3603f6b732d462ea77e254dc7db801c313c43d26c"
     )
 
 
