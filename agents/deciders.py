@@ -416,6 +416,10 @@ class UtilityDecider(BaseDecider):
 
     name = "utility"
     defines_true_utilities = True
+    #: the feature block's memory (below); a class default too, so that a decider unpickled
+    #: from a checkpoint written before it existed has one (it is only ever replaced, not
+    #: written, while empty)
+    _scratch: np.ndarray = np.zeros(0, dtype=np.float32)
 
     def __init__(self, params: UtilityParams | None = None) -> None:
         self.params = params or UtilityParams()

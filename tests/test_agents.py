@@ -196,3 +196,8 @@ def test_utility_decider_reuses_its_feature_memory_but_never_pickles_it() -> Non
     copy = pickle.loads(pickle.dumps(decider))
     assert copy._scratch.size == 0 and decider._scratch is memory
     np.testing.assert_array_equal(copy.utility_matrix(large), first)
+    # a decider pickled before the memory existed (an older checkpoint) decides all the same
+    old = UtilityDecider.__new__(UtilityDecider)
+    old.__dict__.update({"params": decider.params})
+    np.testing.assert_array_equal(old.utility_matrix(large), first)
+    assert UtilityDecider._scratch.size == 0  # the class default was replaced, not written
