@@ -798,3 +798,25 @@ def test_the_file_system_refusing_late_is_one_line_too(tmp_path, capsys, monkeyp
     monkeypatch.setattr(rf, "folder_lock", refuse)
     assert main(["run", "filter_bubble", "--out", str(tmp_path / "o"), *TINY]) == 2
     check_one_line(capsys.readouterr().err, f"Permission denied: {tmp_path / 'o'}")
+
+
+def test_a_folder_that_takes_no_files_is_refused_before_the_work(tmp_path, monkeypatch):
+    """Permission bits say yes to root everywhere; /proc still takes no new file. `recloop fit`
+    refused such an --out only after fitting (about 20 s); now before, and the check leaves no
+    file behind where it succeeds."""
+    from simenv.studies import fit as fit_module
+
+    if not Path("/proc/self").is_dir():
+        pytest.skip("no /proc on this machine")
+    with pytest.raises(OutputFolderError, match=r"--out /proc/x: /proc is not writable \("):
+        check_output_folder(Path("/proc/x"))
+
+    def no_fitting(*args, **kwargs):
+        raise AssertionError("fitted before the output was checked")
+
+    monkeypatch.setattr(fit_module, "fit", no_fitting)
+    config = fit_module.FitConfig(dataset="movielens-100k", out=Path("/proc/x.yaml"))
+    with pytest.raises(OutputFolderError, match="/proc"):
+        fit_module.run_fit(config, progress=False)
+    check_output_folder(tmp_path / "fresh")
+    assert list(tmp_path.iterdir()) == []

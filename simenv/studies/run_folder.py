@@ -41,6 +41,7 @@ import contextlib
 import fcntl
 import json
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,11 +205,11 @@ def check_output_folder(path: Path, *, into_run: bool = True, into_sweep: bool =
             f"--out {path}: {existing} is a file, so no folder can be made under it; choose "
             "another --out"
         )
-    if not os.access(existing, os.W_OK | os.X_OK):
+    refusal = _refuses_new_files(existing)
+    if refusal is not None:
         whose = "it" if existing == path.absolute() else f"{existing}"
         raise OutputFolderError(
-            f"--out {path}: {whose} is not writable by this user (or is on a read-only file "
-            "system); choose another --out"
+            f"--out {path}: {whose} is not writable ({refusal}); choose another --out"
         )
     if not into_sweep and (path / SWEEP_INDEX).is_file():
         raise OutputFolderError(
@@ -221,6 +222,21 @@ def check_output_folder(path: Path, *, into_run: bool = True, into_sweep: bool =
             "another --out"
         )
     return path
+
+
+def _refuses_new_files(folder: Path) -> str | None:
+    """Why ``folder`` cannot take a new file, or None. Permission bits (`os.access`) are not
+    enough: root passes them everywhere, also in /proc, which takes no files. So a temporary
+    file is made and removed at once (the check leaves nothing behind)."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return "permission denied"
+    try:
+        handle, name = tempfile.mkstemp(prefix=".recloop-probe-", dir=folder)
+    except OSError as err:
+        return err.strerror or type(err).__name__
+    os.close(handle)
+    os.unlink(name)
+    return None
 
 
 class FolderLockedError(RunFolderError):
