@@ -93,13 +93,14 @@ def test_paired_differences_are_per_seed(run: Path) -> None:
     m = res.metrics
     per_seed = m.groupby(["policy", "seed"])["ctr"].mean().unstack("policy")
     diff = per_seed["mf"] - per_seed["random"]
-    mean, low, high, n = rows[0][("diff", "random", "mf")]["mean"]
+    got = rows[0][("diff", "random", "mf")]["mean"]
+    mean, low, high, n = got["mean"], got["low"], got["high"], got["n"]
     half = t95(2) * diff.std(ddof=1) / 3**0.5
     assert (mean, low, high, n) == pytest.approx((diff.mean(), diff.mean() - half,
                                                   diff.mean() + half, 3))  # fmt: skip
     last = m[m["tick"] == m["tick"].max()].set_index(["policy", "seed"])["ctr"]
     final = rows[0]["popularity"]["final"]
-    assert final[0] == pytest.approx(last["popularity"].mean()) and final[3] == 3
+    assert final["mean"] == pytest.approx(last["popularity"].mean()) and final["n"] == 3
 
 
 def test_time_axes_have_integer_ticks(run: Path) -> None:

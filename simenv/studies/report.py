@@ -26,7 +26,7 @@ import html
 import io
 import itertools
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ from simenv import __version__
 from simenv.studies.plots import measured, metric_title
 from simenv.studies.results import SETTING, Results, load
 from simenv.studies.run_folder import RunFolder, write_text
-from simenv.studies.runner import t95
+from simenv.studies.runner import interval, t95
 
 REPORT = "report.html"
 KEYS = ("policy", "seed", "tick")
@@ -120,19 +120,6 @@ def band(frame: pd.DataFrame, name: str) -> pd.DataFrame:
     dof = (stats["count"] - 1).clip(lower=1)
     half = dof.map(t95) * stats["std"].fillna(0) / np.sqrt(stats["count"].clip(lower=1))
     return stats.assign(low=stats["mean"] - half, high=stats["mean"] + half).reset_index()
-
-
-def interval(values: Iterable[float]) -> tuple[float, float, float, int]:
-    """Mean, 95% t-interval (low, high) and n of the finite values (nan when none)."""
-    x = np.asarray(list(values), dtype=float)
-    x = x[np.isfinite(x)]
-    if x.size == 0:
-        return (np.nan, np.nan, np.nan, 0)
-    mean = float(x.mean())
-    if x.size == 1:
-        return (mean, mean, mean, 1)
-    half = t95(x.size - 1) * float(x.std(ddof=1)) / np.sqrt(x.size)
-    return (mean, mean - half, mean + half, int(x.size))
 
 
 def per_seed(frame: pd.DataFrame, name: str) -> dict[str, pd.DataFrame]:
@@ -311,8 +298,9 @@ def _num(x: float) -> str:
     return f"{x:.3g}" if x != 0 and abs(x) < 0.001 else f"{x:.3f}"
 
 
-def _cell(stat: tuple[float, float, float, int], signed: bool = False) -> str:
-    mean, low, high, n = stat
+def _cell(stat: dict[str, Any], signed: bool = False) -> str:
+    """One table cell of `runner.interval`'s mean, low, high and n."""
+    mean, low, high, n = stat["mean"], stat["low"], stat["high"], stat["n"]
     if n == 0:
         return "<td>n/a</td>"
     sig = signed and n > 1 and (low > 0 or high < 0)
