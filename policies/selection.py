@@ -358,13 +358,23 @@ def top_global(
             out = _complete(out, _full_ranking(s, avail, ties), recent, length)
         return out
     cand = avail[order[:n_cand]]
-    pos = positions(cand, int(max(avail.max(), cand.max()) + 1))
+    # one compiled pass per row over the same candidates for every row (no tie group)
+    out = kernels.rotated_top(cand, cand[:0], np.zeros(rows, np.int64), n_cand, recent, length)
+    if (out < 0).any():  # rows that ran out (fewer than length + history items available)
+        return _top_recent_last(cand, recent, length)
+    return out
+
+
+def _top_recent_last(cand: np.ndarray, recent: np.ndarray, length: int) -> np.ndarray:
+    """Per row, the first ``length`` of the shared candidates ``cand`` that are not in its row
+    of ``recent``, then its recent ones, in candidate order (`first_unmasked` with
+    ``then_masked``): what `top_global` gives when a row has too few other items."""
+    rows, n_cand = recent.shape[0], cand.size
+    pos = positions(cand, int(cand.max()) + 1)
     p = lookup(pos, recent)
     masked = np.zeros((rows, n_cand), dtype=bool)
     rr, cc = np.nonzero(p >= 0)
     masked[rr, p[rr, cc]] = True
-    if not masked[:, :length].any():
-        return np.broadcast_to(cand[:length], (rows, length)).copy()
     return first_unmasked(np.broadcast_to(cand, (rows, n_cand)), masked, length, True)
 
 

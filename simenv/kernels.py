@@ -320,6 +320,60 @@ def noisy_argmax(utility: np.ndarray, noise: float, draws: np.ndarray) -> np.nda
     return out
 
 
+@njit(cache=True)
+def consume(
+    users: np.ndarray,
+    chosen: np.ndarray,
+    recent: np.ndarray,
+    recent_ptr: np.ndarray,
+    recent_profile: np.ndarray,
+    genre_history: np.ndarray,
+    taste: np.ndarray,
+    features: np.ndarray,
+    unit: np.ndarray,
+    keep: np.float32,
+    drift: np.float32,
+    do_drift: bool,
+) -> bool:
+    """Each of ``users`` (distinct) consumed ``chosen[i]``, in place, exactly as the numpy
+    code of `simenv.users.UserState._consume` computes it for float32 arrays: the item goes
+    to the next slot of the user's ``recent`` ring (`ring_slots`), ``recent_profile`` gains
+    its features minus the evicted item's (``p + (added - old)``), ``genre_history`` gains
+    its features, and, with ``do_drift`` (the scenario's drift > 0), ``taste`` becomes the
+    unit row (`unit_rows`) of ``keep · taste + drift · unit[item]`` (``keep`` = 1 − drift,
+    both rounded to float32 as numpy rounds a Python float meeting a float32 array). One pass
+    over the users and no (users, d) gathers. Returns False, changing nothing, when a user
+    appears twice (the caller keeps numpy's semantics for that)."""
+    n = users.size
+    seen = np.zeros(recent.shape[0], dtype=np.bool_)
+    for i in range(n):
+        if seen[users[i]]:
+            return False
+        seen[users[i]] = True
+    width, d = recent.shape[1], features.shape[1]
+    moved = np.empty((n, d), dtype=np.float32)
+    zero = np.float32(0.0)
+    for i in range(n):
+        u, item = users[i], chosen[i]
+        slot = recent_ptr[u] % width
+        recent_ptr[u] = (slot + 1) % width
+        evicted = recent[u, slot]
+        for c in range(d):
+            added = features[item, c]
+            old = features[evicted, c] if evicted >= 0 else zero
+            recent_profile[u, c] = recent_profile[u, c] + (added - old)
+            genre_history[u, c] = genre_history[u, c] + added
+            if do_drift:
+                moved[i, c] = keep * taste[u, c] + drift * unit[item, c]
+        recent[u, slot] = item
+    if do_drift:
+        moved = unit_rows(moved)
+        for i in range(n):
+            for c in range(d):
+                taste[users[i], c] = moved[i, c]
+    return True
+
+
 # one-user step ------------------------------------------------------------------------------
 
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)

@@ -30,6 +30,7 @@ from agents.memory import MemoryKind, MemoryStore
 from agents.persona import PersonaTable
 from policies.base import Feedback, SocialGraph
 from scenarios.schema import SocialConfig
+from simenv import kernels
 from simenv.arrays import ring_slots, unit_rows
 from simenv.catalog import ItemStore
 from simenv.social import fan_out
@@ -148,6 +149,13 @@ class UserState:
     ) -> None:
         """Recent-items ring, its feature sum, genre history and taste drift."""
         feats = items.features
+        if users.size >= 64 and self._kernel_fits(feats, items.unit):  # one compiled pass
+            keep, pull = np.float32(1 - drift), np.float32(drift)
+            if kernels.consume(
+                users, chosen, self.recent, self.recent_ptr, self.recent_profile,
+                self.genre_history, self.taste, feats, items.unit, keep, pull, drift > 0,
+            ):  # fmt: skip
+                return
         slots = ring_slots(self.recent_ptr, users, self.recent.shape[1])
         evicted = self.recent[users, slots]
         # rows gathered with np.take (what fancy indexing gives, several times faster); a
@@ -161,6 +169,14 @@ class UserState:
         if drift > 0 and users.size:
             moved = (1 - drift) * _rows(self.taste, users) + drift * _rows(items.unit, chosen)
             self.taste[users] = unit_rows(moved)
+
+    def _kernel_fits(self, *item_tables: np.ndarray) -> bool:
+        """Whether `kernels.consume` computes what `_consume`'s numpy code does: the user
+        tables it writes and ``item_tables`` are all float32 (the world's always are) and a
+        row is short enough for its `unit_rows`."""
+        tables = (self.recent_profile, self.genre_history, self.taste, *item_tables)
+        short = self.taste.shape[1] <= kernels.PAIRWISE_BLOCK
+        return short and all(t.dtype == np.float32 for t in tables)
 
     def share(
         self,

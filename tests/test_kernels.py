@@ -265,3 +265,66 @@ def test_distances_are_numpys_norms_of_the_differences(dtype: type, d: int) -> N
         a[1, 0] = np.nan
     expected = np.linalg.norm(a.astype(np.float64) - b.astype(np.float64), axis=1)
     assert kernels.distances(a, b).tobytes() == expected.tobytes()
+
+
+def _consume_reference(state: dict, users: np.ndarray, chosen: np.ndarray, drift: float) -> None:
+    """The numpy code of `UserState._consume` on a dict of its arrays."""
+    from simenv.arrays import ring_slots, unit_rows
+
+    feats, recent = state["features"], state["recent"]
+    slots = ring_slots(state["recent_ptr"], users, recent.shape[1])
+    evicted = recent[users, slots]
+    old = feats[np.maximum(evicted, 0)]
+    old[evicted < 0] = 0.0
+    added = feats[chosen]
+    state["recent_profile"][users] = state["recent_profile"][users] + (added - old)
+    recent[users, slots] = chosen
+    state["genre_history"][users] = state["genre_history"][users] + added
+    if drift > 0:
+        moved = (1 - drift) * state["taste"][users] + drift * state["unit"][chosen]
+        state["taste"][users] = unit_rows(moved)
+
+
+def _consume_state(rng: np.random.Generator, n: int, m: int, d: int, width: int) -> dict:
+    f32 = np.float32
+    feats = rng.random((m, d)).astype(f32)
+    return {
+        "recent": np.where(rng.random((n, width)) < 0.4, -1, rng.integers(0, m, (n, width))),
+        "recent_ptr": rng.integers(0, 3 * width, n),
+        "recent_profile": rng.random((n, d)).astype(f32),
+        "genre_history": rng.random((n, d)).astype(f32),
+        "taste": rng.normal(size=(n, d)).astype(f32),
+        "features": feats,
+        "unit": (feats / np.linalg.norm(feats, axis=1, keepdims=True)).astype(f32),
+    }
+
+
+def _consume_kernel(state: dict, users: np.ndarray, chosen: np.ndarray, drift: float) -> bool:
+    s = state
+    return kernels.consume(
+        users, chosen, s["recent"], s["recent_ptr"], s["recent_profile"], s["genre_history"],
+        s["taste"], s["features"], s["unit"], np.float32(1 - drift), np.float32(drift), drift > 0,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("drift", [0.0, 0.05, 0.5, 1e-50])
+@pytest.mark.parametrize("seed", range(3))
+def test_consume_is_the_numpy_update_bit_for_bit(drift: float, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n, m, d, width = 300, 50, int(rng.integers(1, 20)), int(rng.integers(1, 8))
+    state = _consume_state(rng, n, m, d, width)
+    users = rng.permutation(n)[: int(rng.integers(0, n))].astype(np.int64)
+    chosen = rng.integers(0, m, users.size)
+    expected = {key: value.copy() for key, value in state.items()}
+    _consume_reference(expected, users, chosen, drift)
+    assert _consume_kernel(state, users, chosen, drift)
+    for key, value in expected.items():
+        np.testing.assert_array_equal(state[key], value, err_msg=key, strict=True)
+
+
+def test_consume_refuses_a_repeated_user_and_changes_nothing() -> None:
+    state = _consume_state(np.random.default_rng(0), 10, 20, 4, 3)
+    before = {key: value.copy() for key, value in state.items()}
+    assert not _consume_kernel(state, np.array([1, 2, 1]), np.array([3, 4, 5]), 0.1)
+    for key, value in before.items():
+        np.testing.assert_array_equal(state[key], value, err_msg=key)

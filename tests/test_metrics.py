@@ -403,3 +403,24 @@ def test_niche_users_and_minority_groups() -> None:
     assert minority_users(one_group).all()  # one group: no minority to compare (gap is nan)
     ctx = hand_ctx(taste_initial=one_group[:, :2].repeat(2, axis=0)[:5])
     assert math.isnan(get("minority_ctr_gap")(ctx))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_slate_count_metrics_equal_their_per_entry_formulas(seed: int) -> None:
+    """coverage and avg_rec_popularity, computed from the tick's impressions per item
+    (`MetricContext.tick_exposures`), equal their formulas over every served entry bit for
+    bit, and avg_rec_popularity keeps them where its integer sum would not be exact."""
+    from simenv.metrics.exposure import avg_rec_popularity, coverage
+
+    rng = np.random.default_rng(seed)
+    n_items = int(rng.integers(20, 3000))
+    slates = np.stack([rng.choice(n_items, 10, replace=False) for _ in range(500)])
+    available = rng.random(n_items) < 0.9
+    for top in (1000, 2**50):  # the second: Σ over the entries is past 2⁵³
+        counts = rng.integers(0, top, n_items)
+        ctx = hand_ctx(slates=slates, available=available, consumption_total=counts)
+        shown = np.zeros(n_items, dtype=bool)
+        shown[slates.ravel()] = True
+        assert coverage(ctx) == np.count_nonzero(shown & available) / np.count_nonzero(available)
+        mean = counts[slates.ravel()].mean(dtype=np.float64)
+        assert avg_rec_popularity(ctx) == float(mean / counts.sum())

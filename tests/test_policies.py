@@ -489,6 +489,28 @@ def test_top_global_many_rows_equal_one_row_at_a_time(tie_break: str, hashed: bo
             np.testing.assert_array_equal(got[r], alone[0])
 
 
+def test_top_global_without_ties_equals_the_masked_sort() -> None:
+    """Distinct scores (no tie group: the compiled walk over the shared candidates) give what
+    masking each row's recent items and sorting by the mask gives, also where rows run out
+    and get their recent items last."""
+    from policies.selection import _top_recent_last
+
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        m = int(rng.integers(1, 40))
+        avail = np.sort(rng.choice(m + 5, m, replace=False))
+        scores = rng.permutation(m + 5).astype(np.float64)  # distinct
+        rows, history = int(rng.integers(2, 9)), int(rng.integers(0, 9))
+        top = avail[np.argsort(-scores[avail], kind="stable")]
+        recent = np.where(rng.random((rows, history)) < 0.7, rng.choice(top[:12], (rows, history)),
+                          rng.integers(-1, m + 5, (rows, history)))  # fmt: skip
+        length = int(rng.integers(1, m + 1))
+        ties = TieKeys(m, rows, "id", np.random.default_rng(0))
+        cand = top[: min(m, length + history)]
+        expected = _top_recent_last(cand, recent, length)
+        np.testing.assert_array_equal(top_global(scores, avail, recent, length, ties), expected)
+
+
 # --------------------------------------------------------------------------------------------
 # known-answer worlds
 # --------------------------------------------------------------------------------------------

@@ -40,6 +40,13 @@ class MetricContext:
         return self.chosen_item >= 0
 
     @cached_property
+    def tick_exposures(self) -> np.ndarray:
+        """(n_items,) int64 impressions of each item this tick (entries of ``slates``; the
+        item ids of served slates are valid ids). Computed once per context for the metrics
+        that share it (coverage, avg_rec_popularity): one pass over the slates."""
+        return np.bincount(self.slates.ravel(), minlength=self.available.shape[0])
+
+    @cached_property
     def genre_shares(self) -> tuple[np.ndarray, np.ndarray]:
         """(shares, total): each user's genre_history row in float64 divided by its sum
         (``total``, (n_users,) float64); a row whose sum is not positive is left as it is (all

@@ -32,8 +32,7 @@ def coverage(ctx: MetricContext) -> float:
     no item is available."""
     if ctx.slates.size == 0:
         return NAN
-    shown = np.zeros(ctx.available.shape[0], dtype=bool)
-    shown[ctx.slates.ravel()] = True
+    shown = ctx.tick_exposures > 0
     return safe_ratio(np.count_nonzero(shown & ctx.available), np.count_nonzero(ctx.available))
 
 
@@ -46,8 +45,18 @@ def avg_rec_popularity(ctx: MetricContext) -> float:
     total = ctx.consumption_total.sum()
     if ctx.slates.size == 0 or total <= 0:
         return NAN
+    # Σ over the served entries as Σ_i impressions_i · consumption_total_i: integers, exact
+    # (and so equal to the float64 sum of the entries) while below 2⁵³
+    counts = ctx.consumption_total
+    if counts.dtype.kind in "iu" and int(counts.max()) * ctx.slates.size < _EXACT:
+        summed = int(np.dot(ctx.tick_exposures, counts))
+        return float(np.float64(summed) / ctx.slates.size / total)
     served = ctx.consumption_total[ctx.slates.ravel()]
     return float(served.mean(dtype=np.float64) / total)
+
+
+#: Integers up to this size are exact in float64 (and their sums, while below it).
+_EXACT = 2**53
 
 
 @register(
