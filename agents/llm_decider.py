@@ -9,6 +9,9 @@ question kind while some persona's label prior is not known yet: below):
 3. *session end*: ``stay`` or ``leave``; not asked at the session's last slate
    (``ctx.last_step``), after which the session ends whatever the user would answer.
 
+A user whose choice or rating question failed (``on_error="utility_fallback"``) is asked
+nothing more: the fallback decides that user's whole decision.
+
 The rating and session-end questions are one follow-up turn of each user's choice prompt
 (`agents.prompts`, version ``v3``): the choice prompt, the label sampled as the assistant's
 answer, then one user turn asking for the stars and stay/leave in one answer (``"4 stay"``).
@@ -397,12 +400,18 @@ class LLMDecider(BaseDecider):
         self, ctx: DecisionContext, systems: Sequence[str], turns: Sequence[P.Turns],
         answered: Sequence[str | None], draws: np.ndarray, bad: np.ndarray,
     ) -> np.ndarray:  # fmt: skip
-        """Stay or leave for every row of ``ctx``, one batched ``score`` call: a rater's prompt
-        is its rating prompt answered up to the stars (``answered``), the others' continue
-        their choice turn (``turns``, answered ``none``) with `agents.prompts.end_user`. Marks
-        failed rows in ``bad``."""
+        """Stay or leave for every row of ``ctx`` not yet in ``bad``, one batched ``score``
+        call: a rater's prompt is its rating prompt answered up to the stars (``answered``), the
+        others' continue their choice turn (``turns``, answered ``none``) with
+        `agents.prompts.end_user`. Rows already in ``bad`` (their choice or rating failed) are
+        not asked: the fallback decides them whole (their entry here is True). Marks failed
+        rows in ``bad``."""
+        ended = np.ones(ctx.users.size, dtype=bool)
+        asked = np.flatnonzero(~bad)
+        if asked.size == 0:
+            return ended
         prompts, kinds = [], []
-        for r in range(ctx.users.size):
+        for r in asked.tolist():
             after = answered[r]
             if after is None:
                 prompts.append(self._chat(systems[r], P.end_user(), turns[r]))
@@ -412,9 +421,11 @@ class LLMDecider(BaseDecider):
                 kinds.append("end")
         k = ctx.slates.shape[1]
         labels = list(P.END_LABELS)
-        eprobs, efailed = self._answers(kinds, prompts, labels, systems, ctx.users, k)
-        bad |= efailed
-        return _sample(eprobs, draws) == 1
+        row_systems = [systems[r] for r in asked.tolist()]
+        eprobs, efailed = self._answers(kinds, prompts, labels, row_systems, ctx.users[asked], k)
+        bad[asked[efailed]] = True
+        ended[asked] = _sample(eprobs, draws[asked]) == 1
+        return ended
 
     # ------------------------------------------------------------------ calibration
     def content_free_prompts(self, kind: str, slate: int, system: str) -> list[str]:

@@ -14,7 +14,8 @@ stay/leave as one follow-up turn of the choice prompt, prompt v3), and with the 
 alone (`ChoiceOnly`: the backend's rate for one question per decision on the same world). Per
 tick it prints decisions/s, prompts and prompt tokens per decision, tokens computed (not served
 from the prefix cache) and the prefix-cache hit rate; then per backend tick 1 vs ticks 2+ and
-the ratio of the two runs.
+the ratio of the two runs; and per question (choice, stars, stay/leave) the ``score`` calls,
+requests, prompt tokens computed per request, seconds per request and per computed token.
 
 Synthetic part (``--parts synthetic``):
 Each user's prompt (~220 tokens with the chat template) is persona (fixed per user) + memories
@@ -122,8 +123,8 @@ def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
     if "world" in args.parts and args.world_ticks:
         # one question per decision first, then the decider's questions (each from a cold
         # prefix cache): the same engine, the same world, the same seed
-        out["world_one"] = world_ticks(b, args, "choice")
-        out["world"] = world_ticks(b, args, "all")
+        out["world_one"], out["calls_one"] = world_ticks(b, args, "choice")
+        out["world"], out["calls"] = world_ticks(b, args, "all")
     return out
 
 
@@ -191,12 +192,54 @@ class ChoiceOnly:
         return Decisions(chosen_pos=chosen, rating=rating, ended_session=fb.ended_session)
 
 
-def world_ticks(b: Any, args: argparse.Namespace, questions: str) -> list[dict[str, float]]:
+def question_of(labels: list[str]) -> str:
+    """The decider's question a ``score`` call asks, told by its option labels."""
+    if labels[-1] == "none":
+        return "choice"
+    return "stars" if labels[0] == "1" else "stay/leave"
+
+
+def call_log(b: Any) -> Any:
+    """``b`` in a wrapper that records every ``score`` call: the question (`question_of`), its
+    requests, the prompt tokens ``b`` computed (not served from its prefix cache) and seconds."""
+    from simenv.llm.base import BackendStats
+    from simenv.llm.wrappers import Wrapper
+
+    class CallLog(Wrapper):
+        def __init__(self) -> None:
+            self.inner = b
+            self.stats = BackendStats()
+            self.calls: list[dict[str, Any]] = []
+
+        def score(self, prompts: Any, options: Any) -> Any:
+            st = b.stats
+            tokens, cached, t = st.prompt_tokens, st.cached_prompt_tokens, time.perf_counter()
+            out = b.score(prompts, options)
+            computed = (st.prompt_tokens - tokens) - (st.cached_prompt_tokens - cached)
+            self.calls.append(
+                {
+                    "question": question_of(list(options[0])),
+                    "requests": len(prompts),
+                    "computed": computed,
+                    "seconds": time.perf_counter() - t,
+                }
+            )
+            return out
+
+        def generate(self, prompts: Any, max_tokens: int, json_schema: Any = None) -> Any:
+            return b.generate(prompts, max_tokens, json_schema)
+
+    return CallLog()
+
+
+def world_ticks(
+    b: Any, args: argparse.Namespace, questions: str
+) -> tuple[list[dict[str, float]], list[dict[str, Any]]]:
     """Real ticks of `filter_bubble_llm` (``--users`` users, all active, mf) with `LLMDecider`
     on ``b`` (``questions="all"``: choice, rating, stay/leave as the decider asks them; or
-    ``"choice"``: `ChoiceOnly`), one entry per tick: decisions, seconds, backend seconds,
-    prompt tokens and prompt tokens served from the prefix cache. The backend's prefix cache
-    is emptied first, so tick 1 meets it cold."""
+    ``"choice"``: `ChoiceOnly`): one entry per tick (decisions, seconds, backend seconds,
+    prompt tokens and prompt tokens served from the prefix cache) and one per ``score`` call
+    (`call_log`). The backend's prefix cache is emptied first, so tick 1 meets it cold."""
     import policies
     from scenarios import load
     from simenv.studies.factory import make_decider
@@ -213,7 +256,8 @@ def world_ticks(b: Any, args: argparse.Namespace, questions: str) -> list[dict[s
             "decider.llm.calibration=none",
         ],
     )
-    inner = make_decider(scenario, backend=b)
+    logged = call_log(b)
+    inner = make_decider(scenario, backend=logged)
     decider = ChoiceOnly(inner) if questions == "choice" else inner
     decisions = 0
     decide = decider.decide
@@ -242,7 +286,7 @@ def world_ticks(b: Any, args: argparse.Namespace, questions: str) -> list[dict[s
                 "cached": s1["cached_prompt_tokens"] - s0["cached_prompt_tokens"],
             }
         )
-    return ticks
+    return ticks, logged.calls
 
 
 def summarise(r: dict[str, Any], users: int) -> dict[str, Any]:
@@ -336,6 +380,24 @@ def world_table(results: list[dict[str, Any]]) -> str:
             f"{a1 / o1:>11.2f}{a2 / o2:>6.2f}{h1:>7.0%}{h2:>6.0%}{c1 / c2:>12.2f}"
             f"{oc1 / c1:>16.2f}{oc2 / c2:>6.2f}"
         )
+    head3 = (
+        f"{'backend':<22}{'questions':>10}{'asked':>12}{'calls':>6}{'requests':>9}"
+        f"{'computed/req':>13}{'s/req':>7}{'ms/computed':>12}"
+    )
+    lines += ["", head3, "-" * len(head3)]
+    for r in results:
+        for kind, key in (("one", "calls_one"), ("all", "calls")):
+            for question in ("choice", "stars", "stay/leave"):
+                cs = [c for c in r.get(key) or [] if c["question"] == question]
+                n = sum(c["requests"] for c in cs)
+                if not n:
+                    continue
+                comp = sum(c["computed"] for c in cs)
+                sec = sum(c["seconds"] for c in cs)
+                lines.append(
+                    f"{r['config']:<22}{kind:>10}{question:>12}{len(cs):>6}{n:>9}"
+                    f"{comp / n:>13.1f}{sec / n:>7.3f}{1000 * sec / max(comp, 1):>12.2f}"
+                )
     return "\n".join(lines)
 
 

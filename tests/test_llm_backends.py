@@ -390,7 +390,7 @@ def test_transformers_prefix_reuse_equals_scores_from_scratch(tb: Any) -> None:
         ref = lp[tb.label_tokens(p, opts)]
         ref = np.exp(ref - ref.max())
         np.testing.assert_allclose(g, ref / ref.sum(), atol=1e-5)
-    assert 0 < tb.stats.extra["prefix_cache_hit_rate"] < 1
+    assert 0 < tb.stats.as_dict()["prefix_cache_hit_rate"] < 1
 
 
 def test_prefix_store_longest_prefix_and_budget() -> None:
@@ -518,8 +518,9 @@ def test_failure_message_counts_the_retries_that_happened(
 
 def _reading(calls: int, prompt_tokens: int, cached: int) -> list[dict[str, Any]]:
     stats = BackendStats(calls=calls, prompt_tokens=prompt_tokens, cached_prompt_tokens=cached)
-    stats.extra.update({"prefix_cache_hit_rate": cached / prompt_tokens, "mode": "x"})
-    return [{"layer": "CachedBackend", "name": "n", "model": "m", "stats": {"calls": calls}},
+    stats.extra["mode"] = "x"
+    return [{"layer": "CachedBackend", "name": "n", "model": "m",
+             "stats": BackendStats(calls=calls).as_dict()},
             {"layer": "Inner", "name": "n", "model": "m", "stats": stats.as_dict()}]  # fmt: skip
 
 
@@ -527,8 +528,10 @@ def test_layers_since_and_total_count_a_jobs_own_calls() -> None:
     """A backend's counters run over every job of a process: a job's share is the difference
     of two readings, the run's the sum of the jobs'; the hit rate is recomputed, not summed."""
     first, later = _reading(2, 100, 0), _reading(5, 400, 150)
+    assert later[1]["stats"]["prefix_cache_hit_rate"] == 0.375  # derived, not stored
+    assert later[0]["stats"]["prefix_cache_hit_rate"] == 0.0  # a layer without prompt tokens
     job = layers_since(later, first)
-    assert job[0]["stats"] == {"calls": 3}
+    assert job[0]["stats"] == BackendStats(calls=3).as_dict()
     inner = job[1]["stats"]
     assert (inner["calls"], inner["prompt_tokens"], inner["cached_prompt_tokens"]) == (3, 300, 150)
     assert inner["prefix_cache_hit_rate"] == 0.5 and inner["mode"] == "x"

@@ -548,6 +548,40 @@ def test_unusable_follow_up_answers_fall_back_and_are_counted(broken: str) -> No
         LLMDecider(Garbled(), on_error="fail", calibration="none").decide(ctx)
 
 
+@pytest.mark.parametrize("calibration", ["none", "contextual"])
+def test_rows_whose_choice_failed_are_asked_nothing_more(calibration: str) -> None:
+    """A row whose choice answer is unusable falls back whole: no rating or stay/leave prompt
+    continues its choice prompt (the fallback decides it), the other rows are asked as usual."""
+
+    class ChoiceGarbled(CountingBackend):
+        def score(
+            self, prompts: Sequence[str], options: Sequence[Sequence[str]]
+        ) -> list[np.ndarray]:
+            out = super().score(prompts, options)
+            if _content_free(prompts) or list(options[0])[-1] != P.NONE_LABEL:
+                return out
+            return [np.full(len(a), np.nan) if i % 2 == 0 else a for i, a in enumerate(out)]
+
+    backend = ChoiceGarbled()
+    d = LLMDecider(backend, on_error="utility_fallback", calibration=calibration)
+    ctx = _context(_world(d), [0, 1, 2, 3])
+    d.decide(ctx)
+    asked = _real_calls(backend)
+    choice = asked[0][0]
+    failed, kept = [choice[0], choice[2]], [choice[1], choice[3]]
+    follow_ups = [p for prompts, _ in asked[1:] for p in prompts]
+    assert follow_ups and all(not p.startswith(tuple(failed)) for p in follow_ups)
+    ends = [p for prompts, o in asked[1:] if o[0] == list(P.END_LABELS) for p in prompts]
+    assert len(ends) == 2 and all(e.startswith(tuple(kept)) for e in ends)
+    assert d.fallbacks_total == 2
+    # every choice failed: one score call (the choice), nothing else asked
+    backend = CountingBackend(fail_first=1)
+    d = LLMDecider(backend, on_error="utility_fallback", calibration="none")
+    dec = d.decide(_context(_world(d), [0, 1, 2]))
+    assert len(backend.score_calls) == 1 and d.fallbacks_total == 3
+    assert dec.ended_session.shape == (3,)
+
+
 def test_priors_estimated_once_per_persona_and_kind() -> None:
     backend = CountingBackend()
     d = LLMDecider(backend)
@@ -624,9 +658,11 @@ def test_failed_prior_estimate_falls_back_and_is_asked_again() -> None:
     world = _world(d)
     dec = d.decide(_context(world, [0, 1, 2]))
     assert d.tick_counters() == {"llm_fallbacks": 3.0} and dec.chosen_pos.shape == (3,)
-    # the failed choice sends every row down the none path: stay/leave after none
+    # the failed choice is the whole decision's fallback: no follow-up question is asked, so
+    # no follow-up prior is estimated either
+    assert [o[0][-1] for _, o in backend.score_calls] == [P.NONE_LABEL] * 2  # prior, choice
     contexts = prior_contexts("end_after_none", d.system_prompts(_context(world)), 4)
-    assert not d.priors.missing("end_after_none", list(P.END_LABELS), contexts)
+    assert d.priors.missing("end_after_none", list(P.END_LABELS), contexts) == contexts
     backend.score_calls.clear()
     d.decide(_context(world, [0, 1, 2]))
     assert _content_free(backend.score_calls[0][0])  # asked again, then known

@@ -129,7 +129,7 @@ def test_prefix_cache_reports_cached_tokens(vb: VLLMBackend) -> None:
     # (a new persona), the second reuses the persona's blocks.
     assert after_first - before == 0
     assert gained > 0, vb.stats.as_dict()
-    assert 0 < vb.stats.extra["prefix_cache_hit_rate"] < 1
+    assert 0 < vb.stats.as_dict()["prefix_cache_hit_rate"] < 1
 
 
 def test_follow_up_question_reuses_the_choice_prompt(vb: VLLMBackend) -> None:

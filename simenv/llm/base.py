@@ -26,7 +26,7 @@ Caching, retries, time-outs, budgets and statistics are wrappers around any back
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -45,7 +45,11 @@ def retries_said(n: int) -> str:
 
 @dataclass
 class BackendStats:
-    """What went through one backend or wrapper layer (written to ``llm_stats.json``)."""
+    """What went through one backend or wrapper layer (written to ``llm_stats.json``).
+
+    The fields are counters; ``extra`` holds a layer's own counters and facts (load seconds,
+    fallbacks...). Rates are never stored: `derived_stats` computes them from the counters
+    whenever the statistics are written or combined."""
 
     calls: int = 0
     prompts: int = 0
@@ -76,9 +80,21 @@ class BackendStats:
         self.seconds += seconds
 
     def as_dict(self) -> dict[str, Any]:
+        """The counters, ``extra`` and the `derived_stats` of the counters, as one dict."""
         d = {k: v for k, v in self.__dict__.items() if k != "extra"}
         d.update(self.extra)
+        d.update(derived_stats(d))
         return d
+
+
+def derived_stats(counters: Mapping[str, Any]) -> dict[str, Any]:
+    """The statistics computed from a layer's counters (one `BackendStats.as_dict` or a
+    difference or sum of several): ``prefix_cache_hit_rate``, the share of the prompt tokens
+    the backend served from its prefix cache (``cached_prompt_tokens / prompt_tokens``, 0.0
+    for a layer that counts no prompt tokens, e.g. the cache wrapper)."""
+    prompt = counters.get("prompt_tokens", 0)
+    cached = counters.get("cached_prompt_tokens", 0)
+    return {"prefix_cache_hit_rate": round(cached / prompt, 4) if prompt else 0.0}
 
 
 @runtime_checkable

@@ -16,11 +16,11 @@ prompts it scored, by token ids, and computes a later prompt from the longest to
 shares with one of them, running only the rest. A follow-up question that continues a scored
 prompt (`agents.prompts` v2 and later) or a user's next prompt with the same persona then costs
 little more than its new tokens, like vLLM's automatic prefix caching;
-``stats.cached_prompt_tokens`` counts the tokens reused and ``extra["prefix_cache_hit_rate"]``
-their share. With reuse, prompts go through the model one at a time (on a CPU prefill is
-compute-bound and batching gains little; ``prefix_cache_mib=0`` restores batched scoring without
-reuse, the default on a GPU). The scores equal those computed from scratch within float rounding
-(tested).
+``stats.cached_prompt_tokens`` counts the tokens reused (the written statistics derive their
+share, ``prefix_cache_hit_rate``). With reuse, prompts go through the model one at a time (on a
+CPU prefill is compute-bound and batching gains little; ``prefix_cache_mib=0`` restores batched
+scoring without reuse, the default on a GPU). The scores equal those computed from scratch
+within float rounding (tested).
 """
 
 from __future__ import annotations
@@ -238,7 +238,6 @@ class TransformersBackend(HFTokenizerPrompts):
         self.stats = BackendStats()
         self.stats.extra["load_seconds"] = round(time.perf_counter() - t0, 3)
         self.stats.extra["truncated"] = 0
-        self.stats.extra["prefix_cache_hit_rate"] = 0.0
 
     def __repr__(self) -> str:
         return f"TransformersBackend(model={self.model!r}, device={self.device!r})"
@@ -289,9 +288,6 @@ class TransformersBackend(HFTokenizerPrompts):
             cached_prompt_tokens=cached,
             seconds=time.perf_counter() - t0,
         )
-        if self.stats.prompt_tokens:
-            rate = self.stats.cached_prompt_tokens / self.stats.prompt_tokens
-            self.stats.extra["prefix_cache_hit_rate"] = round(rate, 4)
         return result
 
     def _last_logprobs(self, encoded: list[list[int]]) -> list[np.ndarray]:

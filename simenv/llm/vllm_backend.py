@@ -14,8 +14,9 @@ automatic prefix caching, so prompts that share a persona prefix recompute only 
   outputs (``StructuredOutputsParams(json=schema)``, xgrammar or guidance backend), then checked
   with `check_json`.
 - Stats: ``prompt_tokens``, ``cached_prompt_tokens`` (vLLM's ``num_cached_tokens``: prompt
-  tokens served from the prefix cache), ``completion_tokens``, ``seconds``;
-  ``extra["prefix_cache_hit_rate"]`` = cached / prompt tokens so far.
+  tokens served from the prefix cache), ``completion_tokens``, ``seconds``; the written
+  statistics derive ``prefix_cache_hit_rate`` = cached / prompt tokens from them
+  (`simenv.llm.base.derived_stats`).
 
 On CPU set ``VLLM_CPU_NUM_OF_RESERVED_CPU=0`` (otherwise one core is kept for the front end) and,
 inside test processes, ``VLLM_ENABLE_V1_MULTIPROCESSING=0``; ``VLLM_CPU_KVCACHE_SPACE`` (GiB)
@@ -136,7 +137,6 @@ class VLLMBackend(HFTokenizerPrompts):
             {
                 "load_seconds": round(time.perf_counter() - t0, 3),
                 "truncated": 0,
-                "prefix_cache_hit_rate": 0.0,
                 "vllm_version": str(getattr(vllm, "__version__", "?")),
             }
         )
@@ -167,9 +167,6 @@ class VLLMBackend(HFTokenizerPrompts):
             cached_prompt_tokens=sum(int(getattr(o, "num_cached_tokens", 0) or 0) for o in outputs),
             seconds=time.perf_counter() - t0,
         )
-        if self.stats.prompt_tokens:
-            rate = self.stats.cached_prompt_tokens / self.stats.prompt_tokens
-            self.stats.extra["prefix_cache_hit_rate"] = round(rate, 4)
 
     # ------------------------------------------------------------------ protocol
     def score(self, prompts: Sequence[str], options: Sequence[Sequence[str]]) -> list[np.ndarray]:

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from simenv.llm.base import BackendStats, LLMBackend, LLMError, retries_said
+from simenv.llm.base import BackendStats, LLMBackend, LLMError, derived_stats, retries_said
 from simenv.llm.redact import redact
 
 __all__ = [
@@ -308,13 +308,9 @@ def stats_dict(backend: LLMBackend) -> dict[str, Any]:
     return {"layers": out}
 
 
-#: Statistics that are not counters: recomputed from the counters after a difference or a sum.
-RATES = {"prefix_cache_hit_rate": ("cached_prompt_tokens", "prompt_tokens")}
-
-
 def layers_since(now: list[dict[str, Any]], before: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """What went through each layer between two readings of the same backend's
-    ``stats_dict(...)["layers"]``: counters subtracted, rates recomputed. A backend serves
+    ``stats_dict(...)["layers"]``: counters subtracted, `derived_stats` recomputed. A backend serves
     every job of a process, so its own counters run over all of them; a job's share is this."""
     if [x["layer"] for x in now] != [x["layer"] for x in before]:
         raise ValueError("layers_since: the two readings come from different backends")
@@ -326,7 +322,7 @@ def layers_since(now: list[dict[str, Any]], before: list[dict[str, Any]]) -> lis
 
 def layers_total(readings: Sequence[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """The layers of several jobs' statistics (each a ``layers`` list of one backend chain)
-    summed layer by layer, rates recomputed; readings of another chain are left out."""
+    summed layer by layer, `derived_stats` recomputed; readings of another chain are left out."""
     if not readings:
         return []
     first = readings[0]
@@ -342,15 +338,14 @@ def layers_total(readings: Sequence[list[dict[str, Any]]]) -> list[dict[str, Any
 
 def _combined(a: dict[str, Any], b: dict[str, Any], sign: int) -> dict[str, Any]:
     """``a + sign * b`` for the numbers (a key missing from ``b`` counts as 0), ``a``'s value
-    for anything else, then the `RATES` recomputed."""
+    for anything else; the `derived_stats` are then computed again from the result's
+    counters (whatever the subtraction or sum made of them is replaced)."""
     out: dict[str, Any] = {}
     for key, value in a.items():
         other = b.get(key, 0)
-        numbers = all(_is_number(v) for v in (value, other)) and key not in RATES
+        numbers = all(_is_number(v) for v in (value, other))
         out[key] = value + sign * other if numbers else value
-    for rate, (part, whole) in RATES.items():
-        if rate in out:
-            out[rate] = round(out[part] / out[whole], 4) if out.get(whole) else 0.0
+    out.update(derived_stats(out))
     return out
 
 
