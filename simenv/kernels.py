@@ -525,3 +525,218 @@ def _keys_between(
     order = np.argsort(picked_keys)
     for j in range(n):
         out[at + j] = picked[order[j]]
+
+
+# The single env's step, one kernel per piece (`agents.deciders.UtilityDecider._decide_one`,
+# `simenv.envs.observation.ObservationBuilder._observe_one`, `simenv.users.UserState`'s one-user
+# consumption): the numpy calls of one user's row folded into one compiled pass each. Float32
+# all through, every operation rounded to float32 as numpy's float32 arithmetic rounds it.
+
+#: Lanes of numpy's float32 einsum reduction (`einsum_dot`); `einsum_order_holds` checks it.
+EINSUM_LANES = 4
+
+
+@njit(cache=True)
+def einsum_dot(a: np.ndarray, b: np.ndarray) -> np.float32:
+    """Σ a[i]·b[i] of two contiguous float32 vectors added in the order numpy's einsum adds a
+    float32 ``"nd,nd->n"`` (``"nkd,nd->nk"``) row with its baseline SIMD loop (4 lanes, no
+    FMA): blocks of 16 products, each lane adding its 4 products from the last to the first
+    into its running sum, then blocks of 4 (zero-padded at the end), lanes summed as (0 + 1) +
+    (2 + 3). `einsum_order_holds` checks this against the numpy in use (a numpy built for
+    other SIMD lanes adds in another order: the callers then keep numpy's einsum)."""
+    d = a.size
+    zero = np.float32(0.0)
+    l0 = l1 = l2 = l3 = zero
+    i = 0
+    while d - i >= 16:
+        l0 = a[i] * b[i] + (
+            a[i + 4] * b[i + 4] + (a[i + 8] * b[i + 8] + (a[i + 12] * b[i + 12] + l0))
+        )
+        l1 = a[i + 1] * b[i + 1] + (
+            a[i + 5] * b[i + 5] + (a[i + 9] * b[i + 9] + (a[i + 13] * b[i + 13] + l1))
+        )
+        l2 = a[i + 2] * b[i + 2] + (
+            a[i + 6] * b[i + 6] + (a[i + 10] * b[i + 10] + (a[i + 14] * b[i + 14] + l2))
+        )
+        l3 = a[i + 3] * b[i + 3] + (
+            a[i + 7] * b[i + 7] + (a[i + 11] * b[i + 11] + (a[i + 15] * b[i + 15] + l3))
+        )
+        i += 16
+    while i < d:
+        l0 = a[i] * b[i] + l0
+        l1 = (a[i + 1] * b[i + 1] if i + 1 < d else zero) + l1
+        l2 = (a[i + 2] * b[i + 2] if i + 2 < d else zero) + l2
+        l3 = (a[i + 3] * b[i + 3] if i + 3 < d else zero) + l3
+        i += 4
+    return (l0 + l1) + (l2 + l3)  # fmt: skip
+
+
+@njit(cache=True)
+def unit_row_into(x: np.ndarray, out: np.ndarray) -> None:
+    """``out`` = `unit_rows` of the one float32 row ``x`` (zeros for an all-zero row)."""
+    d = x.size
+    squares = np.empty(d, dtype=x.dtype)
+    for c in range(d):
+        squares[c] = x[c] * x[c]
+    norm = np.sqrt(pairwise_sum(squares, 0, d)) if d else x.dtype.type(0.0)
+    for c in range(d):
+        out[c] = x[c] / norm if norm > 0 else x.dtype.type(0.0)
+
+
+@njit(cache=True)
+def slate_features_one(
+    f: np.ndarray,
+    match: np.ndarray,
+    slate: np.ndarray,
+    u: int,
+    item_unit: np.ndarray,
+    taste: np.ndarray,
+    recent_profile: np.ndarray,
+    recent: np.ndarray,
+    inbox: np.ndarray,
+    quality: np.ndarray,
+    popularity: np.ndarray,
+    conformity: np.ndarray,
+    curiosity: np.ndarray,
+    boredom: np.ndarray,
+    fatigue: np.ndarray,
+    position: np.ndarray,
+) -> None:
+    """One user's slate terms (`agents.deciders.slate_terms`: the taste match and the
+    similarity to the unit recent profile by `einsum_dot`, repeat and shared by a scan of the
+    user's rows of ``recent`` and ``inbox``) written into ``match`` (k,) and the (F, 1, k + 1)
+    feature block ``f`` as `fill_features` writes it. Float32 inputs."""
+    k = slate.size
+    d = item_unit.shape[1]
+    profile = np.empty(d, dtype=np.float32)
+    unit_row_into(recent_profile[u], profile)
+    similarity = np.empty(k, dtype=np.float32)
+    repeat = np.zeros((1, k), dtype=np.bool_)
+    shared = np.zeros((1, k), dtype=np.bool_)
+    for j in range(k):
+        item = slate[j]
+        match[j] = einsum_dot(item_unit[item], taste[u])
+        similarity[j] = einsum_dot(item_unit[item], profile)
+        if item >= 0:
+            for h in range(recent.shape[1]):
+                if recent[u, h] == item:
+                    repeat[0, j] = True
+            for h in range(inbox.shape[1]):
+                if inbox[u, h] == item:
+                    shared[0, j] = True
+    users = np.full(1, u, dtype=np.int64)
+    fill_features(
+        f, match.reshape(1, k), similarity.reshape(1, k), repeat, shared, slate.reshape(1, k),
+        users, quality, popularity, conformity, curiosity, boredom, fatigue, position,
+    )  # fmt: skip
+
+
+@njit(cache=True)
+def observe_one(
+    padded: np.ndarray,
+    recent: np.ndarray,
+    u: int,
+    last_click: np.ndarray,
+    last_rating: np.ndarray,
+    streak: np.ndarray,
+    clicks: np.ndarray,
+    impressions: np.ndarray,
+    last_tick: np.ndarray,
+    tick: int,
+    pos: np.float32,
+    max_steps: int,
+    visit_cap: int,
+    streak_cap: np.float32,
+    user: np.ndarray,
+    profile: np.ndarray,
+) -> None:
+    """One user's observation (`simenv.envs.observation.ObservationBuilder._observe_rows` of
+    one row) written into ``user`` (9,) and ``profile`` (d,): the recent items' rows of
+    ``padded`` (the unit features and a zero row that -1 reads) summed one after the other (a
+    reduction over axis 0), their repetition from `einsum_dot`, the profile by `unit_rows`
+    clipped to [-1, 1]; the user's statistics are read from the builder's per-user arrays
+    (``last_tick`` int64, the others float32)."""
+    f32 = np.float32
+    width = recent.size
+    d = padded.shape[1]
+    total = np.zeros(d, dtype=np.float32)
+    if width:
+        row = recent[0] if recent[0] >= 0 else padded.shape[0] - 1
+        for c in range(d):
+            total[c] = padded[row, c]
+        for h in range(1, width):
+            row = recent[h] if recent[h] >= 0 else padded.shape[0] - 1
+            for c in range(d):
+                total[c] = total[c] + padded[row, c]
+    n_empty = 0
+    for h in range(width):
+        if recent[h] == -1:
+            n_empty += 1
+    m = f32(width - n_empty)
+    pair = einsum_dot(total, total) - m
+    denom = m * (m - f32(1.0))
+    rep = pair / denom if denom > 0 else f32(0.0)
+    rep = min(max(rep, f32(-1.0)), f32(1.0))
+    last = last_tick[u]
+    gap = min(tick - last, visit_cap) if last >= 0 else visit_cap
+    user[0] = last_click[u]
+    user[1] = last_rating[u]
+    user[2] = min(streak[u], streak_cap) / streak_cap
+    user[3] = min(pos / f32(max_steps), f32(1.0))
+    user[4] = f32(gap) / f32(visit_cap)
+    user[5] = f32(1.0) if last < 0 else f32(0.0)
+    user[6] = clicks[u] / (impressions[u] + f32(1.0))
+    user[7] = f32(m / f32(max(width, 1)))
+    user[8] = max(rep, f32(0.0))
+    unit_row_into(total, profile)
+    for c in range(d):
+        profile[c] = min(max(profile[c], f32(-1.0)), f32(1.0))
+
+
+@njit(cache=True)
+def cosine_one(a: np.ndarray, b: np.ndarray) -> np.float32:
+    """Cosine of two float32 rows as ``einsum("nd,nd->n", unit_rows(a), unit_rows(b))``
+    computes it for one row (`simenv.users`' similarity of a consumed item to the profile)."""
+    unit_a = np.empty(a.size, dtype=np.float32)
+    unit_b = np.empty(b.size, dtype=np.float32)
+    unit_row_into(a, unit_a)
+    unit_row_into(b, unit_b)
+    return einsum_dot(unit_a, unit_b)
+
+
+@njit(cache=True)
+def consume_one(
+    u: int,
+    item: int,
+    recent: np.ndarray,
+    recent_ptr: np.ndarray,
+    recent_profile: np.ndarray,
+    genre_history: np.ndarray,
+    taste: np.ndarray,
+    features: np.ndarray,
+    unit: np.ndarray,
+    drift: float,
+) -> None:
+    """One consumption of ``item`` by ``u`` (`simenv.users.UserState._consume` of one row):
+    the recent-items ring (the slot after the pointer; the evicted item's features leave the
+    profile sum), the genre history, and with ``drift`` > 0 the taste moved that share of the
+    way toward the item and made unit length again. Float32, each operation rounded as numpy
+    rounds the array expression (a Python float times a float32 array: the float in float32)."""
+    f32 = np.float32
+    width = recent.shape[1]
+    d = features.shape[1]
+    slot = recent_ptr[u] % width
+    recent_ptr[u] = (slot + 1) % width
+    evicted = recent[u, slot]
+    for c in range(d):
+        old = features[evicted, c] if evicted >= 0 else f32(0.0)
+        added = features[item, c]
+        recent_profile[u, c] = recent_profile[u, c] + (added - old)
+        genre_history[u, c] = genre_history[u, c] + added
+    recent[u, slot] = item
+    if drift > 0:
+        keep, toward = f32(1 - drift), f32(drift)
+        moved = np.empty(d, dtype=np.float32)
+        for c in range(d):
+            moved[c] = keep * taste[u, c] + toward * unit[item, c]
+        unit_row_into(moved, taste[u])
