@@ -653,7 +653,8 @@ def observe_one(
     """One user's observation (`simenv.envs.observation.ObservationBuilder._observe_rows` of
     one row) written into ``user`` (9,) and ``profile`` (d,): the recent items' rows of
     ``padded`` (the unit features and a zero row that -1 reads) summed one after the other (a
-    reduction over axis 0), their repetition from `einsum_dot`, the profile by `unit_rows`
+    reduction over axis 0, as numpy adds rows of two or more features), their repetition from
+    `einsum_dot`, the profile by `unit_rows`
     clipped to [-1, 1]; the user's statistics are read from the builder's per-user arrays
     (``last_tick`` int64, the others float32)."""
     f32 = np.float32

@@ -425,13 +425,24 @@ def test_memory_record_of_one_user_equals_the_array_write() -> None:
         rating = np.array([rng.integers(1, 6), np.nan], dtype=np.float32)
         valence = ((rating - 3.0) / 2.0).astype(np.float32)
         kind = [MemoryKind.CONSUMED, MemoryKind.SKIPPED][t % 2]
-        slots = [
-            one.record(users[i : i + 1], kind, items[i : i + 1], t, rating=rating[i : i + 1],
-                       valence=valence[i : i + 1], importance=0.2 + 0.1 * i)  # fmt: skip
-            for i in range(2)
-        ]
-        together = rows.record(users, kind, items, t, rating=rating, valence=valence,
-                               importance=np.array([0.2, 0.3]))  # fmt: skip
+        slots = []
+        for i in range(2):
+            one_row = slice(i, i + 1)
+            slots.append(
+                one.record(
+                    users[one_row],
+                    kind,
+                    items[one_row],
+                    t,
+                    rating=rating[one_row],
+                    valence=valence[one_row],
+                    importance=[0.2, 0.3][i],
+                )
+            )
+        importance = np.array([0.2, 0.3])
+        together = rows.record(
+            users, kind, items, t, rating=rating, valence=valence, importance=importance
+        )
         _same(np.concatenate(slots), together)
     for name in ("kind", "item", "tick", "rating", "valence", "importance", "ptr"):
         _same(getattr(one, name), getattr(rows, name))

@@ -226,9 +226,10 @@ class ObservationBuilder:
     ) -> dict[str, np.ndarray]:
         """`observe` of one user (a single env's step): the same float32 operations on
         scalars instead of (1,) arrays; one compiled pass (`simenv.kernels.observe_one`) when
-        the one-user kernels hold (`simenv.arrays.one_user_kernels`)."""
+        the one-user kernels hold (`simenv.arrays.one_user_kernels`) and items have two
+        features or more (numpy sums a single feature's history pairwise)."""
         f32 = np.float32
-        if one_user_kernels(item_unit):
+        if item_unit.shape[1] > 1 and one_user_kernels(item_unit):
             d = item_unit.shape[1]
             user = np.empty((1, len(USER_FEATURES)), dtype=np.float32)
             profile = np.empty((1, d), dtype=np.float32)
