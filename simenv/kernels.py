@@ -741,3 +741,57 @@ def consume_one(
         for c in range(d):
             moved[c] = keep * taste[u, c] + toward * unit[item, c]
         unit_row_into(moved, taste[u])
+
+
+@njit(cache=True)
+def top_global_one(
+    scores: np.ndarray,
+    avail: np.ndarray,
+    recent: np.ndarray,
+    length: int,
+    n_cand: int,
+    big: float,
+    mode: int,
+    perm: np.ndarray,
+    salt: np.uint64,
+    offset: int,
+) -> tuple[np.ndarray, bool]:
+    """One row of a global ranking (`policies.selection._top_global_row`) in one call: the
+    scores negated (`negated_scores`), the ``n_cand``-th smallest found (`select` on a copy),
+    the head and the rotated window of the tie group ordered (`global_head`), then the first
+    ``length`` of those items not in ``recent``; with too few, the recent ones follow in
+    order. Returns the (length,) items and whether they are final: False when a rotated tie
+    group (``offset`` >= 0, more than one tied item) ran out, which needs the whole ranking
+    (the items found so far, then -1s)."""
+    neg = negated_scores(scores, avail, big)
+    cut = select(neg.copy(), n_cand - 1)
+    cols, size = global_head(neg, cut, n_cand, mode, perm, salt, offset)
+    out = np.empty(length, dtype=np.int64)
+    kept = 0
+    for c in range(n_cand):
+        if kept == length:
+            break
+        item = avail[cols[c]]
+        masked = False
+        for h in range(recent.size):
+            if recent[h] == item:
+                masked = True
+                break
+        if not masked:
+            out[kept] = item
+            kept += 1
+    if kept == length:
+        return out, True
+    if offset >= 0 and size > 1:
+        out[kept:] = -1
+        return out, False
+    for c in range(n_cand):
+        if kept == length:
+            break
+        item = avail[cols[c]]
+        for h in range(recent.size):
+            if recent[h] == item:
+                out[kept] = item
+                kept += 1
+                break
+    return out, True
