@@ -503,8 +503,7 @@ class UtilityDecider(BaseDecider):
         u = int(ctx.users[0])
         full, match = self._utilities_one(ctx, u)
         k = full.shape[1] - 1
-        noisy = full + p.noise * rng.gumbel(size=full.shape)
-        pick = int(np.argmax(noisy[0]))
+        pick = int(kernels.noisy_argmax(full, p.noise, rng.gumbel(size=full.shape))[0])
         chose = pick < k
         slot = min(pick, k - 1)
         item = int(ctx.slates[0, slot])

@@ -259,13 +259,14 @@ class World(mesa.Model):
         self._buffer = TickBuffer()
         return active
 
-    def request(self, users: np.ndarray) -> RecommendRequest:
+    def request(self, users: np.ndarray, k: int | None = None) -> RecommendRequest:
         """What a recommender may see about ``users`` now (and, only for the world's own
-        policy when it is an oracle, their true utilities)."""
+        policy when it is an oracle, their true utilities); ``k``: the length of the ranking
+        asked for (default: the slate size; a session env asks for its candidates)."""
         return RecommendRequest(
             tick=self.tick,
             users=users,
-            k=self.spec.k,
+            k=self.spec.k if k is None else k,
             item_features=self.items.features,
             available=self.items.available,
             item_age=self.items.age(self.tick),

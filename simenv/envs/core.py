@@ -309,7 +309,9 @@ class SessionCore:
         """Observations of all slots, with fresh candidates; or, for the final observation of
         finished sessions, of ``slots`` only, with the candidates their last slate came from."""
         sel = np.arange(self.n) if slots is None else np.asarray(slots, dtype=np.int64)
-        request = self._world.request(self.users[sel])
+        # session mode: the request asks for the candidates (`candidates` then needs no copy)
+        k = self.n_candidates if self.mode == "session" else None
+        request = self._world.request(self.users[sel], k)
         unit = self._world.items.unit_clipped()
         obs = self.builder.observe(request, self.steps[sel], unit)
         if self.mode == "session":
@@ -338,7 +340,9 @@ class SessionCore:
                 f"only {n_available} items are available, fewer than the "
                 f"{c} candidates of the action space"
             )
-        return np.asarray(self.base.recommend(replace(request, k=c)), dtype=np.int64)
+        if request.k != c:
+            request = replace(request, k=c)
+        return np.asarray(self.base.recommend(request), dtype=np.int64)
 
     # ------------------------------------------------------------------ acting
     def shares(self, actions: np.ndarray) -> np.ndarray:
