@@ -446,8 +446,10 @@ def rank_window(
     key order, into ``out[at:]``. One pass: keys spread evenly between ``kmin`` and ``kmax``
     (hash outputs) put those ranks near the matching quantiles, so the entries between two
     guessed bounds (4 standard deviations wide) are collected and sorted, and the count below
-    the lower bound says which of them hold the ranks; when the guess misses (keys that are not
-    spread evenly), `select` finds the bounding keys exactly. Same entries either way."""
+    the lower bound says which of them hold the ranks (their bounding keys found by `select`,
+    then only the window sorted); when the guess misses (keys that are not
+    spread evenly), `select` finds the bounding keys among all keys. Same entries either
+    way."""
     size = keys.size
     span = float(kmax) - float(kmin)
     margin = 4.0 * np.sqrt(size) + 16.0
@@ -470,9 +472,12 @@ def rank_window(
                 picked[i] = tied[j]
                 picked_keys[i] = keys[j]
                 i += 1
-        order = np.argsort(picked_keys)
-        for j in range(r1 - r0):
-            out[at + j] = picked[order[r0 - below + j]]
+        # the ranks r0 - below .. r1 - below - 1 among them: their bounding keys by `select`
+        # (linear), then only the window sorted (not the whole neighbourhood)
+        scratch = picked_keys.copy()
+        low = select(scratch, r0 - below)
+        high = select(scratch, r1 - 1 - below)
+        _keys_between(picked, picked_keys, low, high, out, at)
         return
     scratch = keys.copy()
     _keys_between(tied, keys, select(scratch, r0), select(scratch, r1 - 1), out, at)
@@ -795,3 +800,70 @@ def top_global_one(
                 kept += 1
                 break
     return out, True
+
+
+@njit(cache=True)
+def recent_profile_one(unit: np.ndarray, recent: np.ndarray, out: np.ndarray) -> None:
+    """``out`` (d,) = the unit profile of one user's recent items (-1 entries add a zero row),
+    clipped to [-1, 1]: the profile of `simenv.envs.observation.recent_stats` for one row, the
+    rows added one after the other as numpy reduces over the history axis (two features or
+    more)."""
+    f32 = np.float32
+    d = unit.shape[1]
+    total = np.zeros(d, dtype=np.float32)
+    for h in range(recent.size):
+        item = recent[h]
+        for c in range(d):
+            total[c] = total[c] + (unit[item, c] if item >= 0 else f32(0.0))
+    unit_row_into(total, out)
+    for c in range(d):
+        out[c] = min(max(out[c], f32(-1.0)), f32(1.0))
+
+
+@njit(cache=True)
+def explore_one(
+    sims: np.ndarray,
+    ids: np.ndarray,
+    slate: np.ndarray,
+    recent: np.ndarray,
+    draws: np.ndarray,
+    m: int,
+) -> None:
+    """Write ``m`` novel items into the last slots of ``slate`` (a single env's exploration,
+    `simenv.envs.core._explore_one`): the available items ``ids`` whose similarity ``sims`` to
+    the user's profile is at most the median's (the lower one of an even count, `select`), not
+    in the slate nor in ``recent``, ranked by their ``draws`` (uniform, one per available
+    item); the ``m`` smallest draws in increasing order (fewer if fewer are novel)."""
+    n, k = ids.size, slate.size
+    kth = (n - 1) // 2
+    median = select(sims.copy(), kth)
+    novel = np.empty(n, dtype=np.bool_)
+    for j in range(n):
+        novel[j] = sims[j] <= median
+    for j in range(k):
+        at = np.searchsorted(ids, slate[j])  # the slate's items are available
+        novel[at] = False
+    for h in range(recent.size):
+        item = recent[h]
+        if item >= 0:
+            at = min(np.searchsorted(ids, item), n - 1)
+            if ids[at] == item:
+                novel[at] = False
+    count = 0
+    for j in range(n):
+        if novel[j]:
+            count += 1
+    m = min(m, count, k)
+    if m == 0:
+        return
+    keys = np.empty(count, dtype=np.float64)
+    cols = np.empty(count, dtype=np.int64)
+    i = 0
+    for j in range(n):
+        if novel[j]:
+            keys[i] = draws[j]
+            cols[i] = j
+            i += 1
+    order = np.argsort(keys)
+    for j in range(m):
+        slate[k - m + j] = ids[cols[order[j]]]

@@ -304,3 +304,48 @@ def test_consume_one_is_the_users_consume() -> None:
         UserState._consume(ref, np.array([u]), np.array([item]), items, drift)  # type: ignore[arg-type]
         for name in ("recent", "recent_ptr", "recent_profile", "genre_history", "taste"):
             _same(getattr(state, name), getattr(ref, name))
+
+
+def test_recent_profile_one_is_the_numpy_profile() -> None:
+    from simenv.envs.observation import RecommendRequest, recent_stats
+
+    rng = np.random.default_rng(9)
+    for d in (2, 5, 12):
+        unit = np.clip(_rows(rng, 30, d), -1, 1)
+        for width in (0, 1, 6, 20):
+            recent = _ids(rng, 30, (1, width))
+            request = RecommendRequest(
+                tick=0, users=np.array([0]), k=1, item_features=unit,
+                available=np.ones(30, dtype=bool), item_age=np.zeros(30, np.int32), recent=recent,
+            )  # fmt: skip
+            out = np.empty(d, dtype=np.float32)
+            kernels.recent_profile_one(unit, recent[0], out)
+            _same(out, recent_stats(request, unit)[0][0])
+
+
+def test_explore_one_picks_the_numpy_novel_items() -> None:
+    """`kernels.explore_one` against the numpy selection of `_explore_one`: median cut, the
+    slate's and the recent items left out, the smallest draws first."""
+    rng = np.random.default_rng(10)
+    for _ in range(300):
+        n, k = int(rng.integers(3, 60)), int(rng.integers(1, 4))
+        ids = np.sort(rng.choice(100, n, replace=False))
+        sims = rng.integers(-3, 4, n).astype(np.float32) / 3  # ties at the median
+        slate = rng.choice(ids, k, replace=False)
+        recent = np.where(rng.random(5) < 0.3, -1, rng.integers(0, 100, 5))
+        draws = rng.random(n)
+        m = int(rng.integers(1, k + 1))
+        kth = (n - 1) // 2
+        novel = sims <= np.partition(sims, kth)[kth]
+        novel[np.searchsorted(ids, slate)] = False
+        at = np.minimum(np.searchsorted(ids, recent), n - 1)
+        novel[at[(recent >= 0) & (ids[at] == recent)]] = False
+        keys = np.where(novel, draws, np.inf)
+        picks = ids[np.argsort(keys, kind="stable")]
+        want = slate.copy()
+        take = min(m, int(novel.sum()))
+        if take:
+            want[k - take :] = picks[:take]
+        got = slate.copy()
+        kernels.explore_one(sims, ids, got, recent, draws, m)
+        _same(got, want)

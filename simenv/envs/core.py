@@ -27,7 +27,8 @@ from agents import emotion as emo
 from agents.deciders import UtilityDecider
 from policies.base import Feedback, Recommender, RecommendRequest
 from scenarios import Scenario, load
-from simenv.arrays import nan_to, unit_rows_clipped
+from simenv import kernels
+from simenv.arrays import nan_to, one_user_kernels, unit_rows_clipped
 from simenv.envs.observation import ObservationBuilder, item_age_feature, recent_stats
 from simenv.world import World
 
@@ -499,9 +500,19 @@ def _explore_one(
 ) -> None:
     """`explore_slates` of one slate (a single env's step) that gets ``m`` > 0 novel items:
     the same similarities, median, random draws and picks, with the slate's and the history's
-    items found by binary search in the available ids instead of an id -> column table."""
+    items found by binary search in the available ids instead of an id -> column table. With
+    float32 unit features of two or more columns (the world's) the profile and the picks are
+    compiled (`kernels.recent_profile_one`, `kernels.explore_one`); the similarities stay a
+    numpy product."""
     k = slate.size
     ids = np.flatnonzero(request.available)
+    d = request.item_features.shape[1]
+    if item_unit is not None and d > 1 and one_user_kernels(item_unit):
+        profile = np.empty((1, d), dtype=np.float32)
+        kernels.recent_profile_one(item_unit, request.recent[0], profile[0])
+        sims = profile @ item_unit[ids].T  # (1, available)
+        kernels.explore_one(sims[0], ids, slate, request.recent[0], rng.random(sims.shape)[0], m)
+        return
     profile = recent_stats(request, item_unit)[0]  # (1, d)
     unit = unit_rows_clipped(request.item_features[ids]) if item_unit is None else item_unit[ids]
     sims = profile @ unit.T  # (1, available)
