@@ -446,3 +446,34 @@ def test_memory_record_of_one_user_equals_the_array_write() -> None:
         _same(np.concatenate(slots), together)
     for name in ("kind", "item", "tick", "rating", "valence", "importance", "ptr"):
         _same(getattr(one, name), getattr(rows, name))
+
+
+@pytest.mark.parametrize("reward", [None, {"rating": -0.7, "leave": 0.3}])
+def test_reward_one_equals_reward_rows(core: SessionCore, reward: dict | None) -> None:
+    """The scalar reward of one slot (every term but diversity) as the arrays' reward."""
+    from simenv.envs.core import reward_weights
+
+    world, weights, steps = core._world, core.weights, core.steps.copy()
+    rng = np.random.default_rng(12)
+    try:
+        core.weights = reward_weights("exploration", reward)
+        for trial in range(200):
+            pos = int(rng.integers(-1, world.spec.k))
+            rating = np.array([rng.integers(1, 6) if pos >= 0 else np.nan], dtype=np.float32)
+            if trial % 9 == 0:
+                rating[0] = np.nan  # consumed without a rating
+            fb = Feedback(
+                tick=world.tick,
+                users=np.array([rng.integers(0, world.n_users)]),
+                slates=np.zeros((1, world.spec.k), dtype=np.int64),
+                chosen_pos=np.array([pos]),
+                chosen_item=np.array([pos]),
+                rating=rating,
+                ended_session=np.array([rng.random() < 0.4]),
+                item_features=world.items.features,
+            )
+            core.steps[0] = rng.integers(1, core.max_steps + 1)
+            done = np.array([rng.random() < 0.4])
+            _same(core.reward(fb, done), core._reward_rows(fb, done))
+    finally:
+        core.weights, core.steps[:] = weights, steps

@@ -406,8 +406,34 @@ class SessionCore:
         return rewards, terminated, truncated, infos
 
     def reward(self, fb: Feedback, done: np.ndarray) -> np.ndarray:
-        """Weighted sum of the reward terms (see the environments' docstrings)."""
-        w, world = self.weights, self._world
+        """Weighted sum of the reward terms (see the environments' docstrings), (n,) float32."""
+        if fb.users.size == 1 and not self.weights["diversity"]:
+            return self._reward_one(fb, bool(done[0]))
+        return self._reward_rows(fb, done)
+
+    def _reward_one(self, fb: Feedback, done: bool) -> np.ndarray:
+        """`reward` of one slot (a single env's step) without the diversity term: the terms
+        added to a float64 scalar with numpy's dtypes (the rating term a float32 product, as
+        a Python float times a float32 array); the end-of-episode terms, when ``done``, by the
+        arrays' expressions."""
+        w, f32 = self.weights, np.float32
+        clicked, ended = bool(fb.chosen_pos[0] >= 0), bool(fb.ended_session[0])
+        r = w["click"] * float(clicked)
+        if w["rating"]:
+            stars = f32(fb.rating[0])
+            value = (f32(3.0) if np.isnan(stars) else stars) - f32(3.0)
+            r += float(f32(w["rating"]) * (value / f32(2.0) if clicked else f32(0.0)))
+        if w["continue"]:
+            r += w["continue"] * float(not ended)
+        if w["leave"]:
+            r -= w["leave"] * float(ended and int(self.steps[0]) < self.max_steps)
+        if done and (w["churn"] or w["return"]):
+            return self._end_terms(np.array([r]), fb, np.array([True])).astype(np.float32)
+        return np.array([r], dtype=np.float32)
+
+    def _reward_rows(self, fb: Feedback, done: np.ndarray) -> np.ndarray:
+        """`reward` as arrays over the slots of ``fb``."""
+        w = self.weights
         clicked = fb.clicked
         r = w["click"] * clicked.astype(np.float64)
         if w["rating"]:
@@ -419,16 +445,22 @@ class SessionCore:
         if w["leave"]:
             r -= w["leave"] * (fb.ended_session & (self.steps < self.max_steps))
         if (w["churn"] or w["return"]) and done.any():
-            users = fb.users[done]
-            params = world.scenario.emotion
-            if w["churn"]:
-                r[done] -= w["churn"] * emo.exit_prob(world.users.emotion, users, params)
-            if w["return"]:  # the ending users' entries only, not the whole population's
-                scale = world.scenario.population.activity_scale
-                activity = world.users.persona.activity[users] * scale
-                p = emo.activation_prob(world.users.emotion, activity, params, users)
-                r[done] += w["return"] * p
+            r = self._end_terms(r, fb, done)
         return r.astype(np.float32)
+
+    def _end_terms(self, r: np.ndarray, fb: Feedback, done: np.ndarray) -> np.ndarray:
+        """``r`` (float64, modified) with the churn and return terms of the ``done`` slots."""
+        w, world = self.weights, self._world
+        users = fb.users[done]
+        params = world.scenario.emotion
+        if w["churn"]:
+            r[done] -= w["churn"] * emo.exit_prob(world.users.emotion, users, params)
+        if w["return"]:  # the ending users' entries only, not the whole population's
+            scale = world.scenario.population.activity_scale
+            activity = world.users.persona.activity[users] * scale
+            p = emo.activation_prob(world.users.emotion, activity, params, users)
+            r[done] += w["return"] * p
+        return r
 
 
 def explore_slates(
