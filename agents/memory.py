@@ -101,7 +101,7 @@ class MemoryStore:
         values = (kind, item, tick, np.nan if rating is None else rating, valence, importance)
         fields = (self.kind, self.item, self.tick, self.rating, self.valence, self.importance)
         for field, value in zip(fields, values, strict=True):
-            field[u, slot] = value if np.ndim(value) == 0 else np.ravel(value)[0]
+            field[u, slot] = value.reshape(-1)[0] if isinstance(value, np.ndarray) else value
         return np.array([slot], dtype=np.int64)
 
     def retrieve(

@@ -380,14 +380,19 @@ class World(mesa.Model):
             raise PolicyError(str(err)) from None
 
     def _feedback(self, t: int, users: np.ndarray, slates: np.ndarray, d: Decisions) -> Feedback:
-        rows = np.arange(users.size)
-        chosen_item = np.where(d.chosen_pos >= 0, slates[rows, np.maximum(d.chosen_pos, 0)], -1)
+        if users.size == 1:  # one user (a single env's step): the chosen item as a scalar
+            pos = int(d.chosen_pos[0])
+            chosen_item = np.array([slates[0, pos] if pos >= 0 else -1], dtype=np.int64)
+        else:
+            rows = np.arange(users.size)
+            chosen = slates[rows, np.maximum(d.chosen_pos, 0)]
+            chosen_item = np.where(d.chosen_pos >= 0, chosen, -1).astype(np.int64)
         return Feedback(
             tick=t,
             users=users,
             slates=slates,
             chosen_pos=d.chosen_pos,
-            chosen_item=chosen_item.astype(np.int64),
+            chosen_item=chosen_item,
             rating=d.rating,
             ended_session=d.ended_session,
             item_features=self.items.features,
