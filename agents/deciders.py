@@ -539,8 +539,9 @@ class UtilityDecider(BaseDecider):
         pass (`kernels.slate_features_one`, the values of `_slate_terms_one` and
         `_feature_block_numpy`), then the same dot product with the weights; else numpy."""
         e = ctx.emotion
-        float_arrays = (ctx.item_unit, ctx.taste, ctx.recent_profile, ctx.item_quality)
-        float_arrays += (ctx.item_popularity, ctx.persona.conformity, e.curiosity, e.boredom)
+        float_arrays: tuple[np.ndarray, ...] = (ctx.item_unit, ctx.taste, ctx.recent_profile)
+        float_arrays += (ctx.item_quality, ctx.item_popularity, ctx.persona.conformity)
+        float_arrays += (e.curiosity, e.boredom)
         if not one_user_kernels(*float_arrays, e.fatigue):
             terms = _slate_terms_one(ctx, u)
             return self.utility_matrix(ctx, terms), terms.match[0]

@@ -99,7 +99,8 @@ class MemoryStore:
         slot = int(self.ptr[u]) % self.capacity
         self.ptr[u] = (slot + 1) % self.capacity
         values = (kind, item, tick, np.nan if rating is None else rating, valence, importance)
-        fields = (self.kind, self.item, self.tick, self.rating, self.valence, self.importance)
+        fields: tuple[np.ndarray, ...] = (self.kind, self.item, self.tick, self.rating)
+        fields += (self.valence, self.importance)
         for field, value in zip(fields, values, strict=True):
             field[u, slot] = value.reshape(-1)[0] if isinstance(value, np.ndarray) else value
         return np.array([slot], dtype=np.int64)

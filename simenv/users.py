@@ -163,11 +163,9 @@ class UserState:
         memory record and the consumption (`kernels.consume_one`) without (1, d) arrays."""
         u, clicked = int(fb.users[0]), bool(fb.chosen_pos[0] >= 0)
         item = int(fb.chosen_item[0])
-        similarity = np.float32(0.0)
+        similarity = np.zeros(1, dtype=np.float32)
         if clicked:
-            similarity = np.float32(
-                kernels.cosine_one(items.features[item], self.recent_profile[u])
-            )
+            similarity[0] = kernels.cosine_one(items.features[item], self.recent_profile[u])
         emo.after_slate(
             self.emotion, fb.users, fb.clicked, fb.rating, similarity, self.persona.curiosity,
             params,
