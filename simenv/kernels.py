@@ -833,7 +833,8 @@ def explore_one(
     `simenv.envs.core._explore_one`): the available items ``ids`` whose similarity ``sims`` to
     the user's profile is at most the median's (the lower one of an even count, `select`), not
     in the slate nor in ``recent``, ranked by their ``draws`` (uniform, one per available
-    item); the ``m`` smallest draws in increasing order (fewer if fewer are novel)."""
+    item); the ``m`` smallest draws in increasing order (fewer if fewer are novel), found by
+    `select` without sorting the other novel items' draws."""
     n, k = ids.size, slate.size
     kth = (n - 1) // 2
     median = select(sims.copy(), kth)
@@ -857,13 +858,21 @@ def explore_one(
     if m == 0:
         return
     keys = np.empty(count, dtype=np.float64)
-    cols = np.empty(count, dtype=np.int64)
     i = 0
     for j in range(n):
         if novel[j]:
             keys[i] = draws[j]
+            i += 1
+    # the m smallest keys (distinct draws): bounded by `select`, then only they are sorted
+    top = select(keys.copy(), m - 1)
+    small = np.empty(m, dtype=np.float64)
+    cols = np.empty(m, dtype=np.int64)
+    i = 0
+    for j in range(n):
+        if novel[j] and draws[j] <= top and i < m:
+            small[i] = draws[j]
             cols[i] = j
             i += 1
-    order = np.argsort(keys)
-    for j in range(m):
+    order = np.argsort(small[:i])
+    for j in range(i):
         slate[k - m + j] = ids[cols[order[j]]]
