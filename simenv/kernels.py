@@ -322,6 +322,7 @@ def noisy_argmax(utility: np.ndarray, noise: float, draws: np.ndarray) -> np.nda
 
 # one-user step ------------------------------------------------------------------------------
 
+_MAX_INT64 = np.int64(np.iinfo(np.int64).max)
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
@@ -382,22 +383,17 @@ def global_head(
     (`rank_window`: one pass and a sort of the window's neighbourhood, no sort of the
     group)."""
     m = neg.size
+    above_all = np.empty(m, dtype=np.int64)  # one pass, into room for every column
+    tied_all = np.empty(m, dtype=np.int64)
     n_above, size = 0, 0
     for i in range(m):
         if neg[i] < cut:
+            above_all[n_above] = i
             n_above += 1
         elif neg[i] == cut:
+            tied_all[size] = i
             size += 1
-    above = np.empty(n_above, dtype=np.int64)
-    tied = np.empty(size, dtype=np.int64)
-    a, t = 0, 0
-    for i in range(m):
-        if neg[i] < cut:
-            above[a] = i
-            a += 1
-        elif neg[i] == cut:
-            tied[t] = i
-            t += 1
+    above, tied = above_all[:n_above], tied_all[:size]
     out = np.empty(n_cand, dtype=np.int64)
     if n_above:
         keys = np.empty(n_above, dtype=np.int64)
@@ -413,8 +409,11 @@ def global_head(
     width = n_cand - n_above
     start = offset % size if offset >= 0 and size > 1 else 0
     keys = np.empty(size, dtype=np.int64)
+    kmin, kmax = _MAX_INT64, -_MAX_INT64 - 1
     for j in range(size):
-        keys[j] = _tie_key(tied[j], mode, perm, salt)
+        key = _tie_key(tied[j], mode, perm, salt)
+        keys[j] = key
+        kmin, kmax = min(kmin, key), max(kmax, key)
     end = start + width
     if size <= 64 or size <= 2 * width:  # small: sorting it all is cheaper
         order = np.argsort(keys)
@@ -422,7 +421,6 @@ def global_head(
             out[n_above + j] = tied[order[(start + j) % size]]
         return out, size
     # the window of ranks [start, end), wrapping past the group's end to [0, end - size)
-    kmin, kmax = keys.min(), keys.max()
     if end <= size:
         rank_window(tied, keys, start, end, kmin, kmax, out, n_above)
     else:
@@ -456,22 +454,20 @@ def rank_window(
     t_lo = float(kmin) + span * max(r0 - margin, 0.0) / size
     t_hi = float(kmin) + span * min(r1 + margin, size) / size
     below, n = 0, 0
+    room = min(size, int(1.5 * (r1 - r0 + 2 * margin)) + 64)  # enough unless the guess misses
+    picked = np.empty(room, dtype=np.int64)
+    picked_keys = np.empty(room, dtype=np.int64)
     for j in range(size):
         f = float(keys[j])  # monotone in the key: "below" is a prefix of the key order
         if f < t_lo:
             below += 1
         elif f <= t_hi:
+            if n < room:
+                picked[n] = tied[j]
+                picked_keys[n] = keys[j]
             n += 1
-    if below <= r0 and r1 <= below + n:
-        picked = np.empty(n, dtype=np.int64)
-        picked_keys = np.empty(n, dtype=np.int64)
-        i = 0
-        for j in range(size):
-            f = float(keys[j])
-            if t_lo <= f <= t_hi:
-                picked[i] = tied[j]
-                picked_keys[i] = keys[j]
-                i += 1
+    if below <= r0 and r1 <= below + n and n <= room:
+        picked, picked_keys = picked[:n], picked_keys[:n]
         # the ranks r0 - below .. r1 - below - 1 among them: their bounding keys by `select`
         # (linear), then only the window sorted (not the whole neighbourhood)
         scratch = picked_keys.copy()
