@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, Protocol
 
 import numpy as np
@@ -28,7 +29,7 @@ from agents.emotion import EmotionState
 from agents.memory import MemoryStore
 from agents.persona import PersonaTable
 from simenv import kernels
-from simenv.arrays import unit_rows
+from simenv.arrays import one_user_kernels, unit_rows
 
 
 @dataclass(frozen=True)
@@ -346,6 +347,14 @@ def _feature_block(
     return f
 
 
+@cache
+def _positions(k: int) -> np.ndarray:
+    """(k,) float32 position terms ``-log(1 + j)`` of a slate of ``k`` (read-only, kept)."""
+    position = (-np.log1p(np.arange(k))).astype(np.float32)
+    position.flags.writeable = False
+    return position
+
+
 def _all_float32(ctx: DecisionContext, terms: SlateTerms) -> bool:
     """Whether every float array `kernels.fill_features` reads is float32 (the world's)."""
     e = ctx.emotion
@@ -492,20 +501,18 @@ class UtilityDecider(BaseDecider):
         the utilities."""
         p, rng = self.params, ctx.rng
         u = int(ctx.users[0])
-        terms = _slate_terms_one(ctx, u)
-        full = self.utility_matrix(ctx, terms)
+        full, match = self._utilities_one(ctx, u)
         k = full.shape[1] - 1
-        noisy = full + p.noise * rng.gumbel(size=full.shape)
-        pick = int(np.argmax(noisy[0]))
+        pick = int(kernels.noisy_argmax(full, p.noise, rng.gumbel(size=full.shape))[0])
         chose = pick < k
         slot = min(pick, k - 1)
         item = int(ctx.slates[0, slot])
         if _has_latent(ctx):
-            mean = self.rating_mean(ctx, terms.match[0, slot : slot + 1], np.array([slot]))[0]
+            mean = self.rating_mean(ctx, match[slot : slot + 1], np.array([slot]))[0]
         else:
             mean = (
                 p.rating_base
-                + p.rating_taste * (terms.match[0, slot] - 0.4)
+                + p.rating_taste * (match[slot] - 0.4)
                 + p.rating_quality * (ctx.item_quality[item] - 0.5)
                 + ctx.persona.rating_bias[u]
             )
@@ -525,6 +532,36 @@ class UtilityDecider(BaseDecider):
             rating=np.array([rating], dtype=np.float32),
             ended_session=np.array([ended], dtype=bool),
         )
+
+    def _utilities_one(self, ctx: DecisionContext, u: int) -> tuple[np.ndarray, np.ndarray]:
+        """`utility_matrix` (1, k + 1) of one user ``u`` and the slate's taste match (k,).
+        Float32 arrays (the world's): the slate terms and the feature block in one compiled
+        pass (`kernels.slate_features_one`, the values of `_slate_terms_one` and
+        `_feature_block_numpy`), then the same dot product with the weights; else numpy."""
+        e = ctx.emotion
+        float_arrays: tuple[np.ndarray, ...] = (ctx.item_unit, ctx.taste, ctx.recent_profile)
+        float_arrays += (ctx.item_quality, ctx.item_popularity, ctx.persona.conformity)
+        float_arrays += (e.curiosity, e.boredom)
+        if not one_user_kernels(*float_arrays, e.fatigue):
+            terms = _slate_terms_one(ctx, u)
+            return self.utility_matrix(ctx, terms), terms.match[0]
+        k = ctx.slates.shape[1]
+        n_feat = len(CHOICE_WEIGHTS)
+        size = n_feat * (k + 1)
+        if self._scratch.size < size:
+            self._scratch = np.empty(size, dtype=np.float32)
+        f = self._scratch[:size].reshape(n_feat, 1, k + 1)
+        match = np.empty(k, dtype=np.float32)
+        kernels.slate_features_one(
+            f, match, ctx.slates[0], u, ctx.item_unit, ctx.taste, ctx.recent_profile,
+            ctx.recent, ctx.inbox, ctx.item_quality, ctx.item_popularity,
+            ctx.persona.conformity, e.curiosity, e.boredom, e.fatigue, _positions(k),
+        )  # fmt: skip
+        lat = latent_match(ctx, ctx.slates)
+        if lat is not None:
+            f[10, :, :k] = lat
+        w = choice_weights(self.params).astype(np.float32)
+        return np.dot(w[None, :], f.reshape(n_feat, -1)).reshape(1, k + 1), match
 
     def rating_mean(self, ctx: DecisionContext, match: np.ndarray, slot: np.ndarray) -> np.ndarray:
         """(n,) the stars before noise that each user of ``ctx`` gives the item at slate

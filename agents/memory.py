@@ -72,6 +72,8 @@ class MemoryStore:
         users = np.asarray(users, dtype=np.int64)
         if users.size == 0:  # e.g. nobody skipped in a one-user step: nothing to write
             return np.zeros(0, dtype=np.int64)
+        if users.size == 1:  # one user (a single env's step): scalar writes, no index arrays
+            return self._record_one(int(users[0]), kind, item, tick, rating, valence, importance)
         slots = ring_slots(self.ptr, users, self.capacity)
         at = (users, slots, users * self.capacity + slots)
         _put(self.kind, at, kind)
@@ -81,6 +83,27 @@ class MemoryStore:
         _put(self.valence, at, valence)
         _put(self.importance, at, importance)
         return slots
+
+    def _record_one(
+        self,
+        u: int,
+        kind: MemoryKind,
+        item: np.ndarray | int,
+        tick: int,
+        rating: np.ndarray | None,
+        valence: np.ndarray | float,
+        importance: np.ndarray | float,
+    ) -> np.ndarray:
+        """`record` of one user: the same slot (`ring_slots`) and the same values cast to the
+        fields' dtypes by item assignment."""
+        slot = int(self.ptr[u]) % self.capacity
+        self.ptr[u] = (slot + 1) % self.capacity
+        values = (kind, item, tick, np.nan if rating is None else rating, valence, importance)
+        fields: tuple[np.ndarray, ...] = (self.kind, self.item, self.tick, self.rating)
+        fields += (self.valence, self.importance)
+        for field, value in zip(fields, values, strict=True):
+            field[u, slot] = value.reshape(-1)[0] if isinstance(value, np.ndarray) else value
+        return np.array([slot], dtype=np.int64)
 
     def retrieve(
         self,

@@ -126,7 +126,11 @@ def profile_single(
     profiler.runcall(run, steps)
     stats = pstats.Stats(profiler)
     total = stats.total_tt  # type: ignore[attr-defined]
-    print(f"{env_id}: {steps} steps, {total / steps * 1e6:.0f} us per step under cProfile")
+    calls = stats.total_calls / steps  # type: ignore[attr-defined]
+    print(
+        f"{env_id}: {steps} steps, {total / steps * 1e6:.0f} us per step under cProfile, "
+        f"{calls:.0f} function calls per step"
+    )
     print(f"{'own us/step':>12}{'total us/step':>14}{'calls/step':>11}  function")
     rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)  # type: ignore[attr-defined]
     for (path, line, name), (_, calls, own, cumulative, _) in rows[:top]:

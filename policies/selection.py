@@ -400,25 +400,19 @@ def _top_global_row(
     """`top_global` of one row (a single env's step), (1, length), from the raw ``s``
     (scores per item id or per available item): the same slate, with the scores read, the
     cut-off found, the head and the row's rotated window of the cut-off's tie group selected
-    by compiled passes
-    (`simenv.kernels.global_head`: tie keys for the tie group only, no sort of it; a cold
-    catalog is one big tie group) and the head walked in Python."""
+    and the recent items skipped in one compiled call (`simenv.kernels.top_global_one`;
+    `global_head`: tie keys for the tie group only, no sort of it; a cold catalog is one big
+    tie group)."""
     mode, perm, salt = ties.kernel_keys()
     offset = int(ties.offset[0]) if ties.per_row else -1
-    neg = kernels.negated_scores(s, avail, _BIG)  # = -_available_scores(s, avail)
-    cut = np.partition(neg, n_cand - 1)[n_cand - 1]  # numpy's introselect: the fastest here
-    cols, size = kernels.global_head(neg, cut, n_cand, mode, perm, salt, offset)
-    rotate = ties.per_row and size > 1  # the tie group holds the head's last n_cand - g0
-    mask = set(recent[0].tolist())
-    items = avail[cols].tolist()  # distinct
-    picked = [c for c in items if c not in mask]
-    if len(picked) < length:
-        if rotate:  # as `first_distinct`: the row ran out, the whole ranking is needed
-            out = np.array([picked + [NO_ITEM] * (length - len(picked))], dtype=np.int64)
-            ranking = _full_ranking(_available_scores(s, avail), avail, ties)
-            return _complete(out, ranking, recent, length)
-        picked += [c for c in items if c in mask]  # recent items come last, only if needed
-    return np.array([picked[:length]], dtype=np.int64)
+    row, final = kernels.top_global_one(
+        s, avail, recent[0], length, n_cand, _BIG, mode, perm, salt, offset
+    )
+    if final:
+        return row[None]
+    # as `first_distinct`: the row ran out of a rotated tie group, the whole ranking is needed
+    ranking = _full_ranking(_available_scores(s, avail), avail, ties)
+    return _complete(row[None], ranking, recent, length)
 
 
 KeyFn = Callable[[np.ndarray, np.ndarray], np.ndarray]

@@ -16,6 +16,8 @@ use it without importing `agents` or the world.
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 from numpy.typing import DTypeLike
 
@@ -39,6 +41,43 @@ def unit_rows(x: np.ndarray, dtype: DTypeLike = np.float32) -> np.ndarray:
 
 
 _KERNEL_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+@cache
+def einsum_order_holds() -> bool:
+    """Whether `simenv.kernels.einsum_dot` adds a float32 row's products in the order this
+    process's numpy einsum adds them (checked once, on random rows of every length up to 40
+    and a few longer ones, in both the ``"nd,nd->n"`` and ``"nkd,nd->nk"`` forms). The
+    one-user kernels that stand in for einsum are used only when it holds; a numpy built for
+    other SIMD lanes keeps the numpy path (the same results, more calls)."""
+    rng = np.random.default_rng(12345)  # a local generator: no global random state
+    for d in [*range(1, 41), 63, 64, 100, 128]:
+        a = rng.standard_normal((3, 5, d)).astype(np.float32)
+        b = rng.standard_normal((3, d)).astype(np.float32)
+        rows = np.einsum("nd,nd->n", a[:, 0], b)
+        slates = np.einsum("nkd,nd->nk", a, b)
+        for i in range(3):
+            dots = [kernels.einsum_dot(a[i, j], b[i]) for j in range(5)]
+            got = np.array(dots, dtype=np.float32)  # numba hands float32 back as a float
+            if (
+                got.tobytes() != slates[i].tobytes()
+                or got[:1].tobytes() != rows[i : i + 1].tobytes()
+            ):
+                return False
+    return True
+
+
+def one_user_kernels(*arrays: np.ndarray) -> bool:
+    """Whether the one-user kernels (`simenv.kernels`, the single env's step) may stand in for
+    the numpy path on ``arrays``: every one float32 with at most `PAIRWISE_BLOCK` columns, and
+    `einsum_order_holds`."""
+    for a in arrays:
+        if a.dtype != _FLOAT32 or (a.ndim == 2 and a.shape[1] > PAIRWISE_BLOCK):
+            return False
+    return einsum_order_holds()
+
+
+_FLOAT32 = np.dtype(np.float32)  # a dtype compares faster with a dtype than with a type
 
 
 def nan_to(x: np.ndarray, value: float) -> np.ndarray:

@@ -389,7 +389,8 @@ class ItemStore:
             self._publish_signal(self._log_counts)
             self._signal_key, self._changed = key, []
         elif self._changed:
-            ids = np.unique(np.array(self._changed, dtype=np.int64))
+            changed = self._changed  # one consumption (a single env's step): no unique
+            ids = np.array(changed if len(changed) == 1 else sorted(set(changed)), dtype=np.int64)
             self._changed = []
             log = np.log1p(self.consumption_total[ids] + self.prior[ids] * n_users)
             self._log_counts[ids] = log

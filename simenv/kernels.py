@@ -376,6 +376,7 @@ def consume(
 
 # one-user step ------------------------------------------------------------------------------
 
+_MAX_INT64 = np.int64(np.iinfo(np.int64).max)
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
@@ -436,22 +437,17 @@ def global_head(
     (`rank_window`: one pass and a sort of the window's neighbourhood, no sort of the
     group)."""
     m = neg.size
+    above_all = np.empty(m, dtype=np.int64)  # one pass, into room for every column
+    tied_all = np.empty(m, dtype=np.int64)
     n_above, size = 0, 0
     for i in range(m):
         if neg[i] < cut:
+            above_all[n_above] = i
             n_above += 1
         elif neg[i] == cut:
+            tied_all[size] = i
             size += 1
-    above = np.empty(n_above, dtype=np.int64)
-    tied = np.empty(size, dtype=np.int64)
-    a, t = 0, 0
-    for i in range(m):
-        if neg[i] < cut:
-            above[a] = i
-            a += 1
-        elif neg[i] == cut:
-            tied[t] = i
-            t += 1
+    above, tied = above_all[:n_above], tied_all[:size]
     out = np.empty(n_cand, dtype=np.int64)
     if n_above:
         keys = np.empty(n_above, dtype=np.int64)
@@ -467,8 +463,11 @@ def global_head(
     width = n_cand - n_above
     start = offset % size if offset >= 0 and size > 1 else 0
     keys = np.empty(size, dtype=np.int64)
+    kmin, kmax = _MAX_INT64, -_MAX_INT64 - 1
     for j in range(size):
-        keys[j] = _tie_key(tied[j], mode, perm, salt)
+        key = _tie_key(tied[j], mode, perm, salt)
+        keys[j] = key
+        kmin, kmax = min(kmin, key), max(kmax, key)
     end = start + width
     if size <= 64 or size <= 2 * width:  # small: sorting it all is cheaper
         order = np.argsort(keys)
@@ -476,7 +475,6 @@ def global_head(
             out[n_above + j] = tied[order[(start + j) % size]]
         return out, size
     # the window of ranks [start, end), wrapping past the group's end to [0, end - size)
-    kmin, kmax = keys.min(), keys.max()
     if end <= size:
         rank_window(tied, keys, start, end, kmin, kmax, out, n_above)
     else:
@@ -500,33 +498,36 @@ def rank_window(
     key order, into ``out[at:]``. One pass: keys spread evenly between ``kmin`` and ``kmax``
     (hash outputs) put those ranks near the matching quantiles, so the entries between two
     guessed bounds (4 standard deviations wide) are collected and sorted, and the count below
-    the lower bound says which of them hold the ranks; when the guess misses (keys that are not
-    spread evenly), `select` finds the bounding keys exactly. Same entries either way."""
+    the lower bound says which of them hold the ranks (their bounding keys found by `select`,
+    then only the window sorted); when the guess misses (keys that are not
+    spread evenly), `select` finds the bounding keys among all keys. Same entries either
+    way."""
     size = keys.size
     span = float(kmax) - float(kmin)
     margin = 4.0 * np.sqrt(size) + 16.0
     t_lo = float(kmin) + span * max(r0 - margin, 0.0) / size
     t_hi = float(kmin) + span * min(r1 + margin, size) / size
     below, n = 0, 0
+    room = min(size, int(1.5 * (r1 - r0 + 2 * margin)) + 64)  # enough unless the guess misses
+    picked = np.empty(room, dtype=np.int64)
+    picked_keys = np.empty(room, dtype=np.int64)
     for j in range(size):
         f = float(keys[j])  # monotone in the key: "below" is a prefix of the key order
         if f < t_lo:
             below += 1
         elif f <= t_hi:
+            if n < room:
+                picked[n] = tied[j]
+                picked_keys[n] = keys[j]
             n += 1
-    if below <= r0 and r1 <= below + n:
-        picked = np.empty(n, dtype=np.int64)
-        picked_keys = np.empty(n, dtype=np.int64)
-        i = 0
-        for j in range(size):
-            f = float(keys[j])
-            if t_lo <= f <= t_hi:
-                picked[i] = tied[j]
-                picked_keys[i] = keys[j]
-                i += 1
-        order = np.argsort(picked_keys)
-        for j in range(r1 - r0):
-            out[at + j] = picked[order[r0 - below + j]]
+    if below <= r0 and r1 <= below + n and n <= room:
+        picked, picked_keys = picked[:n], picked_keys[:n]
+        # the ranks r0 - below .. r1 - below - 1 among them: their bounding keys by `select`
+        # (linear), then only the window sorted (not the whole neighbourhood)
+        scratch = picked_keys.copy()
+        low = select(scratch, r0 - below)
+        high = select(scratch, r1 - 1 - below)
+        _keys_between(picked, picked_keys, low, high, out, at)
         return
     scratch = keys.copy()
     _keys_between(tied, keys, select(scratch, r0), select(scratch, r1 - 1), out, at)
@@ -579,3 +580,349 @@ def _keys_between(
     order = np.argsort(picked_keys)
     for j in range(n):
         out[at + j] = picked[order[j]]
+
+
+# The single env's step, one kernel per piece (`agents.deciders.UtilityDecider._decide_one`,
+# `simenv.envs.observation.ObservationBuilder._observe_one`, `simenv.users.UserState`'s one-user
+# consumption): the numpy calls of one user's row folded into one compiled pass each. Float32
+# all through, every operation rounded to float32 as numpy's float32 arithmetic rounds it.
+
+#: Lanes of numpy's float32 einsum reduction (`einsum_dot`); `einsum_order_holds` checks it.
+EINSUM_LANES = 4
+
+
+@njit(cache=True)
+def einsum_dot(a: np.ndarray, b: np.ndarray) -> np.float32:
+    """Σ a[i]·b[i] of two contiguous float32 vectors added in the order numpy's einsum adds a
+    float32 ``"nd,nd->n"`` (``"nkd,nd->nk"``) row with its baseline SIMD loop (4 lanes, no
+    FMA): blocks of 16 products, each lane adding its 4 products from the last to the first
+    into its running sum, then blocks of 4 (zero-padded at the end), lanes summed as (0 + 1) +
+    (2 + 3). `einsum_order_holds` checks this against the numpy in use (a numpy built for
+    other SIMD lanes adds in another order: the callers then keep numpy's einsum)."""
+    d = a.size
+    zero = np.float32(0.0)
+    l0 = l1 = l2 = l3 = zero
+    i = 0
+    while d - i >= 16:
+        l0 = a[i] * b[i] + (
+            a[i + 4] * b[i + 4] + (a[i + 8] * b[i + 8] + (a[i + 12] * b[i + 12] + l0))
+        )
+        l1 = a[i + 1] * b[i + 1] + (
+            a[i + 5] * b[i + 5] + (a[i + 9] * b[i + 9] + (a[i + 13] * b[i + 13] + l1))
+        )
+        l2 = a[i + 2] * b[i + 2] + (
+            a[i + 6] * b[i + 6] + (a[i + 10] * b[i + 10] + (a[i + 14] * b[i + 14] + l2))
+        )
+        l3 = a[i + 3] * b[i + 3] + (
+            a[i + 7] * b[i + 7] + (a[i + 11] * b[i + 11] + (a[i + 15] * b[i + 15] + l3))
+        )
+        i += 16
+    while i < d:
+        l0 = a[i] * b[i] + l0
+        l1 = (a[i + 1] * b[i + 1] if i + 1 < d else zero) + l1
+        l2 = (a[i + 2] * b[i + 2] if i + 2 < d else zero) + l2
+        l3 = (a[i + 3] * b[i + 3] if i + 3 < d else zero) + l3
+        i += 4
+    return (l0 + l1) + (l2 + l3)  # fmt: skip
+
+
+@njit(cache=True)
+def unit_row_into(x: np.ndarray, out: np.ndarray) -> None:
+    """``out`` = `unit_rows` of the one float32 row ``x`` (zeros for an all-zero row)."""
+    d = x.size
+    squares = np.empty(d, dtype=x.dtype)
+    for c in range(d):
+        squares[c] = x[c] * x[c]
+    norm = np.sqrt(pairwise_sum(squares, 0, d)) if d else x.dtype.type(0.0)
+    for c in range(d):
+        out[c] = x[c] / norm if norm > 0 else x.dtype.type(0.0)
+
+
+@njit(cache=True)
+def slate_features_one(
+    f: np.ndarray,
+    match: np.ndarray,
+    slate: np.ndarray,
+    u: int,
+    item_unit: np.ndarray,
+    taste: np.ndarray,
+    recent_profile: np.ndarray,
+    recent: np.ndarray,
+    inbox: np.ndarray,
+    quality: np.ndarray,
+    popularity: np.ndarray,
+    conformity: np.ndarray,
+    curiosity: np.ndarray,
+    boredom: np.ndarray,
+    fatigue: np.ndarray,
+    position: np.ndarray,
+) -> None:
+    """One user's slate terms (`agents.deciders.slate_terms`: the taste match and the
+    similarity to the unit recent profile by `einsum_dot`, repeat and shared by a scan of the
+    user's rows of ``recent`` and ``inbox``) written into ``match`` (k,) and the (F, 1, k + 1)
+    feature block ``f`` as `fill_features` writes it. Float32 inputs."""
+    k = slate.size
+    d = item_unit.shape[1]
+    profile = np.empty(d, dtype=np.float32)
+    unit_row_into(recent_profile[u], profile)
+    similarity = np.empty(k, dtype=np.float32)
+    repeat = np.zeros((1, k), dtype=np.bool_)
+    shared = np.zeros((1, k), dtype=np.bool_)
+    for j in range(k):
+        item = slate[j]
+        match[j] = einsum_dot(item_unit[item], taste[u])
+        similarity[j] = einsum_dot(item_unit[item], profile)
+        if item >= 0:
+            for h in range(recent.shape[1]):
+                if recent[u, h] == item:
+                    repeat[0, j] = True
+            for h in range(inbox.shape[1]):
+                if inbox[u, h] == item:
+                    shared[0, j] = True
+    users = np.full(1, u, dtype=np.int64)
+    fill_features(
+        f, match.reshape(1, k), similarity.reshape(1, k), repeat, shared, slate.reshape(1, k),
+        users, quality, popularity, conformity, curiosity, boredom, fatigue, position,
+    )  # fmt: skip
+
+
+@njit(cache=True)
+def observe_one(
+    padded: np.ndarray,
+    recent: np.ndarray,
+    u: int,
+    last_click: np.ndarray,
+    last_rating: np.ndarray,
+    streak: np.ndarray,
+    clicks: np.ndarray,
+    impressions: np.ndarray,
+    last_tick: np.ndarray,
+    tick: int,
+    pos: np.float32,
+    max_steps: int,
+    visit_cap: int,
+    streak_cap: np.float32,
+    user: np.ndarray,
+    profile: np.ndarray,
+) -> None:
+    """One user's observation (`simenv.envs.observation.ObservationBuilder._observe_rows` of
+    one row) written into ``user`` (9,) and ``profile`` (d,): the recent items' rows of
+    ``padded`` (the unit features and a zero row that -1 reads) summed one after the other (a
+    reduction over axis 0, as numpy adds rows of two or more features), their repetition from
+    `einsum_dot`, the profile by `unit_rows`
+    clipped to [-1, 1]; the user's statistics are read from the builder's per-user arrays
+    (``last_tick`` int64, the others float32)."""
+    f32 = np.float32
+    width = recent.size
+    d = padded.shape[1]
+    total = np.zeros(d, dtype=np.float32)
+    if width:
+        row = recent[0] if recent[0] >= 0 else padded.shape[0] - 1
+        for c in range(d):
+            total[c] = padded[row, c]
+        for h in range(1, width):
+            row = recent[h] if recent[h] >= 0 else padded.shape[0] - 1
+            for c in range(d):
+                total[c] = total[c] + padded[row, c]
+    n_empty = 0
+    for h in range(width):
+        if recent[h] == -1:
+            n_empty += 1
+    m = f32(width - n_empty)
+    pair = einsum_dot(total, total) - m
+    denom = m * (m - f32(1.0))
+    rep = pair / denom if denom > 0 else f32(0.0)
+    rep = min(max(rep, f32(-1.0)), f32(1.0))
+    last = last_tick[u]
+    gap = min(tick - last, visit_cap) if last >= 0 else visit_cap
+    user[0] = last_click[u]
+    user[1] = last_rating[u]
+    user[2] = min(streak[u], streak_cap) / streak_cap
+    user[3] = min(pos / f32(max_steps), f32(1.0))
+    user[4] = f32(gap) / f32(visit_cap)
+    user[5] = f32(1.0) if last < 0 else f32(0.0)
+    user[6] = clicks[u] / (impressions[u] + f32(1.0))
+    user[7] = f32(m / f32(max(width, 1)))
+    user[8] = max(rep, f32(0.0))
+    unit_row_into(total, profile)
+    for c in range(d):
+        profile[c] = min(max(profile[c], f32(-1.0)), f32(1.0))
+
+
+@njit(cache=True)
+def cosine_one(a: np.ndarray, b: np.ndarray) -> np.float32:
+    """Cosine of two float32 rows as ``einsum("nd,nd->n", unit_rows(a), unit_rows(b))``
+    computes it for one row (`simenv.users`' similarity of a consumed item to the profile)."""
+    unit_a = np.empty(a.size, dtype=np.float32)
+    unit_b = np.empty(b.size, dtype=np.float32)
+    unit_row_into(a, unit_a)
+    unit_row_into(b, unit_b)
+    return einsum_dot(unit_a, unit_b)
+
+
+@njit(cache=True)
+def consume_one(
+    u: int,
+    item: int,
+    recent: np.ndarray,
+    recent_ptr: np.ndarray,
+    recent_profile: np.ndarray,
+    genre_history: np.ndarray,
+    taste: np.ndarray,
+    features: np.ndarray,
+    unit: np.ndarray,
+    drift: float,
+) -> None:
+    """One consumption of ``item`` by ``u`` (`simenv.users.UserState._consume` of one row):
+    the recent-items ring (the slot after the pointer; the evicted item's features leave the
+    profile sum), the genre history, and with ``drift`` > 0 the taste moved that share of the
+    way toward the item and made unit length again. Float32, each operation rounded as numpy
+    rounds the array expression (a Python float times a float32 array: the float in float32)."""
+    f32 = np.float32
+    width = recent.shape[1]
+    d = features.shape[1]
+    slot = recent_ptr[u] % width
+    recent_ptr[u] = (slot + 1) % width
+    evicted = recent[u, slot]
+    for c in range(d):
+        old = features[evicted, c] if evicted >= 0 else f32(0.0)
+        added = features[item, c]
+        recent_profile[u, c] = recent_profile[u, c] + (added - old)
+        genre_history[u, c] = genre_history[u, c] + added
+    recent[u, slot] = item
+    if drift > 0:
+        keep, toward = f32(1 - drift), f32(drift)
+        moved = np.empty(d, dtype=np.float32)
+        for c in range(d):
+            moved[c] = keep * taste[u, c] + toward * unit[item, c]
+        unit_row_into(moved, taste[u])
+
+
+@njit(cache=True)
+def top_global_one(
+    scores: np.ndarray,
+    avail: np.ndarray,
+    recent: np.ndarray,
+    length: int,
+    n_cand: int,
+    big: float,
+    mode: int,
+    perm: np.ndarray,
+    salt: np.uint64,
+    offset: int,
+) -> tuple[np.ndarray, bool]:
+    """One row of a global ranking (`policies.selection._top_global_row`) in one call: the
+    scores negated (`negated_scores`), the ``n_cand``-th smallest found (`select` on a copy),
+    the head and the rotated window of the tie group ordered (`global_head`), then the first
+    ``length`` of those items not in ``recent``; with too few, the recent ones follow in
+    order. Returns the (length,) items and whether they are final: False when a rotated tie
+    group (``offset`` >= 0, more than one tied item) ran out, which needs the whole ranking
+    (the items found so far, then -1s)."""
+    neg = negated_scores(scores, avail, big)
+    cut = select(neg.copy(), n_cand - 1)
+    cols, size = global_head(neg, cut, n_cand, mode, perm, salt, offset)
+    out = np.empty(length, dtype=np.int64)
+    kept = 0
+    for c in range(n_cand):
+        if kept == length:
+            break
+        item = avail[cols[c]]
+        masked = False
+        for h in range(recent.size):
+            if recent[h] == item:
+                masked = True
+                break
+        if not masked:
+            out[kept] = item
+            kept += 1
+    if kept == length:
+        return out, True
+    if offset >= 0 and size > 1:
+        out[kept:] = -1
+        return out, False
+    for c in range(n_cand):
+        if kept == length:
+            break
+        item = avail[cols[c]]
+        for h in range(recent.size):
+            if recent[h] == item:
+                out[kept] = item
+                kept += 1
+                break
+    return out, True
+
+
+@njit(cache=True)
+def recent_profile_one(unit: np.ndarray, recent: np.ndarray, out: np.ndarray) -> None:
+    """``out`` (d,) = the unit profile of one user's recent items (-1 entries add a zero row),
+    clipped to [-1, 1]: the profile of `simenv.envs.observation.recent_stats` for one row, the
+    rows added one after the other as numpy reduces over the history axis (two features or
+    more)."""
+    f32 = np.float32
+    d = unit.shape[1]
+    total = np.zeros(d, dtype=np.float32)
+    for h in range(recent.size):
+        item = recent[h]
+        for c in range(d):
+            total[c] = total[c] + (unit[item, c] if item >= 0 else f32(0.0))
+    unit_row_into(total, out)
+    for c in range(d):
+        out[c] = min(max(out[c], f32(-1.0)), f32(1.0))
+
+
+@njit(cache=True)
+def explore_one(
+    sims: np.ndarray,
+    ids: np.ndarray,
+    slate: np.ndarray,
+    recent: np.ndarray,
+    draws: np.ndarray,
+    m: int,
+) -> None:
+    """Write ``m`` novel items into the last slots of ``slate`` (a single env's exploration,
+    `simenv.envs.core._explore_one`): the available items ``ids`` whose similarity ``sims`` to
+    the user's profile is at most the median's (the lower one of an even count, `select`), not
+    in the slate nor in ``recent``, ranked by their ``draws`` (uniform, one per available
+    item); the ``m`` smallest draws in increasing order (fewer if fewer are novel), found by
+    `select` without sorting the other novel items' draws."""
+    n, k = ids.size, slate.size
+    kth = (n - 1) // 2
+    median = select(sims.copy(), kth)
+    novel = np.empty(n, dtype=np.bool_)
+    for j in range(n):
+        novel[j] = sims[j] <= median
+    for j in range(k):
+        at = np.searchsorted(ids, slate[j])  # the slate's items are available
+        novel[at] = False
+    for h in range(recent.size):
+        item = recent[h]
+        if item >= 0:
+            at = min(np.searchsorted(ids, item), n - 1)
+            if ids[at] == item:
+                novel[at] = False
+    count = 0
+    for j in range(n):
+        if novel[j]:
+            count += 1
+    m = min(m, count, k)
+    if m == 0:
+        return
+    keys = np.empty(count, dtype=np.float64)
+    i = 0
+    for j in range(n):
+        if novel[j]:
+            keys[i] = draws[j]
+            i += 1
+    # the m smallest keys (distinct draws): bounded by `select`, then only they are sorted
+    top = select(keys.copy(), m - 1)
+    small = np.empty(m, dtype=np.float64)
+    cols = np.empty(m, dtype=np.int64)
+    i = 0
+    for j in range(n):
+        if novel[j] and draws[j] <= top and i < m:
+            small[i] = draws[j]
+            cols[i] = j
+            i += 1
+    order = np.argsort(small[:i])
+    for j in range(i):
+        slate[k - m + j] = ids[cols[order[j]]]

@@ -31,7 +31,7 @@ from agents.persona import PersonaTable
 from policies.base import Feedback, SocialGraph
 from scenarios.schema import SocialConfig
 from simenv import kernels
-from simenv.arrays import ring_slots, unit_rows
+from simenv.arrays import one_user_kernels, ring_slots, unit_rows
 from simenv.catalog import ItemStore
 from simenv.social import fan_out
 
@@ -111,7 +111,19 @@ class UserState:
     ) -> None:
         """Each of ``fb.users`` saw one slate: emotion, memory (consumed or skipped), the
         recent-items ring, genre history and taste drift (a share ``drift`` of the way toward
-        each consumed item)."""
+        each consumed item). One user (a single env's step) with float32 arrays:
+        `_after_slate_one`, the same values."""
+        if fb.users.size == 1 and one_user_kernels(
+            items.features, items.unit, self.recent_profile, self.taste, self.genre_history
+        ):
+            self._after_slate_one(fb, items, params, drift)
+        else:
+            self._after_slate_rows(fb, items, params, drift)
+
+    def _after_slate_rows(
+        self, fb: Feedback, items: ItemStore, params: emo.EmotionParams, drift: float
+    ) -> None:
+        """`after_slate` as arrays over the users of ``fb`` (any number of them)."""
         t, clicked = fb.tick, fb.clicked
         users, chosen = fb.users[clicked], fb.chosen_item[clicked]
         similarity = np.zeros(fb.users.size, dtype=np.float32)
@@ -143,6 +155,47 @@ class UserState:
         if users.size:
             self._consume(users, chosen, items, drift)
         self.session_length[fb.users] += 1
+
+    def _after_slate_one(
+        self, fb: Feedback, items: ItemStore, params: emo.EmotionParams, drift: float
+    ) -> None:
+        """`after_slate` of one user: the similarity (`kernels.cosine_one`), the emotion, one
+        memory record and the consumption (`kernels.consume_one`) without (1, d) arrays."""
+        u, clicked = int(fb.users[0]), bool(fb.chosen_pos[0] >= 0)
+        item = int(fb.chosen_item[0])
+        similarity = np.zeros(1, dtype=np.float32)
+        if clicked:
+            similarity[0] = kernels.cosine_one(items.features[item], self.recent_profile[u])
+        emo.after_slate(
+            self.emotion, fb.users, fb.clicked, fb.rating, similarity, self.persona.curiosity,
+            params,
+        )  # fmt: skip
+        if clicked:
+            rating = fb.rating[:1]
+            valence = (rating - 3.0) / 2.0
+            self.memory.record(
+                fb.users,
+                MemoryKind.CONSUMED,
+                item,
+                fb.tick,
+                rating=rating,
+                valence=valence,
+                importance=0.4 + 0.6 * np.abs(valence),
+            )
+            kernels.consume_one(
+                u, item, self.recent, self.recent_ptr, self.recent_profile, self.genre_history,
+                self.taste, items.features, items.unit, drift,
+            )  # fmt: skip
+        else:
+            self.memory.record(
+                fb.users,
+                MemoryKind.SKIPPED,
+                int(fb.slates[0, 0]),
+                fb.tick,
+                valence=params.skip_valence,
+                importance=0.2,
+            )
+        self.session_length[u] += 1
 
     def _consume(
         self, users: np.ndarray, chosen: np.ndarray, items: ItemStore, drift: float

@@ -259,13 +259,14 @@ class World(mesa.Model):
         self._buffer = TickBuffer()
         return active
 
-    def request(self, users: np.ndarray) -> RecommendRequest:
+    def request(self, users: np.ndarray, k: int | None = None) -> RecommendRequest:
         """What a recommender may see about ``users`` now (and, only for the world's own
-        policy when it is an oracle, their true utilities)."""
+        policy when it is an oracle, their true utilities); ``k``: the length of the ranking
+        asked for (default: the slate size; a session env asks for its candidates)."""
         return RecommendRequest(
             tick=self.tick,
             users=users,
-            k=self.spec.k,
+            k=self.spec.k if k is None else k,
             item_features=self.items.features,
             available=self.items.available,
             item_age=self.items.age(self.tick),
@@ -379,14 +380,19 @@ class World(mesa.Model):
             raise PolicyError(str(err)) from None
 
     def _feedback(self, t: int, users: np.ndarray, slates: np.ndarray, d: Decisions) -> Feedback:
-        rows = np.arange(users.size)
-        chosen_item = np.where(d.chosen_pos >= 0, slates[rows, np.maximum(d.chosen_pos, 0)], -1)
+        if users.size == 1:  # one user (a single env's step): the chosen item as a scalar
+            pos = int(d.chosen_pos[0])
+            chosen_item = np.array([slates[0, pos] if pos >= 0 else -1], dtype=np.int64)
+        else:
+            rows = np.arange(users.size)
+            chosen = slates[rows, np.maximum(d.chosen_pos, 0)]
+            chosen_item = np.where(d.chosen_pos >= 0, chosen, -1).astype(np.int64)
         return Feedback(
             tick=t,
             users=users,
             slates=slates,
             chosen_pos=d.chosen_pos,
-            chosen_item=chosen_item.astype(np.int64),
+            chosen_item=chosen_item,
             rating=d.rating,
             ended_session=d.ended_session,
             item_features=self.items.features,

@@ -375,3 +375,105 @@ def test_hashed_tie_keys_draw_two_numbers_whatever_the_catalog() -> None:
         assert a.random() == b.random()  # nothing else was drawn
         _same(ties.keys(np.arange(5)), splitmix64(ties.salt, np.arange(5)))
     assert len(set(TieKeys(5000, 1, "random", a, hashed=True).perm.tolist())) == 5000
+
+
+@pytest.mark.parametrize("drift", [0.0, 0.05])
+def test_user_after_slate_one_equals_rows(core: SessionCore, drift: float) -> None:
+    """`UserState.after_slate` of one user (the kernels' path) against the array path."""
+    world = core._world
+    one, rows = copy.deepcopy(world.users), copy.deepcopy(world.users)
+    items, params = world.items, world.scenario.emotion
+    rng = np.random.default_rng(11)
+    available = np.flatnonzero(items.available)
+    for trial in range(200):
+        user = np.array([rng.choice(np.flatnonzero(one.present))])
+        slate = rng.choice(available, (1, world.spec.k), replace=False)
+        pos = int(rng.integers(-1, world.spec.k))
+        rating = np.array([rng.integers(1, 6) if pos >= 0 else np.nan], dtype=np.float32)
+        if trial % 17 == 0 and pos >= 0:
+            rating[0] = np.nan  # consumed without a rating
+        fb = Feedback(
+            tick=world.tick,
+            users=user,
+            slates=slate,
+            chosen_pos=np.array([pos]),
+            chosen_item=np.array([slate[0, pos] if pos >= 0 else -1]),
+            rating=rating,
+            ended_session=np.array([False]),
+            item_features=items.features,
+        )
+        one.after_slate(fb, items, params, drift)
+        rows._after_slate_rows(fb, items, params, drift)
+    for name in ("taste", "recent", "recent_ptr", "recent_profile", "genre_history"):
+        _same(getattr(one, name), getattr(rows, name))
+    _same(one.session_length, rows.session_length)
+    for name in ("satisfaction", "fatigue", "boredom", "curiosity"):
+        _same(getattr(one.emotion, name), getattr(rows.emotion, name))
+    for name in ("kind", "item", "tick", "rating", "valence", "importance", "ptr"):
+        _same(getattr(one.memory, name), getattr(rows.memory, name))
+
+
+def test_memory_record_of_one_user_equals_the_array_write() -> None:
+    """`MemoryStore.record` of one user (scalar writes) as the same users in one array call."""
+    from agents.memory import MemoryKind, MemoryStore
+
+    one, rows = MemoryStore(6, 4), MemoryStore(6, 4)
+    rng = np.random.default_rng(2)
+    for t in range(40):
+        users = rng.choice(6, 2, replace=False)
+        items = rng.integers(0, 50, 2)
+        rating = np.array([rng.integers(1, 6), np.nan], dtype=np.float32)
+        valence = ((rating - 3.0) / 2.0).astype(np.float32)
+        kind = [MemoryKind.CONSUMED, MemoryKind.SKIPPED][t % 2]
+        slots = []
+        for i in range(2):
+            one_row = slice(i, i + 1)
+            slots.append(
+                one.record(
+                    users[one_row],
+                    kind,
+                    items[one_row],
+                    t,
+                    rating=rating[one_row],
+                    valence=valence[one_row],
+                    importance=[0.2, 0.3][i],
+                )
+            )
+        importance = np.array([0.2, 0.3])
+        together = rows.record(
+            users, kind, items, t, rating=rating, valence=valence, importance=importance
+        )
+        _same(np.concatenate(slots), together)
+    for name in ("kind", "item", "tick", "rating", "valence", "importance", "ptr"):
+        _same(getattr(one, name), getattr(rows, name))
+
+
+@pytest.mark.parametrize("reward", [None, {"rating": -0.7, "leave": 0.3}])
+def test_reward_one_equals_reward_rows(core: SessionCore, reward: dict | None) -> None:
+    """The scalar reward of one slot (every term but diversity) as the arrays' reward."""
+    from simenv.envs.core import reward_weights
+
+    world, weights, steps = core._world, core.weights, core.steps.copy()
+    rng = np.random.default_rng(12)
+    try:
+        core.weights = reward_weights("exploration", reward)
+        for trial in range(200):
+            pos = int(rng.integers(-1, world.spec.k))
+            rating = np.array([rng.integers(1, 6) if pos >= 0 else np.nan], dtype=np.float32)
+            if trial % 9 == 0:
+                rating[0] = np.nan  # consumed without a rating
+            fb = Feedback(
+                tick=world.tick,
+                users=np.array([rng.integers(0, world.n_users)]),
+                slates=np.zeros((1, world.spec.k), dtype=np.int64),
+                chosen_pos=np.array([pos]),
+                chosen_item=np.array([pos]),
+                rating=rating,
+                ended_session=np.array([rng.random() < 0.4]),
+                item_features=world.items.features,
+            )
+            core.steps[0] = rng.integers(1, core.max_steps + 1)
+            done = np.array([rng.random() < 0.4])
+            _same(core.reward(fb, done), core._reward_rows(fb, done))
+    finally:
+        core.weights, core.steps[:] = weights, steps

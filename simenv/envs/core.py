@@ -27,7 +27,8 @@ from agents import emotion as emo
 from agents.deciders import UtilityDecider
 from policies.base import Feedback, Recommender, RecommendRequest
 from scenarios import Scenario, load
-from simenv.arrays import nan_to, unit_rows_clipped
+from simenv import kernels
+from simenv.arrays import nan_to, one_user_kernels, unit_rows_clipped
 from simenv.envs.observation import ObservationBuilder, item_age_feature, recent_stats
 from simenv.world import World
 
@@ -309,7 +310,9 @@ class SessionCore:
         """Observations of all slots, with fresh candidates; or, for the final observation of
         finished sessions, of ``slots`` only, with the candidates their last slate came from."""
         sel = np.arange(self.n) if slots is None else np.asarray(slots, dtype=np.int64)
-        request = self._world.request(self.users[sel])
+        # session mode: the request asks for the candidates (`candidates` then needs no copy)
+        k = self.n_candidates if self.mode == "session" else None
+        request = self._world.request(self.users[sel], k)
         unit = self._world.items.unit_clipped()
         obs = self.builder.observe(request, self.steps[sel], unit)
         if self.mode == "session":
@@ -338,7 +341,9 @@ class SessionCore:
                 f"only {n_available} items are available, fewer than the "
                 f"{c} candidates of the action space"
             )
-        return np.asarray(self.base.recommend(replace(request, k=c)), dtype=np.int64)
+        if request.k != c:
+            request = replace(request, k=c)
+        return np.asarray(self.base.recommend(request), dtype=np.int64)
 
     # ------------------------------------------------------------------ acting
     def shares(self, actions: np.ndarray) -> np.ndarray:
@@ -401,8 +406,34 @@ class SessionCore:
         return rewards, terminated, truncated, infos
 
     def reward(self, fb: Feedback, done: np.ndarray) -> np.ndarray:
-        """Weighted sum of the reward terms (see the environments' docstrings)."""
-        w, world = self.weights, self._world
+        """Weighted sum of the reward terms (see the environments' docstrings), (n,) float32."""
+        if fb.users.size == 1 and not self.weights["diversity"]:
+            return self._reward_one(fb, bool(done[0]))
+        return self._reward_rows(fb, done)
+
+    def _reward_one(self, fb: Feedback, done: bool) -> np.ndarray:
+        """`reward` of one slot (a single env's step) without the diversity term: the terms
+        added to a float64 scalar with numpy's dtypes (the rating term a float32 product, as
+        a Python float times a float32 array); the end-of-episode terms, when ``done``, by the
+        arrays' expressions."""
+        w, f32 = self.weights, np.float32
+        clicked, ended = bool(fb.chosen_pos[0] >= 0), bool(fb.ended_session[0])
+        r = w["click"] * float(clicked)
+        if w["rating"]:
+            stars = f32(fb.rating[0])
+            value = (f32(3.0) if np.isnan(stars) else stars) - f32(3.0)
+            r += float(f32(w["rating"]) * (value / f32(2.0) if clicked else f32(0.0)))
+        if w["continue"]:
+            r += w["continue"] * float(not ended)
+        if w["leave"]:
+            r -= w["leave"] * float(ended and int(self.steps[0]) < self.max_steps)
+        if done and (w["churn"] or w["return"]):
+            return self._end_terms(np.array([r]), fb, np.array([True])).astype(np.float32)
+        return np.array([r], dtype=np.float32)
+
+    def _reward_rows(self, fb: Feedback, done: np.ndarray) -> np.ndarray:
+        """`reward` as arrays over the slots of ``fb``."""
+        w = self.weights
         clicked = fb.clicked
         r = w["click"] * clicked.astype(np.float64)
         if w["rating"]:
@@ -414,16 +445,22 @@ class SessionCore:
         if w["leave"]:
             r -= w["leave"] * (fb.ended_session & (self.steps < self.max_steps))
         if (w["churn"] or w["return"]) and done.any():
-            users = fb.users[done]
-            params = world.scenario.emotion
-            if w["churn"]:
-                r[done] -= w["churn"] * emo.exit_prob(world.users.emotion, users, params)
-            if w["return"]:  # the ending users' entries only, not the whole population's
-                scale = world.scenario.population.activity_scale
-                activity = world.users.persona.activity[users] * scale
-                p = emo.activation_prob(world.users.emotion, activity, params, users)
-                r[done] += w["return"] * p
+            r = self._end_terms(r, fb, done)
         return r.astype(np.float32)
+
+    def _end_terms(self, r: np.ndarray, fb: Feedback, done: np.ndarray) -> np.ndarray:
+        """``r`` (float64, modified) with the churn and return terms of the ``done`` slots."""
+        w, world = self.weights, self._world
+        users = fb.users[done]
+        params = world.scenario.emotion
+        if w["churn"]:
+            r[done] -= w["churn"] * emo.exit_prob(world.users.emotion, users, params)
+        if w["return"]:  # the ending users' entries only, not the whole population's
+            scale = world.scenario.population.activity_scale
+            activity = world.users.persona.activity[users] * scale
+            p = emo.activation_prob(world.users.emotion, activity, params, users)
+            r[done] += w["return"] * p
+        return r
 
 
 def explore_slates(
@@ -495,9 +532,19 @@ def _explore_one(
 ) -> None:
     """`explore_slates` of one slate (a single env's step) that gets ``m`` > 0 novel items:
     the same similarities, median, random draws and picks, with the slate's and the history's
-    items found by binary search in the available ids instead of an id -> column table."""
+    items found by binary search in the available ids instead of an id -> column table. With
+    float32 unit features of two or more columns (the world's) the profile and the picks are
+    compiled (`kernels.recent_profile_one`, `kernels.explore_one`); the similarities stay a
+    numpy product."""
     k = slate.size
     ids = np.flatnonzero(request.available)
+    d = request.item_features.shape[1]
+    if item_unit is not None and d > 1 and one_user_kernels(item_unit):
+        profile = np.empty((1, d), dtype=np.float32)
+        kernels.recent_profile_one(item_unit, request.recent[0], profile[0])
+        sims = profile @ item_unit[ids].T  # (1, available)
+        kernels.explore_one(sims[0], ids, slate, request.recent[0], rng.random(sims.shape)[0], m)
+        return
     profile = recent_stats(request, item_unit)[0]  # (1, d)
     unit = unit_rows_clipped(request.item_features[ids]) if item_unit is None else item_unit[ids]
     sims = profile @ unit.T  # (1, available)

@@ -4,8 +4,8 @@
 per-user statistics of what it was shown, so a recommender adapter (which also sees nothing
 else) can build exactly the observation an environment gives its agent. It never looks at a
 persona, the world or the decider: the test suite checks that this module imports nothing but
-numpy, ``policies.base``, ``simenv.arrays`` (numpy only) and (lazily, for
-:meth:`ObservationBuilder.space`) gymnasium.
+numpy, ``policies.base``, ``simenv.arrays`` and ``simenv.kernels`` (numpy and numba only) and
+(lazily, for :meth:`ObservationBuilder.space`) gymnasium.
 
 Keys of :meth:`ObservationBuilder.observe` (``n`` users in the request, ``d`` item features):
 
@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from policies.base import NO_ITEM, Feedback, PlatformSpec, RecommendRequest
-from simenv.arrays import nan_to, unit_rows_clipped
+from simenv.arrays import nan_to, one_user_kernels, unit_rows_clipped
+from simenv.kernels import observe_one
 
 if TYPE_CHECKING:
     from gymnasium import spaces
@@ -224,8 +225,21 @@ class ObservationBuilder:
         self, request: RecommendRequest, u: int, pos: np.float32, item_unit: np.ndarray
     ) -> dict[str, np.ndarray]:
         """`observe` of one user (a single env's step): the same float32 operations on
-        scalars instead of (1,) arrays."""
+        scalars instead of (1,) arrays; one compiled pass (`simenv.kernels.observe_one`) when
+        the one-user kernels hold (`simenv.arrays.one_user_kernels`) and items have two
+        features or more (numpy sums a single feature's history pairwise)."""
         f32 = np.float32
+        if item_unit.shape[1] > 1 and one_user_kernels(item_unit):
+            d = item_unit.shape[1]
+            user = np.empty((1, len(USER_FEATURES)), dtype=np.float32)
+            profile = np.empty((1, d), dtype=np.float32)
+            observe_one(
+                self._padded(item_unit), request.recent[0], u, self.last_click,
+                self.last_rating, self.streak, self.clicks, self.impressions, self.last_tick,
+                int(request.tick), pos, self.max_steps, self.visit_cap, f32(_STREAK_CAP),
+                user[0], profile[0],
+            )  # fmt: skip
+            return {"user": user, "profile": profile}
         recent = request.recent[0]
         total = self._padded(item_unit)[recent].sum(axis=0)[None]  # = (1, H, d).sum(1)
         width = recent.size
