@@ -67,14 +67,20 @@ def einsum_order_holds() -> bool:
     return True
 
 
-def one_user_kernels(*arrays: np.ndarray) -> bool:
-    """Whether the one-user kernels (`simenv.kernels`, the single env's step) may stand in for
-    the numpy path on ``arrays``: every one float32 with at most `PAIRWISE_BLOCK` columns, and
-    `einsum_order_holds`."""
+def short_float32_rows(*arrays: np.ndarray) -> bool:
+    """Whether every one of ``arrays`` is float32 with at most `PAIRWISE_BLOCK` columns (2-D):
+    what the kernels that sum a row in numpy's pairwise order (`kernels.unit_rows`'s) and
+    round as numpy's float32 arithmetic does need to give numpy's values."""
     for a in arrays:
         if a.dtype != _FLOAT32 or (a.ndim == 2 and a.shape[1] > PAIRWISE_BLOCK):
             return False
-    return einsum_order_holds()
+    return True
+
+
+def one_user_kernels(*arrays: np.ndarray) -> bool:
+    """Whether the one-user kernels (`simenv.kernels`, the single env's step) may stand in for
+    the numpy path on ``arrays``: `short_float32_rows` and `einsum_order_holds`."""
+    return short_float32_rows(*arrays) and einsum_order_holds()
 
 
 _FLOAT32 = np.dtype(np.float32)  # a dtype compares faster with a dtype than with a type

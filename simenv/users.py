@@ -31,7 +31,7 @@ from agents.persona import PersonaTable
 from policies.base import Feedback, SocialGraph
 from scenarios.schema import SocialConfig
 from simenv import kernels
-from simenv.arrays import one_user_kernels, ring_slots, unit_rows
+from simenv.arrays import one_user_kernels, ring_slots, short_float32_rows, unit_rows
 from simenv.catalog import ItemStore
 from simenv.social import fan_out
 
@@ -225,11 +225,9 @@ class UserState:
 
     def _kernel_fits(self, *item_tables: np.ndarray) -> bool:
         """Whether `kernels.consume` computes what `_consume`'s numpy code does: the user
-        tables it writes and ``item_tables`` are all float32 (the world's always are) and a
-        row is short enough for its `unit_rows`."""
-        tables = (self.recent_profile, self.genre_history, self.taste, *item_tables)
-        short = self.taste.shape[1] <= kernels.PAIRWISE_BLOCK
-        return short and all(t.dtype == np.float32 for t in tables)
+        tables it writes and ``item_tables`` are float32 (the world's always are) with rows
+        short enough for its `unit_rows` (`short_float32_rows`)."""
+        return short_float32_rows(self.recent_profile, self.genre_history, self.taste, *item_tables)
 
     def share(
         self,
