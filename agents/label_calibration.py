@@ -9,9 +9,10 @@ Contextual calibration estimates that preference and divides it out:
    system part) and the same template, with every item text replaced by a placeholder of
    `agents.prompts.CONTENT_FREE` (``"N/A"``, ``""``, ``"[MASK]"``), no memories, the neutral
    emotion and day 0 (`agents.prompts.content_free_turns`; the rating and stay/leave variants
-   continue a content-free choice turn of the same slate size, as the decisions' follow-up
-   turn continues the choice prompt: stay/leave after a content-free answer's stars (kind
-   ``end``) and after ``none`` (kind ``end_after_none``) are two priors, one per prompt shape;
+   continue the answer to a content-free choice prompt of the same slate size, as the
+   decisions' follow-ups continue the answer to the choice prompt: the stars after ``"A "``
+   (kind ``rating``), stay/leave after ``"A 3"`` (kind ``end``) and after ``"none"`` (kind
+   ``end_after_none``), two stay/leave priors, one per prompt shape;
    the follow-ups' priors are kept per persona and slate size:
    `agents.llm_decider.prior_contexts`). The mean of those answers is the model's label
    *prior* in that context.

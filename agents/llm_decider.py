@@ -12,13 +12,14 @@ question kind while some persona's label prior is not known yet: below):
 A user whose choice or rating question failed (``on_error="utility_fallback"``) is asked
 nothing more: the fallback decides that user's whole decision.
 
-The rating and session-end questions are one follow-up turn of each user's choice prompt
-(`agents.prompts`, version ``v3``): the choice prompt, the label sampled as the assistant's
-answer, then one user turn asking for the stars and stay/leave in one answer (``"4 stay"``).
-The rating prompt ends at the answer's start; the stay/leave prompt is the rating prompt + the
-digit sampled, so it computes one new token. A user who chose ``none`` is asked stay/leave alone
-as the follow-up turn (question kind ``end_after_none``). Every follow-up prompt starts with the
-text of the prompt it follows, so a backend with a prefix cache computes only the new tokens.
+The three questions are the parts of ONE structured answer to the choice prompt
+(`agents.prompts`, version ``v4``): ``"<label> <stars> <stay|leave>"`` (``"B 4 stay"``, after
+``none`` ``"none leave"``), its format stated in the persona's system text. The choice is scored
+at the assistant's start; the stars on the choice prompt + the sampled label + a space
+(`agents.prompts.stars_prompt`); stay/leave on that + the sampled digit, or on the choice prompt
++ ``none`` (question kind ``end_after_none``; `agents.prompts.end_prompt`). Every follow-up
+prompt starts with the text of the choice prompt, so a backend with a prefix cache computes only
+its last partial block and the answer's few tokens.
 
 Answers are probabilities over option labels; the decider samples from them with ``ctx.rng``
 (never global state), and item ids come from the labels only (label j is slate position j).
@@ -263,33 +264,31 @@ class LLMDecider(BaseDecider):
         bad = np.zeros(n, dtype=bool)
 
         labels = self.choice_labels(k)
-        asked = self.choice_users(ctx, memories, emotions)
-        probs, failed = self._choice_scores(ctx, systems, asked)
+        prompts = self.choice_prompts(ctx, systems, memories, emotions)
+        probs, failed = self._choice_scores(ctx, systems, prompts)
         bad |= failed
         pick = _sample(probs, draws[0])
         chosen_pos = np.where((pick < k) & ~bad, pick, -1).astype(np.int64)
-        rows = np.arange(n)
-        chosen_item = np.where(chosen_pos >= 0, ctx.slates[rows, np.maximum(chosen_pos, 0)], -1)
-        # each user's conversation so far: the choice turn, answered with the label sampled
-        turns = [[(asked[r], labels[int(chosen_pos[r])])] for r in range(n)]
 
         rating = np.full(n, np.nan, dtype=np.float32)
-        # the stay/leave prompt of each row: a rater's continues its rating prompt's answer
-        answered: list[str | None] = [None] * n
+        # the stay/leave prompt of each row: the choice prompt answered up to a rater's stars
+        # (None: answered up to `none`)
+        stars_of: list[int | None] = [None] * n
         who = np.flatnonzero(chosen_pos >= 0)
         if who.size:
-            rprompts = self._follow_up_prompts(ctx, systems, turns, who, chosen_item[who])
+            rprompts = [P.stars_prompt(prompts[r], labels[int(chosen_pos[r])]) for r in who]
             rprobs, rfailed = self._rating_answers(ctx, systems, rprompts, who)
             stars = _sample(rprobs, draws[1, who]) + 1
             rating[who] = stars.astype(np.float32)
             bad[who[rfailed]] = True
-            for r, prompt, star in zip(who.tolist(), rprompts, stars.tolist(), strict=True):
-                answered[r] = prompt + str(star)
+            for r, star in zip(who.tolist(), stars.tolist(), strict=True):
+                stars_of[r] = int(star)
 
         if ctx.last_step:  # the session ends anyway: no question to ask
             ended = np.ones(n, dtype=bool)
         else:
-            ended = self._ask_end(ctx, systems, turns, answered, draws[2], bad)
+            answers = [labels[int(c)] for c in chosen_pos]  # -1: `none`
+            ended = self._ask_end(ctx, systems, prompts, answers, stars_of, draws[2], bad)
 
         if bad.any():
             fb = self.fallback.decide(ctx)
@@ -342,39 +341,26 @@ class LLMDecider(BaseDecider):
         if ctx.users.size == 0:
             return np.zeros((0, ctx.slates.shape[1] + 1))
         systems = self.system_prompts(ctx)
-        asked = self.choice_users(ctx, self.memory_texts(ctx), self.emotion_texts(ctx))
-        probs, failed = self._choice_scores(ctx, systems, asked)
+        prompts = self.choice_prompts(ctx, systems, self.memory_texts(ctx), self.emotion_texts(ctx))
+        probs, failed = self._choice_scores(ctx, systems, prompts)
         probs[failed] = np.nan
         return probs
 
     def rating_probabilities(self, ctx: DecisionContext) -> np.ndarray:
         """(n, 5) probabilities of 1..5 stars for the item at slate position 0 of each row: the
         rating question of `decide` as if that item had been chosen (the same prompts: the
-        choice prompt answered ``A``, then the follow-up turn; one ``score`` call, and with
-        contextual calibration one more for personas whose prior is not known yet), without
-        sampling or fallback. Failed rows are NaN."""
+        choice prompt answered up to ``"A "``, `agents.prompts.stars_prompt`; one ``score``
+        call, and with contextual calibration one more for personas whose prior is not known
+        yet), without sampling or fallback. Failed rows are NaN."""
         n = ctx.users.size
         if n == 0:
             return np.zeros((0, len(P.RATING_LABELS)))
         systems = self.system_prompts(ctx)
-        asked = self.choice_users(ctx, self.memory_texts(ctx), self.emotion_texts(ctx))
-        turns = [[(a, P.CHOICE_LABELS[0])] for a in asked]
-        rows = np.arange(n)
-        prompts = self._follow_up_prompts(ctx, systems, turns, rows, ctx.slates[:, 0])
-        probs, failed = self._rating_answers(ctx, systems, prompts, rows)
+        choice = self.choice_prompts(ctx, systems, self.memory_texts(ctx), self.emotion_texts(ctx))
+        prompts = [P.stars_prompt(c, P.CHOICE_LABELS[0]) for c in choice]
+        probs, failed = self._rating_answers(ctx, systems, prompts, np.arange(n))
         probs[failed] = np.nan
         return probs
-
-    def _follow_up_prompts(
-        self, ctx: DecisionContext, systems: Sequence[str], turns: Sequence[P.Turns],
-        rows: np.ndarray, items: np.ndarray,
-    ) -> list[str]:  # fmt: skip
-        """The rating prompts of ``rows`` of ``ctx``, each about its item in ``items``: the
-        row's conversation ``turns`` continued by the follow-up turn (stars, then stay/leave)."""
-        return [
-            self._chat(systems[r], P.follow_up_user(self._title(ctx, i), self.max_text), turns[r])
-            for r, i in zip(rows.tolist(), items.tolist(), strict=True)
-        ]
 
     def _rating_answers(
         self, ctx: DecisionContext, systems: Sequence[str], prompts: list[str], rows: np.ndarray
@@ -388,37 +374,29 @@ class LLMDecider(BaseDecider):
         return self._answers(kinds, prompts, labels, row_systems, ctx.users[rows], k)
 
     def _choice_scores(
-        self, ctx: DecisionContext, systems: Sequence[str], asked: Sequence[str]
+        self, ctx: DecisionContext, systems: Sequence[str], prompts: list[str]
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The choice question (user turns ``asked``) for every row of ``ctx``."""
+        """The choice question (``prompts``, `choice_prompts`) for every row of ``ctx``."""
         k = ctx.slates.shape[1]
         labels = self.choice_labels(k)
-        prompts = [self._chat(s, a) for s, a in zip(systems, asked, strict=True)]
         return self._answers(["choice"] * len(prompts), prompts, labels, systems, ctx.users, k)
 
     def _ask_end(
-        self, ctx: DecisionContext, systems: Sequence[str], turns: Sequence[P.Turns],
-        answered: Sequence[str | None], draws: np.ndarray, bad: np.ndarray,
+        self, ctx: DecisionContext, systems: Sequence[str], choice: Sequence[str],
+        answers: Sequence[str], stars: Sequence[int | None], draws: np.ndarray, bad: np.ndarray,
     ) -> np.ndarray:  # fmt: skip
         """Stay or leave for every row of ``ctx`` not yet in ``bad``, one batched ``score``
-        call: a rater's prompt is its rating prompt answered up to the stars (``answered``), the
-        others' continue their choice turn (``turns``, answered ``none``) with
-        `agents.prompts.end_user`. Rows already in ``bad`` (their choice or rating failed) are
-        not asked: the fallback decides them whole (their entry here is True). Marks failed
-        rows in ``bad``."""
+        call: each row's ``choice`` prompt answered with its label (``answers``) and, for a
+        rater, its ``stars`` (`agents.prompts.end_prompt`: question kind ``end``, else
+        ``end_after_none``). Rows already in ``bad`` (their choice or rating failed) are not
+        asked: the fallback decides them whole (their entry here is True). Marks failed rows in
+        ``bad``."""
         ended = np.ones(ctx.users.size, dtype=bool)
         asked = np.flatnonzero(~bad)
         if asked.size == 0:
             return ended
-        prompts, kinds = [], []
-        for r in asked.tolist():
-            after = answered[r]
-            if after is None:
-                prompts.append(self._chat(systems[r], P.end_user(), turns[r]))
-                kinds.append("end_after_none")
-            else:
-                prompts.append(after)
-                kinds.append("end")
+        prompts = [P.end_prompt(choice[r], answers[r], stars[r]) for r in asked.tolist()]
+        kinds = ["end_after_none" if stars[r] is None else "end" for r in asked.tolist()]
         k = ctx.slates.shape[1]
         labels = list(P.END_LABELS)
         row_systems = [systems[r] for r in asked.tolist()]

@@ -10,7 +10,7 @@ World part (``--parts world``): ``--world-ticks`` ticks of `filter_bubble_llm` (
 users, all active, ``--world-steps`` slates a session, mf, calibration off: its content-free
 prompts are a one-off per persona) run twice on the same engine, each from a cold prefix cache
 (``reset_prefix_cache``): with the `LLMDecider`'s questions (choice, then the stars and
-stay/leave as one follow-up turn of the choice prompt, prompt v3), and with the choice question
+stay/leave as the rest of one answer to the choice prompt, prompts v4), and with the choice question
 alone (`ChoiceOnly`: the backend's rate for one question per decision on the same world). Per
 tick it prints decisions/s, prompts and prompt tokens per decision, tokens computed (not served
 from the prefix cache) and the prefix-cache hit rate; then per backend tick 1 vs ticks 2+ and

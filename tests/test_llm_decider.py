@@ -115,16 +115,14 @@ def _snapshot_prompts() -> dict[str, str]:
     d = LLMDecider(FakeBackend())
     ctx = _context(world, [0, 4])
     systems, mems, emos = d.system_prompts(ctx), d.memory_texts(ctx), d.emotion_texts(ctx)
-    item = int(ctx.slates[0, 1])
-    asked = d.choice_users(ctx, mems, emos)
-    rating = d._chat(systems[0], P.follow_up_user(world.items.titles[item]), [(asked[0], "B")])
+    choice = d.choice_prompts(ctx, systems, mems, emos)
     k = ctx.slates.shape[1]
     return {
-        "choice": d.choice_prompts(ctx, systems, mems, emos)[0],
-        "choice_user4": d.choice_prompts(ctx, systems, mems, emos)[1],
-        "rating": rating,
-        "end": d._chat(systems[1], P.end_user(), [(asked[1], P.NONE_LABEL)]),
-        "end_after_rating": rating + "4",
+        "choice": choice[0],
+        "choice_user4": choice[1],
+        "rating": P.stars_prompt(choice[0], "B"),
+        "end": P.end_prompt(choice[1], P.NONE_LABEL),
+        "end_after_rating": P.end_prompt(choice[0], "B", 4),
         "choice_content_free": d.content_free_prompts("choice", k, systems[0])[0],
         "end_content_free": d.content_free_prompts("end", k, systems[0])[0],
         "end_after_none_content_free": d.content_free_prompts("end_after_none", k, systems[0])[0],
@@ -209,10 +207,10 @@ def test_last_slate_asks_no_end_question(calibration: str) -> None:
 
 @pytest.mark.parametrize("calibration", ["none", "contextual"])
 def test_follow_up_questions_continue_the_choice_prompt(calibration: str) -> None:
-    """Each rating prompt is the user's choice prompt + the label sampled + one follow-up turn
-    (the stars and stay/leave, the item's title without its description); each rater's
-    stay/leave prompt is its rating prompt + the digit sampled (one token more), the others'
-    continue the choice prompt answered none: a prefix cache computes only the new tokens."""
+    """Prompts v4: the stars and stay/leave are the rest of ONE answer to the choice prompt.
+    Each rating prompt is the user's choice prompt + the label sampled + a space; each rater's
+    stay/leave prompt is that + the digit sampled; the others' is the choice prompt + ``none``.
+    No further user turn: a prefix cache computes only the answer's few tokens."""
     backend = CountingBackend()
     d = LLMDecider(backend, calibration=calibration)
     world = _world(d)
@@ -228,18 +226,30 @@ def test_follow_up_questions_continue_the_choice_prompt(calibration: str) -> Non
     labels = d.choice_labels(4)
     for j, r in enumerate(rated):
         label = labels[int(dec.chosen_pos[r])]
-        assert ratings[j].startswith(choice[r] + label + "<|im_end|>\n<|im_start|>user\n")
-        item = int(ctx.slates[r, int(dec.chosen_pos[r])])
-        turn = ratings[j][len(choice[r]) :]
-        assert P.follow_up_user(world.items.titles[item]) in turn
-        assert "How many stars" in turn and "stay" in turn and "leave" in turn
-        description = world.items.descriptions[item]
-        assert description and description not in turn  # in the choice turn already
+        assert ratings[j] == choice[r] + label + " "
         assert ends[r] == ratings[j] + str(int(dec.rating[r]))
     for r in set(range(4)) - set(rated):
-        assert ends[r].startswith(choice[r] + P.NONE_LABEL + "<|im_end|>\n")
-        assert "How many stars" not in ends[r]
-        assert ends[r].endswith(d._chat(None, P.end_user()).split("<|im_start|>user\n")[1])
+        assert ends[r] == choice[r] + P.NONE_LABEL
+    for p in [*ratings, *ends]:  # no second user turn
+        assert p.count("<|im_start|>user") == 1 and p.count("<|im_start|>assistant") == 1
+
+
+def test_answer_format_in_the_system_part_only() -> None:
+    """The answer format (letter, stars 1-5, stay/leave) is stated once, in the system text
+    cached across a user's ticks; the per-slate user turn holds only the slate's question, and
+    the interviews' system text does not hold it."""
+    world = _world(UtilityDecider(), seed=3)
+    world.run(1)
+    d = LLMDecider(FakeBackend())
+    ctx = _context(world, [0, 4])
+    systems = d.system_prompts(ctx)
+    users = d.choice_users(ctx, d.memory_texts(ctx), d.emotion_texts(ctx))
+    for words in ("1 (hated it)", "5 (loved it)", "stay (keep browsing)", "leave (close the app"):
+        assert all(words in s for s in systems)
+        assert all(words not in u for u in users)
+        assert all(words not in P.interview_system(s) for s in systems)
+    assert all(s.startswith(P.SYSTEM) for s in systems)
+    assert all(u.endswith("Which one do you watch? Answer A-D, or none.") for u in users)
 
 
 def test_labels_map_to_slate_items() -> None:
@@ -445,29 +455,22 @@ def test_content_free_prompts_hold_no_item_text() -> None:
             assert prompt.startswith(choices[i])
     choice = choices[0]
     assert _option_block(choice) == [*(f'{c}. "N/A" "N/A"' for c in "ABCD"), "none. none of these"]
+    # the shapes of the decisions' follow-ups (prompts v4): the choice prompt answered up to
+    # "A " (stars), "A 3" (stay/leave after the stars), "none" (stay/leave after none)
     rating = d.content_free_prompts("rating", 4, systems[0])[0]
-    assert rating[len(choice) :].startswith(P.CONTENT_FREE_CHOICE + "<|im_end|>")
-    # the shapes of the decisions' follow-ups (prompt v3): stay/leave after the answer's stars
-    # is the rating prompt + a digit; after none, the choice turn answered none + `end_user`
-    assert "How many stars" in rating and rating.endswith("<|im_start|>assistant\n")
+    assert rating == P.stars_prompt(choice, P.CONTENT_FREE_CHOICE) == choice + "A "
     end = d.content_free_prompts("end", 4, systems[0])[0]
-    assert end == rating + P.CONTENT_FREE_RATING
+    assert end == rating + P.CONTENT_FREE_RATING == choice + "A 3"
     after_none = d.content_free_prompts("end_after_none", 4, systems[0])[0]
-    assert after_none == d._chat(systems[0], P.end_user(), [(_cf_user(choice), P.NONE_LABEL)])
-    assert "How many stars" not in after_none
+    assert after_none == P.end_prompt(choice, P.NONE_LABEL) == choice + "none"
     with pytest.raises(ValueError, match="unknown question kind"):
         P.content_free_turns("stars", 4, "N/A")
 
 
-def _cf_user(prompt: str) -> str:
-    """The user turn of a one-turn ChatML prompt."""
-    return prompt.split("<|im_start|>user\n", 1)[1].split("<|im_end|>", 1)[0]
-
-
 class ShapeBiased(FakeBackend):
     """A model whose stay/leave bias depends on the follow-up's shape: after the stars of the
-    one-answer follow-up (the prompt ends with the digit) it favours ``leave``, after the
-    stay/leave turn alone (the prompt ends with the assistant's opening) ``stay``."""
+    one answer (the prompt ends with the digit) it favours ``leave``, after ``none`` (the prompt
+    ends with ``none``) ``stay``."""
 
     def score(self, prompts: Sequence[str], options: Sequence[Sequence[str]]) -> list[np.ndarray]:
         out = super().score(prompts, options)
@@ -491,20 +494,15 @@ def test_stay_leave_priors_per_follow_up_shape() -> None:
         for calibration in ("none", "contextual"):
             d = LLMDecider(backend, calibration=calibration)
             systems = d.system_prompts(ctx)
-            asked = d.choice_users(ctx, d.memory_texts(ctx), d.emotion_texts(ctx))
-            turns = [[(a, "A" if r % 2 else P.NONE_LABEL)] for r, a in enumerate(asked)]
-            raters = np.array([1, 3])
-            rated = d._follow_up_prompts(ctx, systems, turns, raters, ctx.slates[raters, 0])
-            answered: list[str | None] = [None, rated[0] + "4", None, rated[1] + "2"]
+            choice = d.choice_prompts(ctx, systems, d.memory_texts(ctx), d.emotion_texts(ctx))
+            labels = [P.NONE_LABEL, "A", P.NONE_LABEL, "A"]
+            stars: list[int | None] = [None, 4, None, 2]
             bad = np.zeros(4, dtype=bool)
             before = backend.stats.calls
-            d._ask_end(ctx, systems, turns, answered, np.full(4, 0.5), bad)
+            d._ask_end(ctx, systems, choice, labels, stars, np.full(4, 0.5), bad)
             # one call for both shapes (+ one prior call per shape the first time)
             assert backend.stats.calls - before == 1 + (2 if calibration == "contextual" else 0)
-            prompts = [
-                d._chat(systems[r], P.end_user(), turns[r]) if a is None else a
-                for r, a in enumerate(answered)
-            ]
+            prompts = [P.end_prompt(c, a, n) for c, a, n in zip(choice, labels, stars, strict=True)]
             kinds = ["end_after_none", "end", "end_after_none", "end"]
             probs, failed = d._answers(kinds, prompts, list(P.END_LABELS), systems, ctx.users, 4)
             assert not failed.any() and not bad.any()
@@ -631,16 +629,18 @@ def test_calibration_draws_nothing_and_none_is_todays_decider() -> None:
     # re-recorded for prompt v3, one follow-up turn for the stars and stay/leave and a shorter
     # choice turn: with the v2 prompts they were ac8924e4... and 932a8497...; re-recorded for
     # the hashed tie-break of the global rankings (1131f21), which changes this world's
-    # popularity slates: before it, 0f8fb0b4... and b954589b...)
+    # popularity slates: before it, 0f8fb0b4... and b954589b...; re-recorded for prompts v4,
+    # one structured answer to the choice prompt (the follow-ups' prompts are the choice prompt
+    # + the answer so far): with the v3 prompts they were 7d572e56... and 70d2cdc8...)
     from golden import frame_digest
 
     world = _world(LLMDecider(FakeBackend(seed=1), calibration="none"), seed=5)
     world.run()
     assert frame_digest(world.interactions_frame()) == (
-        "7d572e5606a9643a41367947f607b13f80513287d68f8cd9892c09650859375b"
+        "8fb38fddffcd6600d6518fa15c76a5019d3532520e108fa71a69026e19afa764"
     )
     assert frame_digest(world.metrics_frame()) == (
-        "70d2cdc83abbc37167471bf3603f6b732d462ea77e254dc7db801c313c43d26c"
+        "e6fedc2f689a002d38404ee10903e5cec5bc7b34b01ad4367a27caf6695bd0ce"
     )
 
 
@@ -978,19 +978,28 @@ def test_embedded_model_labels_and_determinism(tb: Any) -> None:
     systems, mems, emos = d.system_prompts(ctx), d.memory_texts(ctx), d.emotion_texts(ctx)
     choice = d.choice_prompts(ctx, systems, mems, emos)[0]
     tb.label_tokens(choice, d.choice_labels(3))  # distinct first tokens, or ValueError
-    asked = d.choice_users(ctx, mems, emos)[0]
-    rate = tb.chat_prompt(systems[0], P.follow_up_user("Alien"), [(asked, "A")])
-    tb.label_tokens(rate, list(P.RATING_LABELS))
-    end = rate + "4"  # the answer so far: the stars; stay/leave is its next word
-    assert [tb._tok.decode([i]) for i in tb.label_tokens(end, list(P.END_LABELS))] == [
-        " stay",
-        " leave",
-    ]
-    none = tb.chat_prompt(systems[0], P.end_user(), [(asked, P.NONE_LABEL)])
-    tb.label_tokens(none, list(P.END_LABELS))
-    # the follow-ups' tokens continue the choice prompt's tokens (what a prefix cache reuses)
+    # prompts v4: one answer "<label> <stars> <stay|leave>"; each part's labels have distinct
+    # first tokens after the answer so far (SmolLM2: "B", " ", "4", " stay")
+    decode = tb._tok.decode
+    for label in d.choice_labels(3)[:-1]:
+        rate = P.stars_prompt(choice, label)
+        assert [decode([i]) for i in tb.label_tokens(rate, list(P.RATING_LABELS))] == list(
+            P.RATING_LABELS
+        )
+        for stars in range(1, 6):
+            end = P.end_prompt(choice, label, stars)
+            ids = tb.label_tokens(end, list(P.END_LABELS))
+            assert [decode([i]) for i in ids] == [" stay", " leave"]
+    none = P.end_prompt(choice, P.NONE_LABEL)
+    assert [decode([i]) for i in tb.label_tokens(none, list(P.END_LABELS))] == [" stay", " leave"]
+    # each follow-up's tokens continue the tokens of the prompt before it (what a prefix cache
+    # reuses): choice -> "B " -> "B 4", and choice -> "none"
     ids = tb._tok.encode(choice)
-    assert tb._tok.encode(end)[: len(ids)] == ids
+    rate_ids = tb._tok.encode(P.stars_prompt(choice, "B"))
+    end_ids = tb._tok.encode(P.end_prompt(choice, "B", 4))
+    assert rate_ids[: len(ids)] == ids and end_ids[: len(rate_ids)] == rate_ids
+    assert len(end_ids) == len(ids) + 3  # "B", " ", "4": the answer's own tokens only
+    assert tb._tok.encode(none)[: len(ids)] == ids
     a = _interactions(LLMDecider(tb), seed=2, **over)
     b = _interactions(LLMDecider(tb), seed=2, **over)
     pd.testing.assert_frame_equal(a, b)
