@@ -137,14 +137,14 @@ def _snapshot_prompt(tmp_path: Path) -> str:
     # the uncalibrated decider the snapshot was made with (calibration changes the decisions,
     # and so the memories, not the interview prompt)
     d = LLMDecider(FakeBackend(), reflection_every=2, calibration="none")
-    # user 1: watched, shared and reflection memories, and left the app (the decisions, so
-    # the memories, follow the decider's prompts and the policy's slates: re-recorded with
-    # prompt v2, prompt v3 and the hashed tie-break of the global rankings, after which user 4,
-    # the user before, had no friend's recommendation and no user had a skipped slate among
-    # their 5 memories; the interview template is unchanged)
+    # user 4: watched, reflection and skipped-slate memories, and left the app (the decisions,
+    # so the memories, follow the decider's prompts and the policy's slates: re-recorded with
+    # prompt v2, prompt v3, the hashed tie-break of the global rankings and prompts v4; with v4
+    # no user of this world has a friend's recommendation among their 5 memories together with
+    # leaving, and user 4 shows the most kinds; the interview template is unchanged)
     world = _world(d, seed=5, ticks=4)
     state = _saved(world, tmp_path)
-    return iv.build_prompts(state, [1], ["Why did you stop watching?"], memories=5)[0][2]
+    return iv.build_prompts(state, [4], ["Why did you stop watching?"], memories=5)[0][2]
 
 
 def test_interview_prompt_snapshot(tmp_path: Path) -> None:
