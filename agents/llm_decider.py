@@ -14,7 +14,7 @@ nothing more: the fallback decides that user's whole decision.
 
 The three questions are the parts of ONE structured answer to the choice prompt
 (`agents.prompts`, version ``v4``): ``"<label> <stars> <stay|leave>"`` (``"B 4 stay"``, after
-``none`` ``"none leave"``), its format stated in the persona's system text. The choice is scored
+``none`` ``"none leave"``), its format stated in the choice question. The choice is scored
 at the assistant's start; the stars on the choice prompt + the sampled label + a space
 (`agents.prompts.stars_prompt`); stay/leave on that + the sampled digit, or on the choice prompt
 + ``none`` (question kind ``end_after_none``; `agents.prompts.end_prompt`). Every follow-up

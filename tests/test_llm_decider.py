@@ -234,10 +234,11 @@ def test_follow_up_questions_continue_the_choice_prompt(calibration: str) -> Non
         assert p.count("<|im_start|>user") == 1 and p.count("<|im_start|>assistant") == 1
 
 
-def test_answer_format_in_the_system_part_only() -> None:
-    """The answer format (letter, stars 1-5, stay/leave) is stated once, in the system text
-    cached across a user's ticks; the per-slate user turn holds only the slate's question, and
-    the interviews' system text does not hold it."""
+def test_answer_format_in_the_question() -> None:
+    """The answer format (letter, stars 1-5, stay/leave) is stated in the per-slate question,
+    right before the answer (prompts v4; in the system text it moved the calibrated personas'
+    answers away from the data's, agents.prompts' Version History); neither the persona's
+    system text nor the interviews' holds it."""
     world = _world(UtilityDecider(), seed=3)
     world.run(1)
     d = LLMDecider(FakeBackend())
@@ -245,11 +246,11 @@ def test_answer_format_in_the_system_part_only() -> None:
     systems = d.system_prompts(ctx)
     users = d.choice_users(ctx, d.memory_texts(ctx), d.emotion_texts(ctx))
     for words in ("1 (hated it)", "5 (loved it)", "stay (keep browsing)", "leave (close the app"):
-        assert all(words in s for s in systems)
-        assert all(words not in u for u in users)
+        assert all(words in u.split("Which one do you watch?")[1] for u in users)
+        assert all(words not in s for s in systems)
         assert all(words not in P.interview_system(s) for s in systems)
     assert all(s.startswith(P.SYSTEM) for s in systems)
-    assert all(u.endswith("Which one do you watch? Answer A-D, or none.") for u in users)
+    assert all("Which one do you watch? Answer A-D or none;" in u for u in users)
 
 
 def test_labels_map_to_slate_items() -> None:
@@ -637,10 +638,10 @@ def test_calibration_draws_nothing_and_none_is_todays_decider() -> None:
     world = _world(LLMDecider(FakeBackend(seed=1), calibration="none"), seed=5)
     world.run()
     assert frame_digest(world.interactions_frame()) == (
-        "8fb38fddffcd6600d6518fa15c76a5019d3532520e108fa71a69026e19afa764"
+        "bee3e68454a42ea55fd8130edc1b1fcad68feb33bf5c2d272df99fce71f38def"
     )
     assert frame_digest(world.metrics_frame()) == (
-        "e6fedc2f689a002d38404ee10903e5cec5bc7b34b01ad4367a27caf6695bd0ce"
+        "09ece2ebffccca8314ed31bc0bf6ec4d7aad12d2cff461dad298bcc54dda2cb4"
     )
 
 
