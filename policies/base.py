@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -88,8 +89,10 @@ class Feedback:
     ended_session: np.ndarray  # (n,) bool: the user closed the app after this slate
     item_features: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
 
-    @property
+    @cached_property
     def clicked(self) -> np.ndarray:
+        """(n,) bool: the rows that consumed an item (computed once: the world, the users
+        and a session env each read it for every slate)."""
         return self.chosen_pos >= 0
 
 

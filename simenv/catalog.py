@@ -323,6 +323,16 @@ class ItemStore:
     def record(self, slates: np.ndarray, consumed: np.ndarray) -> None:
         """Add one impression per entry of ``slates`` and one consumption per ``consumed`` id."""
         shown, consumed = np.asarray(slates).ravel(), np.asarray(consumed)
+        if np.ndim(slates) == 2 and len(slates) == 1 and consumed.size <= 1:
+            # one slate (a single env's step): its items are distinct, so a fancy-index
+            # increment counts as `np.add.at` does
+            self.exposure_total[shown] += 1
+            if consumed.size:
+                item = int(consumed[0])
+                self.consumption_total[item] += 1
+                if self._changed is not None:
+                    self._changed.append(item)
+            return
         if 16 * shown.size < self.capacity:  # a few slates: touch their items only
             np.add.at(self.exposure_total, shown, 1)
             if consumed.size:
