@@ -405,8 +405,9 @@ def _top_global_row(
     tie group)."""
     mode, perm, salt = ties.kernel_keys()
     offset = int(ties.offset[0]) if ties.per_row else -1
-    row, final = kernels.top_global_one(
-        s, avail, recent[0], length, n_cand, _BIG, mode, perm, salt, offset
+    row = np.empty(length, dtype=np.int64)
+    final = kernels.top_global_one(
+        s, avail, recent[0], length, n_cand, _BIG, mode, perm, salt, offset, row
     )
     if final:
         return row[None]
@@ -651,7 +652,7 @@ def valid_slates(
     """
     arr = np.asarray(slates)
     if any_integer:
-        typed = bool(np.issubdtype(arr.dtype, np.integer))
+        typed = arr.dtype.kind in "iu"  # = np.issubdtype(dtype, np.integer), cheaper
     else:
         typed = isinstance(slates, np.ndarray) and arr.dtype == np.int64
     if arr.shape != shape or not typed:

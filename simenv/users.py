@@ -229,13 +229,23 @@ class UserState:
         probability ``cfg.share_prob``: it reaches every friend's inbox and memory."""
         if not cfg.enabled or graph is None:
             return
-        clicked = fb.clicked
-        users = fb.users[clicked]
-        if users.size == 0:
-            return
-        liked = fb.rating[clicked] >= cfg.share_min_rating
-        share = liked & (rng.random(users.size) < cfg.share_prob)
-        friends, shared_items, _ = fan_out(graph, users[share], fb.chosen_item[clicked][share])
+        if fb.users.size == 1:  # one user (a single env's step): the same draw, on scalars
+            if fb.chosen_pos[0] < 0:
+                return
+            liked = fb.rating[0] >= cfg.share_min_rating
+            if not (rng.random(1)[0] < cfg.share_prob and liked):
+                return
+            friends = graph.friends(int(fb.users[0]))  # in fan_out's order
+            shared_items = np.full(friends.size, fb.chosen_item[0], dtype=np.int64)
+        else:
+            clicked = fb.clicked
+            users = fb.users[clicked]
+            if users.size == 0:
+                return
+            liked = fb.rating[clicked] >= cfg.share_min_rating
+            share = liked & (rng.random(users.size) < cfg.share_prob)
+            sharers, items = users[share], fb.chosen_item[clicked][share]
+            friends, shared_items, _ = fan_out(graph, sharers, items)
         if friends.size == 0:
             return
         slots = ring_slots(self.inbox_ptr, friends, self.inbox.shape[1])
