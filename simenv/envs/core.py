@@ -502,15 +502,17 @@ def explore_slates(
     ``rng`` (users without history get uniformly random items). ``item_unit``: as in
     `recent_stats`."""
     n, k = slates.shape
+    if n == 1:  # one slate (a single env's step): the same draw and rounding on scalars
+        m_one = min(max(int(np.floor(shares[0] * k + rng.random(1)[0])), 0), k)
+        if m_one > 0:
+            _explore_one(request, slates[0], m_one, rng, item_unit)
+        return
     m = np.floor(shares * k + rng.random(n)).astype(np.int64).clip(0, k)
 
     rows = np.flatnonzero(m > 0)
     if rows.size == 0:
         return
-    if n == 1:
-        _explore_one(request, slates[0], int(m[0]), rng, item_unit)
-    else:
-        _explore_rows(request, slates, m, rows, rng, item_unit)
+    _explore_rows(request, slates, m, rows, rng, item_unit)
 
 
 def _explore_rows(
@@ -568,7 +570,11 @@ def _explore_one(
     if item_unit is not None and d > 1 and one_user_kernels(item_unit):
         profile = np.empty((1, d), dtype=np.float32)
         kernels.recent_profile_one(item_unit, request.recent[0], profile[0])
-        sims = profile @ item_unit[ids].T  # (1, available)
+        # every item up to the last available one is available: the leading rows as they
+        # are (the same contiguous values as the gathered copy, so the same product)
+        whole = ids.size and ids[-1] == ids.size - 1
+        unit = item_unit[: ids.size] if whole else item_unit[ids]
+        sims = profile @ unit.T  # (1, available)
         kernels.explore_one(sims[0], ids, slate, request.recent[0], rng.random(sims.shape)[0], m)
         return
     profile = recent_stats(request, item_unit)[0]  # (1, d)
