@@ -171,7 +171,8 @@ def splitmix64(salt: int, cols: np.ndarray) -> np.ndarray:
 
 def available_ids(available: np.ndarray) -> np.ndarray:
     """Sorted ids of the available items."""
-    return np.flatnonzero(np.asarray(available, dtype=bool)).astype(np.int64, copy=False)
+    # = np.flatnonzero, without its ravel wrapper (the mask is 1-D)
+    return np.asarray(available, dtype=bool).reshape(-1).nonzero()[0].astype(np.int64, copy=False)
 
 
 def recent_of(request: RecommendRequest) -> np.ndarray:
