@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -89,11 +88,17 @@ class Feedback:
     ended_session: np.ndarray  # (n,) bool: the user closed the app after this slate
     item_features: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
 
-    @cached_property
+    @property
     def clicked(self) -> np.ndarray:
-        """(n,) bool: the rows that consumed an item (computed once: the world, the users
-        and a session env each read it for every slate)."""
-        return self.chosen_pos >= 0
+        """(n,) bool: the rows that consumed an item, computed once (the world, the users
+        and a session env each read it for every slate; kept in the instance's dict by hand:
+        Python 3.11's `functools.cached_property` takes a lock, which costs more than the
+        comparison)."""
+        clicked = self.__dict__.get("_clicked")
+        if clicked is None:
+            clicked = self.chosen_pos >= 0
+            object.__setattr__(self, "_clicked", clicked)  # frozen: set past __setattr__
+        return clicked
 
 
 @runtime_checkable
