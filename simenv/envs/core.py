@@ -327,9 +327,9 @@ class SessionCore:
                 self.cands = cands = self.candidates(request)
             else:
                 cands = self.cands[sel]
-            obs["cand_features"] = np.take(unit, cands, axis=0)  # = unit[cands], faster
+            obs["cand_features"] = unit.take(cands, axis=0)  # = unit[cands], faster
             obs["cand_popularity"] = self.builder.item_popularity(cands)
-            obs["cand_age"] = np.take(self._age_feature(request.item_age), cands)
+            obs["cand_age"] = self._age_feature(request.item_age).take(cands)
         return obs
 
     def _age_feature(self, item_age: np.ndarray) -> np.ndarray:

@@ -276,7 +276,7 @@ class ObservationBuilder:
 
     def item_popularity(self, items: np.ndarray) -> np.ndarray:
         """Observed popularity in [0, 1] of ``items``: log consumptions over the maximum."""
-        return np.take(self.popularity, items)
+        return self.popularity.take(items)  # = np.take, without its wrapper
 
     def _count_grew_one(self, i: int) -> None:
         """One more consumption of item ``i``, then `_counts_grew` of it: the same float64
