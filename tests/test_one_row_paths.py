@@ -479,6 +479,23 @@ def test_reward_one_equals_reward_rows(core: SessionCore, reward: dict | None) -
         core.weights, core.steps[:] = weights, steps
 
 
+def _first_row_feedback(
+    tick: int, users: list[int], slate: np.ndarray, pos: int, stars: float
+) -> Feedback:
+    """Feedback of ``users`` shown ``slate``: the first consumed position ``pos`` (-1: none)
+    with ``stars``, any second consumed nothing."""
+    n = len(users)
+    return Feedback(
+        tick=tick,
+        users=np.array(users),
+        slates=np.repeat(slate, n, 0),
+        chosen_pos=np.array([pos, -1][:n]),
+        chosen_item=np.array([slate[0, pos] if pos >= 0 else -1, -1][:n]),
+        rating=np.array([stars, np.nan][:n], dtype=np.float32),
+        ended_session=np.zeros(n, dtype=bool),
+    )
+
+
 def test_share_of_one_user_equals_the_array_path(core: SessionCore) -> None:
     """`UserState.share` of one user (scalars, the friends' slice) against a batch of the same
     user and a second one that consumed nothing (which draws no number): the same inboxes,
@@ -494,22 +511,10 @@ def test_share_of_one_user_equals_the_array_path(core: SessionCore) -> None:
         pos = int(rng.integers(-1, k))
         stars = float(rng.integers(1, 6)) if pos >= 0 else np.nan
         slate = rng.integers(0, world.spec.n_items, (1, k))
-
-        def feedback(users: list[int], tick: int = tick) -> Feedback:
-            n = len(users)
-            return Feedback(
-                tick=tick,
-                users=np.array(users),
-                slates=np.repeat(slate, n, 0),
-                chosen_pos=np.array([pos, -1][:n]),
-                chosen_item=np.array([slate[0, pos] if pos >= 0 else -1, -1][:n]),
-                rating=np.array([stars, np.nan][:n], dtype=np.float32),
-                ended_session=np.zeros(n, dtype=bool),
-            )
-
         before = int((one.inbox >= 0).sum())
-        one.share(feedback([user]), world.social, cfg, one_rng)
-        rows.share(feedback([user, other]), world.social, cfg, rows_rng)
+        one.share(_first_row_feedback(tick, [user], slate, pos, stars), world.social, cfg, one_rng)
+        both = _first_row_feedback(tick, [user, other], slate, pos, stars)
+        rows.share(both, world.social, cfg, rows_rng)
         shared += int((one.inbox >= 0).sum()) > before
     assert shared  # some shares reached friends
     _same(one.inbox, rows.inbox)
