@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
 import numpy as np
 
@@ -170,7 +171,7 @@ def _cosine_rows(feats: np.ndarray, query: np.ndarray) -> np.ndarray:
     return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
 
 
-def _first(value: np.ndarray | float) -> object:
+def _first(value: np.ndarray | float) -> Any:
     """A value given for one record: an array's first entry (cast by the field's item
     assignment as the array would be), anything else as it is."""
     return value.reshape(-1)[0] if isinstance(value, np.ndarray) else value
