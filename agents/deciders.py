@@ -503,7 +503,7 @@ class UtilityDecider(BaseDecider):
         u = int(ctx.users[0])
         full, match = self._utilities_one(ctx, u)
         k = full.shape[1] - 1
-        pick = int(kernels.noisy_argmax(full, p.noise, rng.gumbel(size=full.shape))[0])
+        pick = kernels.noisy_argmax_row(full[0], p.noise, rng.gumbel(size=full.shape)[0])
         chose = pick < k
         slot = min(pick, k - 1)
         item = int(ctx.slates[0, slot])

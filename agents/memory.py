@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
 import numpy as np
 
@@ -73,7 +74,7 @@ class MemoryStore:
         if users.size == 0:  # e.g. nobody skipped in a one-user step: nothing to write
             return np.zeros(0, dtype=np.int64)
         if users.size == 1:  # one user (a single env's step): scalar writes, no index arrays
-            return self._record_one(int(users[0]), kind, item, tick, rating, valence, importance)
+            return self.record_one(int(users[0]), kind, item, tick, rating, valence, importance)
         slots = ring_slots(self.ptr, users, self.capacity)
         at = (users, slots, users * self.capacity + slots)
         _put(self.kind, at, kind)
@@ -84,25 +85,27 @@ class MemoryStore:
         _put(self.importance, at, importance)
         return slots
 
-    def _record_one(
+    def record_one(
         self,
         u: int,
         kind: MemoryKind,
         item: np.ndarray | int,
         tick: int,
-        rating: np.ndarray | None,
+        rating: np.ndarray | float | None,
         valence: np.ndarray | float,
         importance: np.ndarray | float,
     ) -> np.ndarray:
-        """`record` of one user: the same slot (`ring_slots`) and the same values cast to the
-        fields' dtypes by item assignment."""
+        """`record` of one user ``u`` (what it calls for one entry; a single env's step calls
+        it directly, with scalars): the same slot (`ring_slots`) and the same values cast to
+        the fields' dtypes by item assignment."""
         slot = int(self.ptr[u]) % self.capacity
         self.ptr[u] = (slot + 1) % self.capacity
-        values = (kind, item, tick, np.nan if rating is None else rating, valence, importance)
-        fields: tuple[np.ndarray, ...] = (self.kind, self.item, self.tick, self.rating)
-        fields += (self.valence, self.importance)
-        for field, value in zip(fields, values, strict=True):
-            field[u, slot] = value.reshape(-1)[0] if isinstance(value, np.ndarray) else value
+        self.kind[u, slot] = kind
+        self.item[u, slot] = _first(item)
+        self.tick[u, slot] = tick
+        self.rating[u, slot] = np.nan if rating is None else _first(rating)
+        self.valence[u, slot] = _first(valence)
+        self.importance[u, slot] = _first(importance)
         return np.array([slot], dtype=np.int64)
 
     def retrieve(
@@ -166,3 +169,9 @@ def _cosine_rows(feats: np.ndarray, query: np.ndarray) -> np.ndarray:
     num = np.einsum("nmd,nd->nm", feats, query)
     den = np.linalg.norm(feats, axis=2) * np.linalg.norm(query, axis=1, keepdims=True)
     return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+
+
+def _first(value: np.ndarray | float) -> Any:
+    """A value given for one record: an array's first entry (cast by the field's item
+    assignment as the array would be), anything else as it is."""
+    return value.reshape(-1)[0] if isinstance(value, np.ndarray) else value

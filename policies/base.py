@@ -90,7 +90,15 @@ class Feedback:
 
     @property
     def clicked(self) -> np.ndarray:
-        return self.chosen_pos >= 0
+        """(n,) bool: the rows that consumed an item, computed once (the world, the users
+        and a session env each read it for every slate; kept in the instance's dict by hand:
+        Python 3.11's `functools.cached_property` takes a lock, which costs more than the
+        comparison)."""
+        clicked = self.__dict__.get("_clicked")
+        if clicked is None:
+            clicked = self.chosen_pos >= 0
+            object.__setattr__(self, "_clicked", clicked)  # frozen: set past __setattr__
+        return clicked
 
 
 @runtime_checkable

@@ -171,7 +171,8 @@ def splitmix64(salt: int, cols: np.ndarray) -> np.ndarray:
 
 def available_ids(available: np.ndarray) -> np.ndarray:
     """Sorted ids of the available items."""
-    return np.flatnonzero(np.asarray(available, dtype=bool)).astype(np.int64, copy=False)
+    # = np.flatnonzero, without its ravel wrapper (the mask is 1-D)
+    return np.asarray(available, dtype=bool).reshape(-1).nonzero()[0].astype(np.int64, copy=False)
 
 
 def recent_of(request: RecommendRequest) -> np.ndarray:
@@ -405,8 +406,9 @@ def _top_global_row(
     tie group)."""
     mode, perm, salt = ties.kernel_keys()
     offset = int(ties.offset[0]) if ties.per_row else -1
-    row, final = kernels.top_global_one(
-        s, avail, recent[0], length, n_cand, _BIG, mode, perm, salt, offset
+    row = np.empty(length, dtype=np.int64)
+    final = kernels.top_global_one(
+        s, avail, recent[0], length, n_cand, _BIG, mode, perm, salt, offset, row
     )
     if final:
         return row[None]
@@ -651,7 +653,7 @@ def valid_slates(
     """
     arr = np.asarray(slates)
     if any_integer:
-        typed = bool(np.issubdtype(arr.dtype, np.integer))
+        typed = arr.dtype.kind in "iu"  # = np.issubdtype(dtype, np.integer), cheaper
     else:
         typed = isinstance(slates, np.ndarray) and arr.dtype == np.int64
     if arr.shape != shape or not typed:

@@ -323,6 +323,16 @@ class ItemStore:
     def record(self, slates: np.ndarray, consumed: np.ndarray) -> None:
         """Add one impression per entry of ``slates`` and one consumption per ``consumed`` id."""
         shown, consumed = np.asarray(slates).ravel(), np.asarray(consumed)
+        if np.ndim(slates) == 2 and len(slates) == 1 and consumed.size <= 1:
+            # one slate (a single env's step): its items are distinct, so a fancy-index
+            # increment counts as `np.add.at` does
+            self.exposure_total[shown] += 1
+            if consumed.size:
+                item = int(consumed[0])
+                self.consumption_total[item] += 1
+                if self._changed is not None:
+                    self._changed.append(item)
+            return
         if 16 * shown.size < self.capacity:  # a few slates: touch their items only
             np.add.at(self.exposure_total, shown, 1)
             if consumed.size:
@@ -388,8 +398,10 @@ class ItemStore:
             self._top = float(self._log_counts.max())
             self._publish_signal(self._log_counts)
             self._signal_key, self._changed = key, []
+        elif len(self._changed) == 1:  # one consumption (a single env's step): scalars
+            self._update_signal_one(self._changed.pop(), n_users)
         elif self._changed:
-            changed = self._changed  # one consumption (a single env's step): no unique
+            changed = self._changed
             ids = np.array(changed if len(changed) == 1 else sorted(set(changed)), dtype=np.int64)
             self._changed = []
             log = np.log1p(self.consumption_total[ids] + self.prior[ids] * n_users)
@@ -403,6 +415,20 @@ class ItemStore:
                 out.flags.writeable = False
                 self._signal = out
         return self._signal
+
+    def _update_signal_one(self, i: int, n_users: int) -> None:
+        """`popularity_signal`'s update after one consumption of item ``i``: the same float64
+        ufunc on a numpy scalar instead of a (1,) array, the same float32 rounding."""
+        log = np.log1p(self.consumption_total[i] + self.prior[i] * n_users)
+        self._log_counts[i] = log
+        if float(log) > self._top:  # a new maximum: every entry scales anew
+            self._top = float(log)
+            self._publish_signal(self._log_counts)
+            return
+        out = self._signal.copy()
+        out[i] = np.float32(log / self._top if self._top > 0 else log)
+        out.flags.writeable = False
+        self._signal = out
 
     def _publish_signal(self, log_counts: np.ndarray) -> None:
         top = self._top

@@ -304,20 +304,27 @@ def fill_features(
 def noisy_argmax(utility: np.ndarray, noise: float, draws: np.ndarray) -> np.ndarray:
     """(n,) int64 ``argmax(utility + noise * draws, axis=1)`` (the sum in float64; the first
     maximum, or the first NaN, as numpy's argmax picks) without the (n, m) sum array."""
-    n, m = utility.shape
+    n = utility.shape[0]
     out = np.zeros(n, dtype=np.int64)
     for i in range(n):
-        best = np.float64(utility[i, 0]) + noise * draws[i, 0]
-        at = 0
-        if not np.isnan(best):
-            for j in range(1, m):
-                v = np.float64(utility[i, j]) + noise * draws[i, j]
-                if not v <= best:  # larger, or NaN (numpy stops at the first NaN)
-                    best, at = v, j
-                    if np.isnan(v):
-                        break
-        out[i] = at
+        out[i] = noisy_argmax_row(utility[i], noise, draws[i])
     return out
+
+
+@njit(cache=True)
+def noisy_argmax_row(utility: np.ndarray, noise: float, draws: np.ndarray) -> int:
+    """`noisy_argmax` of one row (m,): the position as an int (a single env's step: a kernel
+    that returns no array costs less to call)."""
+    best = np.float64(utility[0]) + noise * draws[0]
+    at = 0
+    if not np.isnan(best):
+        for j in range(1, utility.size):
+            v = np.float64(utility[j]) + noise * draws[j]
+            if not v <= best:  # larger, or NaN (numpy stops at the first NaN)
+                best, at = v, j
+                if np.isnan(v):
+                    break
+    return at
 
 
 @njit(cache=True)
@@ -810,18 +817,18 @@ def top_global_one(
     perm: np.ndarray,
     salt: np.uint64,
     offset: int,
-) -> tuple[np.ndarray, bool]:
+    out: np.ndarray,
+) -> bool:
     """One row of a global ranking (`policies.selection._top_global_row`) in one call: the
-    scores negated (`negated_scores`), the ``n_cand``-th smallest found (`select` on a copy),
-    the head and the rotated window of the tie group ordered (`global_head`), then the first
-    ``length`` of those items not in ``recent``; with too few, the recent ones follow in
-    order. Returns the (length,) items and whether they are final: False when a rotated tie
-    group (``offset`` >= 0, more than one tied item) ran out, which needs the whole ranking
-    (the items found so far, then -1s)."""
+    scores negated (`negated_scores`), the ``n_cand``-th smallest found (`kth_smallest`, one
+    pass, no copy), the head and the rotated window of the tie group ordered
+    (`global_head`), then the first ``length`` of those items not in ``recent``; with too
+    few, the recent ones follow in order. Writes the items into ``out`` (length,) and returns
+    whether they are final: False when a rotated tie group (``offset`` >= 0, more than one
+    tied item) ran out, which needs the whole ranking (the items found so far, then -1s)."""
     neg = negated_scores(scores, avail, big)
-    cut = select(neg.copy(), n_cand - 1)
+    cut = kth_smallest(neg, n_cand - 1)
     cols, size = global_head(neg, cut, n_cand, mode, perm, salt, offset)
-    out = np.empty(length, dtype=np.int64)
     kept = 0
     for c in range(n_cand):
         if kept == length:
@@ -836,10 +843,10 @@ def top_global_one(
             out[kept] = item
             kept += 1
     if kept == length:
-        return out, True
+        return True
     if offset >= 0 and size > 1:
         out[kept:] = -1
-        return out, False
+        return False
     for c in range(n_cand):
         if kept == length:
             break
@@ -849,7 +856,44 @@ def top_global_one(
                 out[kept] = item
                 kept += 1
                 break
-    return out, True
+    return True
+
+
+@njit(cache=True)
+def kth_smallest(a: np.ndarray, k: int) -> float:
+    """The ``k``-th smallest entry of ``a`` (``np.partition(a, k)[k]``; no NaN) in one pass,
+    ``a`` untouched: a max-heap of the ``k + 1`` smallest entries seen so far, whose top an
+    entry replaces only when smaller. The many equal scores of a cold catalog cost one
+    comparison each (what `select` on a copy swaps around)."""
+    size = k + 1
+    heap = np.empty(size, dtype=np.float64)
+    for i in range(size):  # sift each of the first size entries up
+        v = a[i]
+        j = i
+        while j > 0:
+            parent = (j - 1) // 2
+            if heap[parent] >= v:
+                break
+            heap[j] = heap[parent]
+            j = parent
+        heap[j] = v
+    for i in range(size, a.size):
+        v = a[i]
+        if v >= heap[0]:
+            continue
+        j = 0  # the new entry replaces the top and sinks
+        while True:
+            child = 2 * j + 1
+            if child >= size:
+                break
+            if child + 1 < size and heap[child + 1] > heap[child]:
+                child += 1
+            if heap[child] <= v:
+                break
+            heap[j] = heap[child]
+            j = child
+        heap[j] = v
+    return heap[0]
 
 
 @njit(cache=True)

@@ -171,29 +171,18 @@ class UserState:
             params,
         )  # fmt: skip
         if clicked:
-            rating = fb.rating[:1]
+            rating = fb.rating[0]  # a float32 scalar: the same float32 operations as (1,) arrays
             valence = (rating - 3.0) / 2.0
-            self.memory.record(
-                fb.users,
-                MemoryKind.CONSUMED,
-                item,
-                fb.tick,
-                rating=rating,
-                valence=valence,
-                importance=0.4 + 0.6 * np.abs(valence),
+            self.memory.record_one(
+                u, MemoryKind.CONSUMED, item, fb.tick, rating, valence, 0.4 + 0.6 * abs(valence)
             )
             kernels.consume_one(
                 u, item, self.recent, self.recent_ptr, self.recent_profile, self.genre_history,
                 self.taste, items.features, items.unit, drift,
             )  # fmt: skip
         else:
-            self.memory.record(
-                fb.users,
-                MemoryKind.SKIPPED,
-                int(fb.slates[0, 0]),
-                fb.tick,
-                valence=params.skip_valence,
-                importance=0.2,
+            self.memory.record_one(
+                u, MemoryKind.SKIPPED, int(fb.slates[0, 0]), fb.tick, None, params.skip_valence, 0.2
             )
         self.session_length[u] += 1
 
@@ -238,13 +227,25 @@ class UserState:
     ) -> None:
         """Users who rated what they consumed at least ``cfg.share_min_rating`` share it with
         probability ``cfg.share_prob``: it reaches every friend's inbox and memory."""
-        clicked = fb.clicked
-        users = fb.users[clicked]
-        if not cfg.enabled or graph is None or users.size == 0:
+        if not cfg.enabled or graph is None:
             return
-        liked = fb.rating[clicked] >= cfg.share_min_rating
-        share = liked & (rng.random(users.size) < cfg.share_prob)
-        friends, shared_items, _ = fan_out(graph, users[share], fb.chosen_item[clicked][share])
+        if fb.users.size == 1:  # one user (a single env's step): the same draw, on scalars
+            if fb.chosen_pos[0] < 0:
+                return
+            liked = fb.rating[0] >= cfg.share_min_rating
+            if not (rng.random(1)[0] < cfg.share_prob and liked):
+                return
+            friends = graph.friends(int(fb.users[0]))  # in fan_out's order
+            shared_items = np.full(friends.size, fb.chosen_item[0], dtype=np.int64)
+        else:
+            clicked = fb.clicked
+            users = fb.users[clicked]
+            if users.size == 0:
+                return
+            liked = fb.rating[clicked] >= cfg.share_min_rating
+            share = liked & (rng.random(users.size) < cfg.share_prob)
+            sharers, items = users[share], fb.chosen_item[clicked][share]
+            friends, shared_items, _ = fan_out(graph, sharers, items)
         if friends.size == 0:
             return
         slots = ring_slots(self.inbox_ptr, friends, self.inbox.shape[1])

@@ -270,7 +270,7 @@ class World(mesa.Model):
             item_features=self.items.features,
             available=self.items.available,
             item_age=self.items.age(self.tick),
-            recent=np.take(self.users.recent, users, axis=0),  # = recent[users], faster
+            recent=self.users.recent.take(users, axis=0),  # = recent[users], faster
             social=self.social,
             true_utility=self._true_utility(users) if self._hand_utilities else None,
         )

@@ -114,6 +114,38 @@ def test_select_on_many_equal_floats() -> None:
         assert kernels.select(a.copy(), k) == np.partition(a, k)[k]
 
 
+def test_kth_smallest_is_numpy_partition() -> None:
+    """Distinct, repeated and cold-catalog-like (mostly equal) floats, every rank k; the
+    input is left as it was."""
+    rng = np.random.default_rng(14)
+    for trial in range(400):
+        size = int(rng.integers(1, 600))
+        if trial % 3 == 0:
+            a = rng.standard_normal(size)
+        elif trial % 3 == 1:
+            a = rng.integers(-5, 5, size).astype(np.float64)
+        else:  # a few consumed items among many with no consumption
+            a = np.where(rng.random(size) < 0.05, -rng.integers(1, 60, size), 0.0)
+        k = int(rng.integers(0, size))
+        before = a.copy()
+        assert kernels.kth_smallest(a, k) == np.partition(a, k)[k]
+        np.testing.assert_array_equal(a, before)
+
+
+def test_noisy_argmax_row_is_a_row_of_noisy_argmax() -> None:
+    rng = np.random.default_rng(15)
+    utility = rng.standard_normal((200, 11)).astype(np.float32)
+    draws = rng.gumbel(size=(200, 11))
+    utility[:20, 4] = utility[:20, 7] = utility[:20].max(axis=1) + 1  # ties
+    draws[:20] = 0.0
+    utility[30, 5] = utility[31, 0] = np.nan
+    for noise in (0.0, 0.5):
+        rows = kernels.noisy_argmax(utility, noise, draws)
+        got = [kernels.noisy_argmax_row(utility[i], noise, draws[i]) for i in range(200)]
+        np.testing.assert_array_equal(got, rows)
+        assert all(type(pick) is int for pick in got)
+
+
 # The single env's step: decision features, observation, consumption ---------------------------
 
 _LENGTHS = [0, 1, 2, 3, 4, 5, 7, 8, 11, 12, 13, 15, 16, 17, 20, 31, 32, 33, 47, 64, 100, 128]

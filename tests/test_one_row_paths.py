@@ -477,3 +477,103 @@ def test_reward_one_equals_reward_rows(core: SessionCore, reward: dict | None) -
             _same(core.reward(fb, done), core._reward_rows(fb, done))
     finally:
         core.weights, core.steps[:] = weights, steps
+
+
+def _first_row_feedback(
+    tick: int, users: list[int], slate: np.ndarray, pos: int, stars: float
+) -> Feedback:
+    """Feedback of ``users`` shown ``slate``: the first consumed position ``pos`` (-1: none)
+    with ``stars``, any second consumed nothing."""
+    n = len(users)
+    return Feedback(
+        tick=tick,
+        users=np.array(users),
+        slates=np.repeat(slate, n, 0),
+        chosen_pos=np.array([pos, -1][:n]),
+        chosen_item=np.array([slate[0, pos] if pos >= 0 else -1, -1][:n]),
+        rating=np.array([stars, np.nan][:n], dtype=np.float32),
+        ended_session=np.zeros(n, dtype=bool),
+    )
+
+
+def test_share_of_one_user_equals_the_array_path(core: SessionCore) -> None:
+    """`UserState.share` of one user (scalars, the friends' slice) against a batch of the same
+    user and a second one that consumed nothing (which draws no number): the same inboxes,
+    memories and generator state."""
+    world = core._world
+    one, rows = copy.deepcopy(world.users), copy.deepcopy(world.users)
+    cfg = world.scenario.social.model_copy(update={"share_prob": 0.7})
+    one_rng, rows_rng = np.random.default_rng(5), np.random.default_rng(5)
+    rng = np.random.default_rng(13)
+    k, shared = world.spec.k, 0
+    for tick in range(150):
+        user, other = (int(u) for u in rng.choice(world.n_users, 2, replace=False))
+        pos = int(rng.integers(-1, k))
+        stars = float(rng.integers(1, 6)) if pos >= 0 else np.nan
+        slate = rng.integers(0, world.spec.n_items, (1, k))
+        before = int((one.inbox >= 0).sum())
+        one.share(_first_row_feedback(tick, [user], slate, pos, stars), world.social, cfg, one_rng)
+        both = _first_row_feedback(tick, [user, other], slate, pos, stars)
+        rows.share(both, world.social, cfg, rows_rng)
+        shared += int((one.inbox >= 0).sum()) > before
+    assert shared  # some shares reached friends
+    _same(one.inbox, rows.inbox)
+    _same(one.inbox_ptr, rows.inbox_ptr)
+    for name in ("kind", "item", "tick", "importance", "ptr"):
+        _same(getattr(one.memory, name), getattr(rows.memory, name))
+    assert one_rng.random() == rows_rng.random()
+
+
+def test_record_of_one_slate_counts_as_add_at(core: SessionCore) -> None:
+    """`ItemStore.record` of one slate (fancy-index increments) as `np.add.at` counts."""
+    items = copy.deepcopy(core._world.items)
+    exposure, consumption = items.exposure_total.copy(), items.consumption_total.copy()
+    rng = np.random.default_rng(3)
+    ids = np.flatnonzero(items.available)
+    for _ in range(100):
+        slate = rng.choice(ids, (1, 5), replace=False)
+        consumed = slate[0, : int(rng.integers(0, 2))]
+        items.record(slate, consumed)
+        np.add.at(exposure, slate.ravel(), 1)
+        np.add.at(consumption, consumed, 1)
+    _same(items.exposure_total, exposure)
+    _same(items.consumption_total, consumption)
+
+
+def test_step_info_of_one_slot_is_the_feedback_as_python_values(core: SessionCore) -> None:
+    """The info dict of a one-slot step: Python values of the feedback (rating 0 where no
+    item, or no stars, came back)."""
+    fb = Feedback(
+        tick=7,
+        users=np.array([3]),
+        slates=np.array([[4, 5, 6]]),
+        chosen_pos=np.array([1]),
+        chosen_item=np.array([5]),
+        rating=np.array([4.0], dtype=np.float32),
+        ended_session=np.array([False]),
+    )
+    info = core._info_one(fb, 3, np.array([0.25]))
+    assert info == {
+        "user": 3,
+        "tick": 7,
+        "slate": info["slate"],
+        "clicked": True,
+        "item": 5,
+        "rating": 4.0,
+        "explore_share": 0.25,
+    }
+    _same(info["slate"], fb.slates[0])
+    assert all(type(info[key]) is type(value) for key, value in [("user", 1), ("rating", 1.0)])
+    unrated = replace(fb, rating=np.array([np.nan], dtype=np.float32))
+    assert core._info_one(unrated, 3, np.zeros(1))["rating"] == 0.0
+    skipped = replace(fb, chosen_pos=np.array([-1]), chosen_item=np.array([-1]))
+    info = core._info_one(skipped, 3, np.zeros(1))
+    assert (info["clicked"], info["item"], info["rating"]) == (False, -1, 0.0)
+
+
+def test_distinct_row_takes_the_first_unused_candidate() -> None:
+    from simenv.envs.core import _distinct_row
+
+    assert _distinct_row([2, 2, 0, 0, 1], 5) == [2, 0, 1, 3, 4]
+    assert _distinct_row([0, 1, 2], 3) == [0, 1, 2]
+    assert _distinct_row([4, 4, 4], 5) == [4, 0, 1]

@@ -89,7 +89,10 @@ def resolve_duplicates(actions: np.ndarray, n_candidates: int) -> np.ndarray:
         row = a[0].tolist()
         if min(row) < 0 or max(row) >= n_candidates:
             raise ValueError(f"candidate indices must be in [0, {n_candidates}), got {[row]}")
-        return np.array([_distinct_row(row, n_candidates)], dtype=np.int64)
+        if len(set(row)) == k:  # no repeat: the (new) array as it is
+            return a
+        a[0] = _distinct_row(row, n_candidates)
+        return a
     if a.size and (a.min() < 0 or a.max() >= n_candidates):
         raise ValueError(f"candidate indices must be in [0, {n_candidates}), got {a.tolist()}")
     rows = np.arange(n)
@@ -106,12 +109,16 @@ def resolve_duplicates(actions: np.ndarray, n_candidates: int) -> np.ndarray:
 
 
 def _distinct_row(row: list[int], n_candidates: int) -> list[int]:
-    """`resolve_duplicates` of one row."""
+    """`resolve_duplicates` of one row (the first unused candidate found by a cursor that
+    only moves forward: candidates below it are all used)."""
     used: set[int] = set()
     out = []
+    free = 0
     for idx in row:
         if idx in used:
-            idx = next(c for c in range(n_candidates) if c not in used)
+            while free in used:
+                free += 1
+            idx = free
         used.add(idx)
         out.append(idx)
     return out
@@ -320,9 +327,9 @@ class SessionCore:
                 self.cands = cands = self.candidates(request)
             else:
                 cands = self.cands[sel]
-            obs["cand_features"] = np.take(unit, cands, axis=0)  # = unit[cands], faster
+            obs["cand_features"] = unit.take(cands, axis=0)  # = unit[cands], faster
             obs["cand_popularity"] = self.builder.item_popularity(cands)
-            obs["cand_age"] = np.take(self._age_feature(request.item_age), cands)
+            obs["cand_age"] = self._age_feature(request.item_age).take(cands)
         return obs
 
     def _age_feature(self, item_age: np.ndarray) -> np.ndarray:
@@ -365,7 +372,10 @@ class SessionCore:
         if self.mode == "session":
             a = np.asarray(actions).reshape(self.n, self.k)
             idx = resolve_duplicates(a, self.n_candidates)
-            slates = self.cands[np.arange(self.n)[:, None], idx]  # = take_along_axis(.., 1)
+            if self.n == 1:
+                slates = self.cands[0][idx]  # (1, k), as below
+            else:
+                slates = self.cands[np.arange(self.n)[:, None], idx]  # = take_along_axis(.., 1)
             shares = np.zeros(self.n)
         else:
             request = world.request(users)
@@ -379,6 +389,8 @@ class SessionCore:
         terminated = fb.ended_session | ~world.users.present[users]
         truncated = (self.steps >= self.max_steps) & ~terminated
         rewards = self.reward(fb, terminated | truncated)
+        if self.n == 1:
+            return rewards, terminated, truncated, [self._info_one(fb, int(users[0]), shares)]
         clicked = fb.clicked
         rating = np.where(clicked, nan_to(fb.rating, 0.0), 0.0)  # 0 = no rating
         tick = int(fb.tick)
@@ -404,6 +416,20 @@ class SessionCore:
             for u, slate, c, item, r, share in rows
         ]
         return rewards, terminated, truncated, infos
+
+    def _info_one(self, fb: Feedback, user: int, shares: np.ndarray) -> dict[str, Any]:
+        """The info dict of `step` for one slot (a single env's step), from scalars."""
+        clicked = bool(fb.chosen_pos[0] >= 0)
+        rating = float(fb.rating[0]) if clicked else 0.0
+        return {
+            "user": user,
+            "tick": int(fb.tick),
+            "slate": fb.slates[0],
+            "clicked": clicked,
+            "item": int(fb.chosen_item[0]),
+            "rating": 0.0 if rating != rating else rating,  # NaN: no rating
+            "explore_share": float(shares[0]),
+        }
 
     def reward(self, fb: Feedback, done: np.ndarray) -> np.ndarray:
         """Weighted sum of the reward terms (see the environments' docstrings), (n,) float32."""
@@ -476,15 +502,17 @@ def explore_slates(
     ``rng`` (users without history get uniformly random items). ``item_unit``: as in
     `recent_stats`."""
     n, k = slates.shape
+    if n == 1:  # one slate (a single env's step): the same draw and rounding on scalars
+        m_one = min(max(int(np.floor(shares[0] * k + rng.random(1)[0])), 0), k)
+        if m_one > 0:
+            _explore_one(request, slates[0], m_one, rng, item_unit)
+        return
     m = np.floor(shares * k + rng.random(n)).astype(np.int64).clip(0, k)
 
     rows = np.flatnonzero(m > 0)
     if rows.size == 0:
         return
-    if n == 1:
-        _explore_one(request, slates[0], int(m[0]), rng, item_unit)
-    else:
-        _explore_rows(request, slates, m, rows, rng, item_unit)
+    _explore_rows(request, slates, m, rows, rng, item_unit)
 
 
 def _explore_rows(
@@ -542,7 +570,11 @@ def _explore_one(
     if item_unit is not None and d > 1 and one_user_kernels(item_unit):
         profile = np.empty((1, d), dtype=np.float32)
         kernels.recent_profile_one(item_unit, request.recent[0], profile[0])
-        sims = profile @ item_unit[ids].T  # (1, available)
+        # every item up to the last available one is available: the leading rows as they
+        # are (the same contiguous values as the gathered copy, so the same product)
+        whole = ids.size and ids[-1] == ids.size - 1
+        unit = item_unit[: ids.size] if whole else item_unit[ids]
+        sims = profile @ unit.T  # (1, available)
         kernels.explore_one(sims[0], ids, slate, request.recent[0], rng.random(sims.shape)[0], m)
         return
     profile = recent_stats(request, item_unit)[0]  # (1, d)

@@ -164,9 +164,7 @@ class ObservationBuilder:
             self.last_rating[u] = (stars - f32(1.0)) / f32(4.0)
             self.streak[u] += f32(1.0)
             self.clicks[u] += f32(1.0)
-            items = np.asarray(feedback.chosen_item)[:1]
-            self.item_consumed[items] += 1.0
-            self._counts_grew(items)
+            self._count_grew_one(int(feedback.chosen_item[0]))
         else:
             self.last_rating[u] = 0.0
             self.streak[u] = 0.0
@@ -278,7 +276,22 @@ class ObservationBuilder:
 
     def item_popularity(self, items: np.ndarray) -> np.ndarray:
         """Observed popularity in [0, 1] of ``items``: log consumptions over the maximum."""
-        return np.take(self.popularity, items)
+        return self.popularity.take(items)  # = np.take, without its wrapper
+
+    def _count_grew_one(self, i: int) -> None:
+        """One more consumption of item ``i``, then `_counts_grew` of it: the same float64
+        ufuncs on numpy scalars, the same float32 rounding."""
+        self.item_consumed[i] += 1.0
+        count = self.item_consumed[i]
+        log = np.log1p(count)
+        self.log_consumed[i] = log
+        top_consumed = max(self.top_consumed, float(count))
+        top = np.log1p(top_consumed)
+        if top_consumed != self.top_consumed:
+            self.top_consumed = top_consumed
+            self.popularity = (self.log_consumed / top).astype(np.float32)
+        else:
+            self.popularity[i] = np.float32(log / top)
 
     def _counts_grew(self, items: np.ndarray) -> None:
         """Bring `log_consumed` and `popularity` (log consumptions over the log maximum) up to
