@@ -84,6 +84,11 @@ def world_stepper(users: int, items: int, metrics_every: int = 1) -> Callable[[]
     return step
 
 
+#: Untimed steps of a single env before its repeats: they cross episode ends and compile the
+#: one-user kernels (a fresh checkout compiles them on first use).
+WARM_UP_STEPS = 50
+
+
 def single_stepper(mode: str) -> Callable[[], int]:
     """One step of a single `recloop/Session-v0` or `recloop/Exploration-v0` per call."""
     import gymnasium
@@ -104,6 +109,8 @@ def single_stepper(mode: str) -> Callable[[], int]:
             env.reset()
         return 1
 
+    for _ in range(WARM_UP_STEPS):  # untimed: the first steps compile the one-user kernels
+        step()
     return step
 
 
@@ -122,6 +129,7 @@ def batched_stepper(n: int) -> Callable[[], int]:
         count[0] += 1
         return n
 
+    step()  # untimed: first-call compilation and allocations
     return step
 
 
