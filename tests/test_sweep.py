@@ -341,7 +341,16 @@ def _recloop(*args: str) -> subprocess.Popen[str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_sigint,
     )
+
+
+def _default_sigint() -> None:
+    """Ctrl-C as a terminal delivers it: a test run started in the background (``cmd &`` in
+    a non-interactive shell, ``nohup``) ignores SIGINT, its children inherit that, and Python
+    then installs no KeyboardInterrupt handler, so the sweep would finish instead of
+    stopping."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for_done(root: Path, proc: subprocess.Popen[str], seconds: float = 300) -> None:
