@@ -8,7 +8,7 @@ Contextual calibration estimates that preference and divides it out:
    context, the model answers *content-free* variants of the prompt: the same persona (the
    system part) and the same template, with every item text replaced by a placeholder of
    `agents.prompts.CONTENT_FREE` (``"N/A"``, ``""``, ``"[MASK]"``), no memories, the neutral
-   emotion and day 0 (`agents.prompts.content_free_turns`; the rating and stay/leave variants
+   emotion and day 0 (`agents.prompts.content_free_question`; the rating and stay/leave variants
    continue the answer to a content-free choice prompt of the same slate size, as the
    decisions' follow-ups continue the answer to the choice prompt: the stars after ``"A "``
    (kind ``rating``), stay/leave after ``"A 3"`` (kind ``end``) and after ``"none"`` (kind

@@ -409,11 +409,11 @@ class LLMDecider(BaseDecider):
     def content_free_prompts(self, kind: str, slate: int, system: str) -> list[str]:
         """The content-free variants of question ``kind`` for the persona ``system`` and slates
         of ``slate`` items, one per placeholder of `agents.prompts.CONTENT_FREE`
-        (`agents.prompts.content_free_turns`: built like the decisions' prompts)."""
+        (`agents.prompts.content_free_question`: built like the decisions' prompts)."""
         out = []
         for ph in P.CONTENT_FREE:
-            history, user, start = P.content_free_turns(kind, slate, ph, self.max_text)
-            out.append(self._chat(system, user, history) + start)
+            user, start = P.content_free_question(kind, slate, ph, self.max_text)
+            out.append(self._chat(system, user) + start)
         return out
 
     def _answers(

@@ -50,9 +50,10 @@ Version History
   on that + the sampled digit (`end_prompt`; the words get their leading space from the label
   rule of `simenv.llm.chat`); after ``none`` on the choice prompt + ``none``. Every follow-up
   request thus computes only the choice prompt's last partial KV block and a token or two.
-  Content-free variants (`content_free_turns`): ``rating`` = the content-free choice prompt
-  answered up to ``"A "``; ``end`` = up to ``"A 3"``; ``end_after_none`` = up to ``"none"``:
-  the shapes of the decisions' prompts they calibrate.
+  Content-free variants (`content_free_question`, which replaces `content_free_turns`: no
+  earlier turns any more): ``rating`` = the content-free choice prompt answered up to
+  ``"A "``; ``end`` = up to ``"A 3"``; ``end_after_none`` = up to ``"none"``: the shapes of
+  the decisions' prompts they calibrate.
 
 Item and persona texts are *data*: `quote` collapses them to one line (no newline can start a
 forged option line), replaces double quotes, drops chat-template markers, cuts them to
@@ -238,32 +239,28 @@ def end_prompt(choice_prompt: str, label: str, stars: int | None = None) -> str:
     return stars_prompt(choice_prompt, label) + str(stars)
 
 
-#: A chat's earlier (user, assistant) turns, oldest first (`simenv.llm.chat`).
-Turns = list[tuple[str, str]]
-
-
-def content_free_turns(
+def content_free_question(
     kind: str, slate: int, placeholder: str, limit: int = MAX_TEXT
-) -> tuple[Turns, str, str]:
-    """The content-free variant of question ``kind`` (`QUESTION_KINDS`) as (earlier turns,
-    user turn, start of the answer): the templates with ``placeholder`` for every item title
-    and description, no memories, the neutral emotion and day 0, for a slate of ``slate``
-    items. The follow-up variants continue the choice variant's answer like the decisions do
-    (module docstring, ``v4``): the prompt is the chat prompt of (turns, user turn) + the
-    start (``"A "`` for the stars, ``"A 3"`` and ``"none"`` for stay/leave)."""
+) -> tuple[str, str]:
+    """The content-free variant of question ``kind`` (`QUESTION_KINDS`) as (user turn, start of
+    the answer): the choice template with ``placeholder`` for every item title and
+    description, no memories, the neutral emotion and day 0, for a slate of ``slate`` items.
+    The follow-up variants continue its answer like the decisions do (module docstring,
+    ``v4``): the prompt is the chat prompt of the user turn + the start (``"A "`` for the
+    stars, ``"A 3"`` and ``"none"`` for stay/leave)."""
     if kind not in QUESTION_KINDS:
         raise ValueError(f"unknown question kind {kind!r} (one of {', '.join(QUESTION_KINDS)})")
     emotion = emotion_text(0.0, 0.0, 0.0, 0.0)
     labels = list(CHOICE_LABELS[:slate])
     block = option_block(labels, [placeholder] * slate, [placeholder] * slate, limit)
     choice = choice_user(memories_text([]), emotion, 0, block, labels)
-    starts = {
-        "choice": "",
-        "rating": stars_prompt("", CONTENT_FREE_CHOICE),
-        "end": end_prompt("", CONTENT_FREE_CHOICE, int(CONTENT_FREE_RATING)),
-        "end_after_none": end_prompt("", NONE_LABEL),
-    }
-    return [], choice, starts[kind]
+    if kind == "choice":
+        return choice, ""
+    if kind == "rating":
+        return choice, stars_prompt("", CONTENT_FREE_CHOICE)
+    if kind == "end":
+        return choice, end_prompt("", CONTENT_FREE_CHOICE, int(CONTENT_FREE_RATING))
+    return choice, end_prompt("", NONE_LABEL)
 
 
 def reflection_user(context: str, emotion: str, tick: int) -> str:

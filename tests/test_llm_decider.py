@@ -465,7 +465,7 @@ def test_content_free_prompts_hold_no_item_text() -> None:
     after_none = d.content_free_prompts("end_after_none", 4, systems[0])[0]
     assert after_none == P.end_prompt(choice, P.NONE_LABEL) == choice + "none"
     with pytest.raises(ValueError, match="unknown question kind"):
-        P.content_free_turns("stars", 4, "N/A")
+        P.content_free_question("stars", 4, "N/A")
 
 
 class ShapeBiased(FakeBackend):
